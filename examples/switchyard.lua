@@ -1,0 +1,26 @@
+-- switchyard demo configuration: what `./scripts/serve` runs.
+-- Every key has a default; this file sets the ones a first run cares about.
+-- Relative paths are relative to this file's folder.
+
+listen = { "0.0.0.0:8080" }
+
+admin = {
+  listen = "127.0.0.1:9091",
+  token  = env("SWITCHYARD_ADMIN_TOKEN"),       -- unset: /metrics needs no token
+}
+
+webhook = {
+  path      = "/webhooks/unizo",
+  -- any of these may match (rotation). The demo falls back to a well-known
+  -- secret so that `switchyard send` works out of the box: never do that in production.
+  secrets   = { env("UNIZO_WEBHOOK_SECRET", "demo-secret"), env("UNIZO_WEBHOOK_SECRET_OLD") },
+  tolerance = "5m",
+  max_body  = "1MiB",
+  allow     = {},                                -- empty: any address may deliver
+  trusted_proxies = { "127.0.0.1/32", "::1/128" },
+}
+
+store = "sqlite:var/switchyard.db"   -- examples/var/switchyard.db, created on first start
+dedupe_retention = "7d"
+
+log = { level = "info", format = "text" }

@@ -1,0 +1,36 @@
+#ifndef SY_CLI_H
+#define SY_CLI_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Subcommands: each returns the process exit status (0 ok, 1 failure, 2 usage). */
+int sy_cli_serve(int argc, char **argv);
+int sy_cli_check(int argc, char **argv);
+int sy_cli_sign(int argc, char **argv);
+int sy_cli_send(int argc, char **argv);
+
+/*
+ * Pick the config file: 'path' when given, else $SWITCHYARD_CONFIG, else
+ * ./switchyard.lua, else the demo config in examples/; NULL means built-in
+ * defaults. The result is borrowed (static or from the environment).
+ */
+const char *sy_cli_config_path(const char *path);
+
+/* Defaults, then the file. Prints a located error to stderr and returns 1 on failure. */
+int sy_cli_load_config(const char *path, struct sy_config *cfg);
+
+/*
+ * Read a whole file ("-" is standard input) into a new buffer of at most
+ * 'max' bytes. Returns NULL and prints "FILE: reason" on failure.
+ */
+char *sy_cli_read_file(const char *path, size_t max, size_t *len);
+
+/*
+ * The secret named by --secret-env VAR or --secret-file PATH (one of them
+ * non-NULL). New string; NULL with a message on stderr when unset or empty.
+ */
+char *sy_cli_secret(const char *env_var, const char *file);
+
+#endif

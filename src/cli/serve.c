@@ -1,0 +1,165 @@
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "http/server.h"
+#include "store/store.h"
+#include "util/log.h"
+
+static const char usage[] =
+    "usage: switchyard serve [-c FILE] [--listen ADDR:PORT] [--store URL]\n"
+    "\n"
+    "Run the webhook server until SIGTERM or SIGINT.\n"
+    "  -c, --config FILE   config file (default: $SWITCHYARD_CONFIG, ./switchyard.lua,\n"
+    "                      then the demo config in examples/)\n"
+    "  --listen ADDR:PORT  listen here instead of the config's 'listen'\n"
+    "  --store URL         use this store instead of the config's 'store' (sqlite:PATH)\n";
+
+/* Apply command-line overrides; relative store paths are relative to the current folder. */
+static int apply_overrides(struct sy_config *cfg, const char *listen, const char *store)
+{
+    if (listen != NULL) {
+        char host[256];
+        unsigned port;
+        if (!sy_split_hostport(listen, host, sizeof(host), &port)) {
+            fprintf(stderr, "switchyard serve: --listen %s is not ADDRESS:PORT\n", listen);
+            return 2;
+        }
+        for (size_t i = 0; i < cfg->n_listen; i++) {
+            free(cfg->listen[i]);
+        }
+        cfg->n_listen = 1;
+        cfg->listen[0] = strdup(listen);
+    }
+    if (store != NULL) {
+        if (strncmp(store, "sqlite:", 7) != 0 || store[7] == '\0') {
+            fprintf(stderr, "switchyard serve: --store %s: use sqlite:PATH\n", store);
+            return 2;
+        }
+        char cwd[4096];
+        size_t n = strlen(store) + sizeof(cwd) + 2;
+        char *url = malloc(n);
+        if (url == NULL || getcwd(cwd, sizeof(cwd)) == NULL) {
+            free(url);
+            return 1;
+        }
+        if (store[7] == '/') {
+            snprintf(url, n, "%s", store);
+        } else {
+            snprintf(url, n, "sqlite:%s/%s", cwd, store + 7);
+        }
+        free(cfg->store.url);
+        cfg->store.url = url;
+    }
+    return 0;
+}
+
+int sy_cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"store", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL, *listen = NULL, *store_url = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 's':
+            store_url = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+
+    /* signals are taken by sigwait in this thread; every other thread inherits the mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sy_config cfg;
+    const char *path = sy_cli_config_path(config);
+    if (sy_cli_load_config(path, &cfg) != 0) {
+        return 1;
+    }
+    int rc = apply_overrides(&cfg, listen, store_url);
+    if (rc != 0) {
+        sy_config_dispose(&cfg);
+        return rc;
+    }
+    sy_log_configure(cfg.log.level, cfg.log.json);
+    if (cfg.webhook.n_secrets == 0) {
+        fprintf(stderr,
+                "%s: webhook.secrets is empty, so every delivery would be refused; set it, "
+                "e.g. secrets = { env(\"UNIZO_WEBHOOK_SECRET\") }, and export that variable\n",
+                path ? path : "switchyard");
+        sy_config_dispose(&cfg);
+        return 1;
+    }
+
+    struct sy_error err = {0};
+    char msg[1024];
+    struct sy_server *srv = NULL;
+    struct sy_store *store = sy_store_open(&cfg, &err);
+    if (store == NULL) {
+        goto fail;
+    }
+    srv = sy_server_new(&cfg, store, &err);
+    if (srv == NULL || sy_server_start(srv, &err) != SY_OK) {
+        goto fail;
+    }
+    sy_log(SY_LOG_INFO, "switchyard started", "version", SY_VERSION, "config",
+           path ? path : "(built-in defaults)", "store", cfg.store.url, NULL);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            sy_log(SY_LOG_INFO, "SIGHUP: nothing to reload (no rules are configured)", NULL);
+            continue;
+        }
+        sy_log(SY_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+        break;
+    }
+    sy_server_shutdown(srv, 10000);
+    sy_store_close(store);
+    sy_server_free(srv);
+    sy_log(SY_LOG_INFO, "stopped", NULL);
+    sy_config_dispose(&cfg);
+    return 0;
+fail:
+    sy_error_format(&err, msg, sizeof(msg));
+    fprintf(stderr, "switchyard serve: %s\n", msg);
+    if (srv != NULL) {
+        sy_server_shutdown(srv, 0);
+    }
+    sy_server_free(srv);
+    sy_store_close(store);
+    sy_config_dispose(&cfg);
+    return 1;
+}

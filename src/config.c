@@ -1,0 +1,887 @@
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "config.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+/* State shared by the validators while walking the config tables. */
+struct walker {
+    lua_State *L;
+    const char *file;
+    char *source;   /* the file's text, to find the line of a nested key */
+    int base_line;  /* line of the top-level assignment being walked */
+    struct sy_error *err;
+};
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+int sy_config_defaults(struct sy_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen = calloc(1, sizeof(char *));
+    if (cfg->listen == NULL) {
+        return SY_ENOMEM;
+    }
+    cfg->listen[0] = strdup("0.0.0.0:8080");
+    cfg->n_listen = 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->http.threads = cores > 0 ? (int)cores : 1;
+    cfg->http.idle_timeout_ms = 60000;
+    cfg->http.request_timeout_ms = 10000;
+    cfg->admin.listen = strdup("127.0.0.1:9091");
+    cfg->webhook.path = strdup("/webhooks/unizo");
+    cfg->webhook.tolerance_s = 300;
+    cfg->webhook.max_body = 1 << 20;
+    cfg->store.url = strdup("sqlite:var/switchyard.db");
+    cfg->store.synchronous = SY_SYNC_FULL;
+    cfg->store.queue = 16384;
+    cfg->store.max_batch = 1024;
+    cfg->dedupe_retention_ms = UINT64_C(7) * 86400 * 1000;
+    cfg->log.level = SY_LOG_INFO;
+    cfg->log.json = false;
+    char cwd[4096];
+    cfg->dir = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : ".");
+    if (!cfg->listen[0] || !cfg->admin.listen || !cfg->webhook.path || !cfg->store.url ||
+        !cfg->dir) {
+        return SY_ENOMEM;
+    }
+    return SY_OK;
+}
+
+void sy_config_dispose(struct sy_config *cfg)
+{
+    free(cfg->path);
+    free(cfg->dir);
+    free_strv(cfg->listen, cfg->n_listen);
+    free(cfg->http.tls_cert);
+    free(cfg->http.tls_key);
+    free(cfg->admin.listen);
+    if (cfg->admin.token) {
+        explicit_bzero(cfg->admin.token, strlen(cfg->admin.token));
+    }
+    free(cfg->admin.token);
+    free(cfg->webhook.path);
+    for (size_t i = 0; i < cfg->webhook.n_secrets; i++) {
+        explicit_bzero(cfg->webhook.secrets[i], strlen(cfg->webhook.secrets[i]));
+    }
+    free_strv(cfg->webhook.secrets, cfg->webhook.n_secrets);
+    free(cfg->webhook.allow);
+    free(cfg->webhook.trusted_proxies);
+    free(cfg->store.url);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+char *sy_config_resolve(const struct sy_config *cfg, const char *rel)
+{
+    if (rel[0] == '/' || cfg->dir == NULL) {
+        return strdup(rel);
+    }
+    size_t n = strlen(cfg->dir) + strlen(rel) + 2;
+    char *out = malloc(n);
+    if (out) {
+        snprintf(out, n, "%s/%s", cfg->dir, rel);
+    }
+    return out;
+}
+
+bool sy_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            return false;
+        }
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            return false;
+        }
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen) {
+        return false;
+    }
+    int64_t p;
+    const char *ps = colon + 1;
+    if (!sy_parse_int64(ps, strlen(ps), &p) || p < 0 || p > 65535) {
+        return false;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (unsigned)p;
+    return true;
+}
+
+/* ---- locating keys ---- */
+
+/* Line of the first "key =" at or after 'from', or 'from' when not found. */
+static int find_key_line(const struct walker *w, const char *key)
+{
+    if (w->source == NULL) {
+        return w->base_line;
+    }
+    int line = 1;
+    const char *p = w->source;
+    size_t klen = strlen(key);
+    while (*p && line < w->base_line) {
+        if (*p++ == '\n') {
+            line++;
+        }
+    }
+    for (; *p; p++) {
+        if (*p == '\n') {
+            line++;
+            continue;
+        }
+        bool boundary = p == w->source || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        if (boundary && strncmp(p, key, klen) == 0 &&
+            !(isalnum((unsigned char)p[klen]) || p[klen] == '_')) {
+            const char *q = p + klen;
+            while (*q == ' ' || *q == '\t' || *q == ']' || *q == '"' || *q == '\'') {
+                q++;
+            }
+            if (*q == '=' && q[1] != '=') {
+                return line;
+            }
+        }
+    }
+    return w->base_line;
+}
+
+static int fail_at(struct walker *w, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_at(struct walker *w, const char *key, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int line = key ? find_key_line(w, key) : w->base_line;
+    return sy_error_set(w->err, w->file, line, "%s", msg);
+}
+
+/* Last path segment, used to find the key's line in the source. */
+static const char *leaf(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+/* ---- typed readers: the value is on top of the stack ---- */
+
+static int read_string(struct walker *w, const char *path, char **out)
+{
+    if (lua_type(w->L, -1) != LUA_TSTRING) {
+        return fail_at(w, leaf(path), "'%s' must be a string, got %s", path,
+                       luaL_typename(w->L, -1));
+    }
+    size_t len;
+    const char *s = lua_tolstring(w->L, -1, &len);
+    if (strlen(s) != len) {
+        return fail_at(w, leaf(path), "'%s' contains a NUL byte", path);
+    }
+    char *copy = strdup(s);
+    if (copy == NULL) {
+        return SY_ENOMEM;
+    }
+    free(*out);
+    *out = copy;
+    return SY_OK;
+}
+
+static int read_bool(struct walker *w, const char *path, bool *out)
+{
+    if (lua_type(w->L, -1) != LUA_TBOOLEAN) {
+        return fail_at(w, leaf(path), "'%s' must be true or false, got %s", path,
+                       luaL_typename(w->L, -1));
+    }
+    *out = lua_toboolean(w->L, -1);
+    return SY_OK;
+}
+
+static int read_int(struct walker *w, const char *path, int64_t min, int64_t max, int64_t *out)
+{
+    int isnum = 0;
+    lua_Integer v = lua_tointegerx(w->L, -1, &isnum);
+    if (lua_type(w->L, -1) != LUA_TNUMBER || !isnum) {
+        return fail_at(w, leaf(path), "'%s' must be a whole number, got %s", path,
+                       luaL_typename(w->L, -1));
+    }
+    if (v < min || v > max) {
+        return fail_at(w, leaf(path), "'%s' must be between %lld and %lld, got %lld", path,
+                       (long long)min, (long long)max, (long long)v);
+    }
+    *out = v;
+    return SY_OK;
+}
+
+/* A number of 'plain' units or a string with a unit, through 'parse'. */
+static int read_unit(struct walker *w, const char *path, bool (*parse)(const char *, uint64_t *),
+                     uint64_t plain_factor, const char *example, uint64_t *out)
+{
+    int t = lua_type(w->L, -1);
+    if (t == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(w->L, -1);
+        if (n < 0 || n > 9.0e15) {
+            return fail_at(w, leaf(path), "'%s' is out of range", path);
+        }
+        *out = (uint64_t)(n * (lua_Number)plain_factor);
+        return SY_OK;
+    }
+    if (t == LUA_TSTRING && parse(lua_tostring(w->L, -1), out)) {
+        return SY_OK;
+    }
+    return fail_at(w, leaf(path), "'%s' must be a number or a string like \"%s\", got %s%s%s%s",
+                   path, example, luaL_typename(w->L, -1), t == LUA_TSTRING ? " \"" : "",
+                   t == LUA_TSTRING ? lua_tostring(w->L, -1) : "", t == LUA_TSTRING ? "\"" : "");
+}
+
+/* A string or a list of strings. */
+static int read_strv(struct walker *w, const char *path, bool allow_single, char ***out, size_t *n)
+{
+    lua_State *L = w->L;
+    if (allow_single && lua_type(L, -1) == LUA_TSTRING) {
+        char **v = calloc(1, sizeof(char *));
+        if (v == NULL || (v[0] = strdup(lua_tostring(L, -1))) == NULL) {
+            free(v);
+            return SY_ENOMEM;
+        }
+        free_strv(*out, *n);
+        *out = v;
+        *n = 1;
+        return SY_OK;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        return fail_at(w, leaf(path), "'%s' must be a list of strings, got %s", path,
+                       luaL_typename(L, -1));
+    }
+    /* collect by numeric key, skipping holes left by env() values that are unset */
+    lua_Integer max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        int isint = 0;
+        lua_Integer k = lua_tointegerx(L, -2, &isint);
+        if (lua_type(L, -2) != LUA_TNUMBER || !isint || k < 1 || k > 4096) {
+            lua_pop(L, 2);
+            return fail_at(w, leaf(path), "'%s' must be a list, not a table with named keys",
+                           path);
+        }
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            int rc = fail_at(w, leaf(path), "'%s[%lld]' must be a string, got %s", path,
+                             (long long)k, luaL_typename(L, -1));
+            lua_pop(L, 2);
+            return rc;
+        }
+        if (k > max) {
+            max = k;
+        }
+        lua_pop(L, 1);
+    }
+    char **v = calloc((size_t)max + 1, sizeof(char *));
+    if (v == NULL) {
+        return SY_ENOMEM;
+    }
+    size_t count = 0;
+    for (lua_Integer i = 1; i <= max; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            v[count] = strdup(lua_tostring(L, -1));
+            if (v[count++] == NULL) {
+                lua_pop(L, 1);
+                free_strv(v, count);
+                return SY_ENOMEM;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    free_strv(*out, *n);
+    *out = v;
+    *n = count;
+    return SY_OK;
+}
+
+static int read_cidrs(struct walker *w, const char *path, struct sy_cidr **out, size_t *n)
+{
+    char **v = NULL;
+    size_t count = 0;
+    int rc = read_strv(w, path, false, &v, &count);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    struct sy_cidr *list = calloc(count ? count : 1, sizeof(*list));
+    if (list == NULL) {
+        free_strv(v, count);
+        return SY_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!sy_cidr_parse(v[i], &list[i])) {
+            rc = fail_at(w, leaf(path),
+                         "'%s': \"%s\" is not an address or CIDR range (like 10.0.0.0/8 or "
+                         "2001:db8::/32)",
+                         path, v[i]);
+            free(list);
+            free_strv(v, count);
+            return rc;
+        }
+    }
+    free_strv(v, count);
+    free(*out);
+    *out = list;
+    *n = count;
+    return SY_OK;
+}
+
+/*
+ * Check that every key of the table on top of the stack is in 'known'
+ * (NULL-terminated) and is a string.
+ */
+static int check_keys(struct walker *w, const char *path, const char *const *known)
+{
+    lua_State *L = w->L;
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        return fail_at(w, leaf(path), "'%s' must be a table, got %s", path, luaL_typename(L, -1));
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return fail_at(w, leaf(path), "'%s' has a key that is not a name", path);
+        }
+        const char *k = lua_tostring(L, -1);
+        bool found = false;
+        for (const char *const *p = known; *p; p++) {
+            if (strcmp(*p, k) == 0) {
+                found = true;
+            }
+        }
+        if (!found) {
+            char list[256] = "";
+            size_t off = 0;
+            for (const char *const *p = known; *p && off < sizeof(list); p++) {
+                off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
+                                        p == known ? "" : ", ", *p);
+            }
+            int rc = fail_at(w, k, "unknown key '%s.%s' (known: %s)", path, k, list);
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    return SY_OK;
+}
+
+/* Push t[key] (t on top); returns false (and pushes nothing) when nil. */
+static bool field(lua_State *L, const char *key)
+{
+    lua_getfield(L, -1, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    return true;
+}
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != SY_OK) {                                                                        \
+            lua_pop(w->L, 1);                                                                      \
+            return rc_;                                                                            \
+        }                                                                                          \
+        lua_pop(w->L, 1);                                                                          \
+    } while (0)
+
+static int check_listen_addr(struct walker *w, const char *path, const char *addr)
+{
+    char host[256];
+    unsigned port;
+    if (!sy_split_hostport(addr, host, sizeof(host), &port)) {
+        return fail_at(w, leaf(path),
+                       "'%s': \"%s\" is not ADDRESS:PORT (like 0.0.0.0:8080 or [::]:8080)", path,
+                       addr);
+    }
+    return SY_OK;
+}
+
+static int walk_http(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"threads", "http2", "tls", "idle_timeout",
+                                       "request_timeout", NULL};
+    int rc = check_keys(w, "http", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    int64_t n;
+    if (field(w->L, "threads")) {
+        TRY(read_int(w, "http.threads", 1, 256, &n));
+        cfg->http.threads = (int)n;
+    }
+    if (field(w->L, "http2")) {
+        TRY(read_bool(w, "http.http2", &cfg->http.http2));
+    }
+    if (field(w->L, "idle_timeout")) {
+        TRY(read_unit(w, "http.idle_timeout", sy_parse_duration_ms, 1000, "60s",
+                      &cfg->http.idle_timeout_ms));
+    }
+    if (field(w->L, "request_timeout")) {
+        TRY(read_unit(w, "http.request_timeout", sy_parse_duration_ms, 1000, "10s",
+                      &cfg->http.request_timeout_ms));
+    }
+    if (field(w->L, "tls")) {
+        static const char *const tkeys[] = {"cert", "key", NULL};
+        rc = check_keys(w, "http.tls", tkeys);
+        if (rc == SY_OK && field(w->L, "cert")) {
+            rc = read_string(w, "http.tls.cert", &cfg->http.tls_cert);
+            lua_pop(w->L, 1);
+        }
+        if (rc == SY_OK && field(w->L, "key")) {
+            rc = read_string(w, "http.tls.key", &cfg->http.tls_key);
+            lua_pop(w->L, 1);
+        }
+        if (rc == SY_OK && (cfg->http.tls_cert == NULL) != (cfg->http.tls_key == NULL)) {
+            rc = fail_at(w, "tls", "'http.tls' needs both 'cert' and 'key' (PEM files)");
+        }
+        lua_pop(w->L, 1);
+        if (rc != SY_OK) {
+            return rc;
+        }
+    }
+    return SY_OK;
+}
+
+static int walk_admin(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"listen", "token", NULL};
+    int rc = check_keys(w, "admin", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    lua_getfield(w->L, -1, "listen");
+    if (lua_type(w->L, -1) == LUA_TBOOLEAN && !lua_toboolean(w->L, -1)) {
+        free(cfg->admin.listen);
+        cfg->admin.listen = NULL;
+        lua_pop(w->L, 1);
+    } else if (!lua_isnil(w->L, -1)) {
+        TRY(read_string(w, "admin.listen", &cfg->admin.listen));
+        rc = check_listen_addr(w, "admin.listen", cfg->admin.listen);
+        if (rc != SY_OK) {
+            return rc;
+        }
+    } else {
+        lua_pop(w->L, 1);
+    }
+    if (field(w->L, "token")) {
+        TRY(read_string(w, "admin.token", &cfg->admin.token));
+        if (cfg->admin.token[0] == '\0') {
+            free(cfg->admin.token);
+            cfg->admin.token = NULL;
+        }
+    }
+    return SY_OK;
+}
+
+static int walk_webhook(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"path",     "secrets", "tolerance",       "max_body",
+                                       "allow",    "trusted_proxies", NULL};
+    int rc = check_keys(w, "webhook", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    if (field(w->L, "path")) {
+        TRY(read_string(w, "webhook.path", &cfg->webhook.path));
+        if (cfg->webhook.path[0] != '/') {
+            return fail_at(w, "path", "'webhook.path' must start with '/', got \"%s\"",
+                           cfg->webhook.path);
+        }
+    }
+    if (field(w->L, "secrets")) {
+        TRY(read_strv(w, "webhook.secrets", true, &cfg->webhook.secrets, &cfg->webhook.n_secrets));
+        for (size_t i = 0; i < cfg->webhook.n_secrets; i++) {
+            if (cfg->webhook.secrets[i][0] == '\0') {
+                return fail_at(w, "secrets", "'webhook.secrets' contains an empty secret");
+            }
+        }
+    }
+    if (field(w->L, "tolerance")) {
+        uint64_t ms;
+        TRY(read_unit(w, "webhook.tolerance", sy_parse_duration_ms, 1000, "300s", &ms));
+        if (ms < 1000 || ms > UINT64_C(86400) * 1000) {
+            return fail_at(w, "tolerance", "'webhook.tolerance' must be between 1s and 1d");
+        }
+        cfg->webhook.tolerance_s = (int64_t)(ms / 1000);
+    }
+    if (field(w->L, "max_body")) {
+        TRY(read_unit(w, "webhook.max_body", sy_parse_size, 1, "1MiB", &cfg->webhook.max_body));
+        if (cfg->webhook.max_body < 64 || cfg->webhook.max_body > (UINT64_C(256) << 20)) {
+            return fail_at(w, "max_body", "'webhook.max_body' must be between 64B and 256MiB");
+        }
+    }
+    if (field(w->L, "allow")) {
+        TRY(read_cidrs(w, "webhook.allow", &cfg->webhook.allow, &cfg->webhook.n_allow));
+    }
+    if (field(w->L, "trusted_proxies")) {
+        TRY(read_cidrs(w, "webhook.trusted_proxies", &cfg->webhook.trusted_proxies,
+                       &cfg->webhook.n_trusted_proxies));
+    }
+    return SY_OK;
+}
+
+static int check_store_url(struct walker *w, struct sy_config *cfg)
+{
+    const char *u = cfg->store.url;
+    if (strncmp(u, "sqlite:", 7) == 0 && u[7] != '\0') {
+        char *abs = sy_config_resolve(cfg, u + 7);
+        size_t n = abs ? strlen(abs) + 8 : 0;
+        char *url = abs ? malloc(n) : NULL;
+        if (url == NULL) {
+            free(abs);
+            return SY_ENOMEM;
+        }
+        snprintf(url, n, "sqlite:%s", abs);
+        free(abs);
+        free(cfg->store.url);
+        cfg->store.url = url;
+        return SY_OK;
+    }
+    return fail_at(w, "store", "'store' must be \"sqlite:PATH\", got \"%s\"", u);
+}
+
+static int walk_store(struct walker *w, struct sy_config *cfg)
+{
+    if (lua_type(w->L, -1) == LUA_TSTRING) {
+        int rc = read_string(w, "store", &cfg->store.url);
+        return rc == SY_OK ? check_store_url(w, cfg) : rc;
+    }
+    static const char *const keys[] = {"url", "synchronous", "queue", "max_batch", NULL};
+    int rc = check_keys(w, "store", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    if (field(w->L, "url")) {
+        TRY(read_string(w, "store.url", &cfg->store.url));
+    }
+    if (field(w->L, "synchronous")) {
+        char *mode = NULL;
+        rc = read_string(w, "store.synchronous", &mode);
+        lua_pop(w->L, 1);
+        if (rc != SY_OK) {
+            return rc;
+        }
+        if (strcasecmp(mode, "full") == 0) {
+            cfg->store.synchronous = SY_SYNC_FULL;
+        } else if (strcasecmp(mode, "normal") == 0) {
+            cfg->store.synchronous = SY_SYNC_NORMAL;
+        } else if (strcasecmp(mode, "off") == 0) {
+            cfg->store.synchronous = SY_SYNC_OFF;
+        } else {
+            rc = fail_at(w, "synchronous",
+                         "'store.synchronous' must be \"full\", \"normal\" or \"off\", got \"%s\"",
+                         mode);
+        }
+        free(mode);
+        if (rc != SY_OK) {
+            return rc;
+        }
+    }
+    int64_t n;
+    if (field(w->L, "queue")) {
+        TRY(read_int(w, "store.queue", 1, 10000000, &n));
+        cfg->store.queue = (size_t)n;
+    }
+    if (field(w->L, "max_batch")) {
+        TRY(read_int(w, "store.max_batch", 1, 100000, &n));
+        cfg->store.max_batch = (size_t)n;
+    }
+    return check_store_url(w, cfg);
+}
+
+static int walk_log(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"level", "format", NULL};
+    int rc = check_keys(w, "log", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    char *s = NULL;
+    if (field(w->L, "level")) {
+        rc = read_string(w, "log.level", &s);
+        lua_pop(w->L, 1);
+        if (rc == SY_OK) {
+            int lv = sy_log_level_parse(s);
+            if (lv < 0) {
+                rc = fail_at(w, "level",
+                             "'log.level' must be \"debug\", \"info\", \"warn\" or \"error\", "
+                             "got \"%s\"",
+                             s);
+            }
+            cfg->log.level = lv;
+        }
+    }
+    if (rc == SY_OK && field(w->L, "format")) {
+        rc = read_string(w, "log.format", &s);
+        lua_pop(w->L, 1);
+        if (rc == SY_OK) {
+            if (strcmp(s, "json") == 0 || strcmp(s, "text") == 0) {
+                cfg->log.json = strcmp(s, "json") == 0;
+            } else {
+                rc = fail_at(w, "format", "'log.format' must be \"json\" or \"text\", got \"%s\"",
+                             s);
+            }
+        }
+    }
+    free(s);
+    return rc;
+}
+
+static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
+{
+    if (strcmp(key, "listen") == 0) {
+        int rc = read_strv(w, "listen", true, &cfg->listen, &cfg->n_listen);
+        for (size_t i = 0; rc == SY_OK && i < cfg->n_listen; i++) {
+            rc = check_listen_addr(w, "listen", cfg->listen[i]);
+        }
+        if (rc == SY_OK && cfg->n_listen == 0) {
+            rc = fail_at(w, "listen", "'listen' needs at least one ADDRESS:PORT");
+        }
+        return rc;
+    }
+    if (strcmp(key, "http") == 0) {
+        return walk_http(w, cfg);
+    }
+    if (strcmp(key, "admin") == 0) {
+        if (lua_type(w->L, -1) == LUA_TBOOLEAN && !lua_toboolean(w->L, -1)) {
+            free(cfg->admin.listen);
+            cfg->admin.listen = NULL;
+            return SY_OK;
+        }
+        return walk_admin(w, cfg);
+    }
+    if (strcmp(key, "webhook") == 0) {
+        return walk_webhook(w, cfg);
+    }
+    if (strcmp(key, "store") == 0) {
+        return walk_store(w, cfg);
+    }
+    if (strcmp(key, "dedupe_retention") == 0) {
+        int rc = read_unit(w, "dedupe_retention", sy_parse_duration_ms, 1000, "7d",
+                           &cfg->dedupe_retention_ms);
+        if (rc == SY_OK && cfg->dedupe_retention_ms < 60000) {
+            rc = fail_at(w, key, "'dedupe_retention' must be at least 1m");
+        }
+        return rc;
+    }
+    if (strcmp(key, "log") == 0) {
+        return walk_log(w, cfg);
+    }
+    return fail_at(w, NULL,
+                   "unknown key '%s' (known: listen, http, admin, webhook, store, "
+                   "dedupe_retention, log)",
+                   key);
+}
+
+/* env(name [, default]): the variable's value, else the default, else nil. */
+static int lua_env(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *v = getenv(name);
+    if (v != NULL) {
+        lua_pushstring(L, v);
+    } else if (lua_gettop(L) >= 2) {
+        lua_pushvalue(L, 2);
+    } else {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+/* file(path): a secret kept in a file, without its trailing newline. */
+static int lua_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return luaL_error(L, "file(\"%s\"): %s", path, strerror(errno));
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+    lua_pushlstring(L, buf, n);
+    explicit_bzero(buf, sizeof(buf));
+    return 1;
+}
+
+/* __newindex on _G: remember the line where each top-level key was set. */
+static int record_global(lua_State *L)
+{
+    lua_Debug ar;
+    int line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) {
+        line = ar.currentline;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "sy_config_lines");
+    lua_pushvalue(L, 2);
+    lua_pushinteger(L, line);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                break;
+            }
+            char *p = realloc(buf, cap);
+            if (p == NULL) {
+                break;
+            }
+            buf = p;
+        }
+        size_t n = fread(buf + len, 1, 4096, f);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    fclose(f);
+    if (buf) {
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+int sy_config_load(struct sy_config *cfg, const char *path, struct sy_error *err)
+{
+    int rc = SY_OK;
+    struct walker w = {.file = path, .err = err};
+    w.source = slurp(path);
+    if (w.source == NULL) {
+        return sy_error_set(err, path, 0, "cannot read config: %s", strerror(errno));
+    }
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        free(w.source);
+        return SY_ENOMEM;
+    }
+    w.L = L;
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    lua_settop(L, 0);
+    lua_register(L, "env", lua_env);
+    lua_register(L, "file", lua_file);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sy_config_lines");
+    lua_pushglobaltable(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, record_global);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+
+    if (luaL_loadbufferx(L, w.source, strlen(w.source), path, "t") != LUA_OK ||
+        lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        /* Lua's message already starts with "path:line:" */
+        const char *msg = lua_tostring(L, -1);
+        rc = sy_error_set(err, "", 0, "%s", msg ? msg : "error loading config");
+        goto done;
+    }
+
+    free(cfg->path);
+    cfg->path = strdup(path);
+    char *tmp = strdup(path);
+    char *absdir = NULL;
+    if (tmp != NULL) {
+        const char *d = dirname(tmp);
+        absdir = realpath(d, NULL);
+    }
+    free(tmp);
+    if (absdir != NULL) {
+        free(cfg->dir);
+        cfg->dir = absdir;
+    }
+
+    /* walk assignments in source order so the first error is the first in the file */
+    lua_getfield(L, LUA_REGISTRYINDEX, "sy_config_lines");
+    int lines_idx = lua_gettop(L);
+    for (int pass_line = 0; rc == SY_OK;) {
+        const char *next_key = NULL;
+        int next_line = 0;
+        lua_pushnil(L);
+        while (lua_next(L, lines_idx) != 0) {
+            int l = (int)lua_tointeger(L, -1);
+            if (lua_type(L, -2) == LUA_TSTRING && l > pass_line &&
+                (next_key == NULL || l < next_line)) {
+                next_key = lua_tostring(L, -2);
+                next_line = l;
+            }
+            lua_pop(L, 1);
+        }
+        if (next_key == NULL) {
+            break;
+        }
+        /* several keys on one line are walked together */
+        lua_pushnil(L);
+        while (rc == SY_OK && lua_next(L, lines_idx) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_tointeger(L, -1) == next_line) {
+                const char *key = lua_tostring(L, -2);
+                w.base_line = next_line;
+                lua_getglobal(L, key);
+                if (!lua_isnil(L, -1)) {
+                    rc = walk_global(&w, cfg, key);
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        if (rc != SY_OK) {
+            /* lua_next left the key on the stack */
+            lua_settop(L, lines_idx);
+        }
+        pass_line = next_line;
+    }
+done:
+    lua_close(L);
+    free(w.source);
+    return rc;
+}

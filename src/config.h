@@ -1,0 +1,85 @@
+#ifndef SY_CONFIG_H
+#define SY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ingest/cidr.h"
+#include "util/error.h"
+
+enum sy_sync_mode { SY_SYNC_FULL, SY_SYNC_NORMAL, SY_SYNC_OFF };
+
+/*
+ * The whole configuration. Built once by sy_config_load and then immutable:
+ * every thread may read it without locks. All strings are owned by the
+ * struct and released by sy_config_dispose. Relative paths in the file are
+ * resolved against the config file's folder.
+ */
+struct sy_config {
+    char *path; /* the file it came from, or NULL for built-in defaults */
+    char *dir;  /* folder relative paths are resolved against */
+
+    char **listen; /* "ADDR:PORT" */
+    size_t n_listen;
+
+    struct {
+        int threads; /* loop threads; default: number of cores */
+        bool http2;
+        char *tls_cert; /* NULL = plain HTTP */
+        char *tls_key;
+        uint64_t idle_timeout_ms;
+        uint64_t request_timeout_ms; /* time to receive a whole request */
+    } http;
+
+    struct {
+        char *listen; /* NULL = admin listener disabled */
+        char *token;  /* NULL = no bearer token required */
+    } admin;
+
+    struct {
+        char *path;
+        char **secrets;
+        size_t n_secrets;
+        int64_t tolerance_s;
+        uint64_t max_body;
+        struct sy_cidr *allow;
+        size_t n_allow;
+        struct sy_cidr *trusted_proxies;
+        size_t n_trusted_proxies;
+    } webhook;
+
+    struct {
+        char *url; /* "sqlite:/abs/path" after resolution */
+        enum sy_sync_mode synchronous;
+        size_t queue;     /* bounded write queue, in events */
+        size_t max_batch; /* events per commit at most */
+    } store;
+
+    uint64_t dedupe_retention_ms;
+
+    struct {
+        int level; /* enum sy_log_level */
+        bool json;
+    } log;
+};
+
+/* Fill 'cfg' with every default. Owns nothing the caller must free beyond sy_config_dispose. */
+int sy_config_defaults(struct sy_config *cfg);
+
+/*
+ * Load 'path' (a Lua file) over the defaults. On a user error returns
+ * SY_EINVAL and fills 'err' with the file, the line and what to fix.
+ * Environment variables are read through env() in the file.
+ */
+int sy_config_load(struct sy_config *cfg, const char *path, struct sy_error *err);
+
+void sy_config_dispose(struct sy_config *cfg);
+
+/* Resolve 'rel' against cfg->dir into a new malloc'd string (absolute paths are copied). */
+char *sy_config_resolve(const struct sy_config *cfg, const char *rel);
+
+/* Split "host:port" or "[v6]:port" into host and port; false when malformed. */
+bool sy_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port);
+
+#endif

@@ -1,0 +1,65 @@
+#ifndef SY_HTTP_INTERNAL_H
+#define SY_HTTP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "config.h"
+#include "ingest/verify.h"
+#include "store/store.h"
+
+/* One event loop thread. Everything in it belongs to that thread once started. */
+struct sy_loop {
+    struct sy_server *srv;
+    pthread_t tid;
+    bool running;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t done_rx; /* store completions (struct sy_pending) */
+    h2o_multithread_receiver_t ctl_rx;  /* control messages from the main thread */
+    h2o_socket_t **listeners;
+    size_t n_listeners;
+    struct sy_verifier *verifier; /* NULL on the admin loop */
+    bool exit;
+};
+
+struct sy_server {
+    const struct sy_config *cfg;
+    struct sy_store *store;
+    h2o_globalconf_t conf;
+    h2o_globalconf_t admin_conf;
+    SSL_CTX *ssl_ctx;
+    int *listen_fds;
+    size_t n_listen;
+    int admin_fd; /* -1 when the admin listener is off */
+    struct sy_loop *loops;
+    size_t n_loops;
+    struct sy_loop admin;
+    uint64_t inflight; /* requests waiting for the store (atomic) */
+};
+
+/* webhook.c: the handler and the completion receiver, run on a loop thread. */
+int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req);
+void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
+
+/* admin.c */
+int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* Send 'body' as a complete response with a content length, keeping the connection alive. */
+void sy_http_send(h2o_req_t *req, int status, const char *reason, const char *content_type,
+                  const char *body, size_t len);
+
+/* Send {"error": code, "detail": detail}. */
+void sy_http_send_error(h2o_req_t *req, int status, const char *reason, const char *code,
+                        const char *detail);
+
+static inline struct sy_loop *sy_loop_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct sy_loop, ctx, req->conn->ctx);
+}
+
+#endif

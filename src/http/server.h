@@ -1,0 +1,33 @@
+#ifndef SY_SERVER_H
+#define SY_SERVER_H
+
+#include "config.h"
+#include "store/store.h"
+#include "util/error.h"
+
+/*
+ * The HTTP side: N loop threads serving the webhook listeners, and one
+ * admin thread. All functions are called from the main thread.
+ */
+struct sy_server;
+
+/*
+ * Bind every listener (so a port in use is reported before anything
+ * starts). 'cfg' and 'store' are borrowed and must outlive the server.
+ */
+struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *store,
+                                struct sy_error *err);
+
+/* Start the loop threads and the admin thread. */
+int sy_server_start(struct sy_server *srv, struct sy_error *err);
+
+/*
+ * Graceful stop: close the listeners, wait up to 'grace_ms' for requests
+ * waiting on the store to be answered, then stop the loops and join them.
+ */
+void sy_server_shutdown(struct sy_server *srv, int grace_ms);
+
+/* Release everything; NULL is a no-op. Call after sy_server_shutdown. */
+void sy_server_free(struct sy_server *srv);
+
+#endif

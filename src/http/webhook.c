@@ -1,0 +1,365 @@
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http/internal.h"
+#include "ingest/cidr.h"
+#include "ingest/envelope.h"
+#include "ingest/verify.h"
+#include "metrics.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+/*
+ * A request waiting for the store. Allocated on the loop thread, handed to
+ * the store's writer, and returned through the loop's done_rx receiver; only
+ * the loop thread touches 'req'.
+ */
+struct sy_pending {
+    h2o_multithread_message_t msg;
+    struct sy_append append;
+    struct sy_loop *loop;
+    h2o_req_t *req;     /* NULL once the client went away */
+    struct guard *guard; /* lives in req's pool */
+    double t0;
+    char peer[INET6_ADDRSTRLEN];
+    char data[]; /* id, type, integration, headers, body */
+};
+
+/* Allocated in the request's pool: tells a pending request that 'req' is gone. */
+struct guard {
+    struct sy_pending *p;
+};
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void finish(h2o_req_t *req, enum sy_result r, int status, const char *id, size_t idlen,
+                   double t0, const char *peer)
+{
+    sy_metrics_add(&sy_metrics.requests[r], 1);
+    if (sy_log_enabled(SY_LOG_INFO)) {
+        sy_log_request(sy_result_name(r), status, id, idlen, (mono_s() - t0) * 1000.0, peer);
+    }
+    (void)req;
+}
+
+static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result r,
+                  const char *detail, double t0, const char *peer)
+{
+    if (status == 503) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       H2O_STRLIT("1"));
+    }
+    sy_http_send_error(req, status, reason, sy_result_name(r), detail);
+    finish(req, r, status, NULL, 0, t0, peer);
+    return 0;
+}
+
+static void send_status(h2o_req_t *req, const char *status, const char *id, size_t idlen)
+{
+    static __thread struct sy_buf b;
+    if (b.limit == 0) {
+        sy_buf_init(&b, 4096);
+    }
+    sy_buf_reset(&b);
+    sy_buf_puts(&b, "{\"status\":\"");
+    sy_buf_puts(&b, status);
+    sy_buf_puts(&b, "\",\"id\":");
+    sy_buf_json_string(&b, id, idlen);
+    sy_buf_puts(&b, "}");
+    sy_http_send(req, 200, "OK", "application/json", b.data, b.len);
+}
+
+static void on_guard_dispose(void *ptr)
+{
+    struct guard *g = ptr;
+    if (g->p != NULL) {
+        g->p->req = NULL;
+    }
+}
+
+/* Store writer thread: hand the result back to the request's loop. */
+static void on_stored(struct sy_append *a)
+{
+    struct sy_pending *p = H2O_STRUCT_FROM_MEMBER(struct sy_pending, append, a);
+    h2o_multithread_send_message(&p->loop->done_rx, &p->msg);
+}
+
+void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    struct sy_loop *lp = H2O_STRUCT_FROM_MEMBER(struct sy_loop, done_rx, rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m =
+            H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        struct sy_pending *p = H2O_STRUCT_FROM_MEMBER(struct sy_pending, msg, m);
+        struct sy_append *a = &p->append;
+        h2o_req_t *req = p->req;
+        if (req != NULL) {
+            p->guard->p = NULL;
+            if (a->status != SY_OK) {
+                reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE,
+                       "the event could not be stored; retry later", p->t0, p->peer);
+            } else {
+                send_status(req, a->is_new ? "accepted" : "duplicate", a->id, a->id_len);
+                finish(req, a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 200, a->id, a->id_len,
+                       p->t0, p->peer);
+            }
+        } else if (a->status == SY_OK) {
+            /* stored all the same; the sender will retry and get "duplicate" */
+            finish(NULL, a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 0, a->id, a->id_len, p->t0,
+                   p->peer);
+        }
+        free(p);
+        __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static bool is_json_type(h2o_iovec_t v)
+{
+    size_t len = v.len;
+    const char *semi = memchr(v.base, ';', v.len);
+    if (semi != NULL) {
+        len = (size_t)(semi - v.base);
+    }
+    while (len > 0 && (v.base[len - 1] == ' ' || v.base[len - 1] == '\t')) {
+        len--;
+    }
+    if (len == 16 && strncasecmp(v.base, "application/json", 16) == 0) {
+        return true;
+    }
+    return len > 17 && strncasecmp(v.base, "application/", 12) == 0 &&
+           strncasecmp(v.base + len - 5, "+json", 5) == 0;
+}
+
+/* The headers worth keeping with the event, as a JSON object (for replay and record mode). */
+static void kept_headers(h2o_req_t *req, struct sy_buf *b)
+{
+    sy_buf_puts(b, "{");
+    bool first = true;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        const h2o_iovec_t *name = h->name;
+        bool keep = (name->len > 8 && strncmp(name->base, "x-unizo-", 8) == 0) ||
+                    h->name == &H2O_TOKEN_CONTENT_TYPE->buf ||
+                    h->name == &H2O_TOKEN_USER_AGENT->buf;
+        if (!keep) {
+            continue;
+        }
+        if (!first) {
+            sy_buf_puts(b, ",");
+        }
+        first = false;
+        sy_buf_json_string(b, name->base, name->len);
+        sy_buf_puts(b, ":");
+        sy_buf_json_string(b, h->value.base, h->value.len);
+    }
+    sy_buf_puts(b, "}");
+}
+
+static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *env, double t0,
+                  const char *peer)
+{
+    static __thread struct sy_buf hdrs;
+    if (hdrs.limit == 0) {
+        sy_buf_init(&hdrs, 256 * 1024);
+    }
+    sy_buf_reset(&hdrs);
+    kept_headers(req, &hdrs);
+    if (hdrs.failed) {
+        return reject(req, 400, "Bad Request", SY_R_INVALID_EVENT, "headers are too large", t0,
+                      peer);
+    }
+    size_t integ_len = env->integration_type ? strlen(env->integration_type) + 1 : 0;
+    size_t need = env->id_len + env->type_len + integ_len + hdrs.len + req->entity.len;
+    struct sy_pending *p = malloc(sizeof(*p) + need);
+    if (p == NULL) {
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0,
+                      peer);
+    }
+    memset(p, 0, sizeof(*p));
+    char *w = p->data;
+    struct sy_append *a = &p->append;
+    a->id = memcpy(w, env->id, env->id_len);
+    a->id_len = env->id_len;
+    w += env->id_len;
+    a->type = memcpy(w, env->type, env->type_len);
+    a->type_len = env->type_len;
+    w += env->type_len;
+    if (integ_len) {
+        a->integration = memcpy(w, env->integration_type, integ_len);
+        w += integ_len;
+    }
+    a->headers = memcpy(w, hdrs.data, hdrs.len);
+    a->headers_len = hdrs.len;
+    w += hdrs.len;
+    a->body = memcpy(w, req->entity.base, req->entity.len);
+    a->body_len = req->entity.len;
+    a->received_ms = wall_ms();
+    a->done = on_stored;
+    p->loop = lp;
+    p->req = req;
+    p->t0 = t0;
+    snprintf(p->peer, sizeof(p->peer), "%s", peer);
+    p->guard = h2o_mem_alloc_shared(&req->pool, sizeof(struct guard), on_guard_dispose);
+    p->guard->p = p;
+
+    __atomic_fetch_add(&lp->srv->inflight, 1, __ATOMIC_ACQ_REL);
+    int rc = sy_store_submit(lp->srv->store, a);
+    if (rc != SY_OK) {
+        __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
+        p->guard->p = NULL;
+        free(p);
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE,
+                      rc == SY_EFULL ? "the store's write queue is full; retry later"
+                                     : "the store is unavailable; retry later",
+                      t0, peer);
+    }
+    return 0;
+}
+
+/* The single value of header 'name', or NULL. Sets *dup when it appears more than once. */
+static const h2o_iovec_t *single_header(h2o_req_t *req, const char *name, size_t len, bool *dup)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, len, -1);
+    if (i < 0) {
+        return NULL;
+    }
+    *dup = h2o_find_header_by_str(&req->headers, name, len, i) >= 0;
+    return &req->headers.entries[i].value;
+}
+
+int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    double t0 = mono_s();
+    struct sy_loop *lp = sy_loop_of(req);
+    const struct sy_config *cfg = lp->srv->cfg;
+    char peer[INET6_ADDRSTRLEN] = "";
+
+    /* who is asking (logged with every answer) */
+    struct sockaddr_storage ss;
+    struct sy_addr paddr = {0}, client = {0};
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    bool have_peer = sl > 0 && sy_addr_from_sockaddr((struct sockaddr *)&ss, &paddr);
+    if (have_peer) {
+        ssize_t x = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
+        h2o_iovec_t *xff = x >= 0 ? &req->headers.entries[x].value : NULL;
+        sy_client_addr(&paddr, xff ? xff->base : NULL, xff ? xff->len : 0,
+                       cfg->webhook.trusted_proxies, cfg->webhook.n_trusted_proxies, &client);
+        sy_addr_format(&client, peer, sizeof(peer));
+    }
+
+    size_t plen = strlen(cfg->webhook.path);
+    if (req->path_normalized.len != plen ||
+        memcmp(req->path_normalized.base, cfg->webhook.path, plen) != 0) {
+        return reject(req, 404, "Not Found", SY_R_NOT_FOUND, "no such endpoint", t0, peer);
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        return reject(req, 405, "Method Not Allowed", SY_R_METHOD_NOT_ALLOWED,
+                      "webhooks are delivered with POST", t0, peer);
+    }
+
+    /* 1. client address */
+    if (cfg->webhook.n_allow > 0 &&
+        (!have_peer ||
+         !sy_cidr_list_contains(cfg->webhook.allow, cfg->webhook.n_allow, &client))) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "address %s is not allowed", peer[0] ? peer : "unknown");
+        return reject(req, 403, "Forbidden", SY_R_FORBIDDEN_IP, detail, t0, peer);
+    }
+
+    /* 2. size */
+    if (req->entity.len > cfg->webhook.max_body) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "the body is %zu bytes; the limit is %llu",
+                 req->entity.len, (unsigned long long)cfg->webhook.max_body);
+        return reject(req, 413, "Payload Too Large", SY_R_TOO_LARGE, detail, t0, peer);
+    }
+
+    /* 3. timestamp */
+    bool dup = false;
+    const h2o_iovec_t *ts = single_header(req, H2O_STRLIT("x-unizo-timestamp"), &dup);
+    if (dup) {
+        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
+                      "x-unizo-timestamp is sent more than once", t0, peer);
+    }
+    switch (sy_timestamp_check(ts ? ts->base : NULL, ts ? ts->len : 0, (int64_t)time(NULL),
+                               cfg->webhook.tolerance_s)) {
+    case SY_TS_OK:
+        break;
+    case SY_TS_MISSING:
+        return reject(req, 401, "Unauthorized", SY_R_MISSING_TIMESTAMP,
+                      "the x-unizo-timestamp header is missing", t0, peer);
+    case SY_TS_INVALID:
+        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
+                      "x-unizo-timestamp must be a Unix time in whole seconds", t0, peer);
+    case SY_TS_STALE:
+        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
+                      "x-unizo-timestamp is outside the allowed window; check the sender's clock",
+                      t0, peer);
+    }
+
+    /* 4. signature: every occurrence of the header contributes candidates */
+    struct sy_sig_candidates cands = {.n = 0};
+    bool seen = false;
+    for (ssize_t i = -1;
+         (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-unizo-signature"), i)) >= 0;) {
+        struct sy_sig_candidates more;
+        seen = true;
+        h2o_iovec_t v = req->headers.entries[i].value;
+        sy_signature_parse(v.base, v.len, &more);
+        for (size_t k = 0; k < more.n && cands.n < SY_SIG_MAX_CANDIDATES; k++) {
+            memcpy(cands.mac[cands.n++], more.mac[k], 32);
+        }
+    }
+    if (!seen) {
+        return reject(req, 401, "Unauthorized", SY_R_MISSING_SIGNATURE,
+                      "the x-unizo-signature header is missing", t0, peer);
+    }
+    if (cands.n == 0 || !sy_verifier_check(lp->verifier, ts->base, ts->len, req->entity.base,
+                                           req->entity.len, &cands)) {
+        return reject(req, 401, "Unauthorized", SY_R_INVALID_SIGNATURE,
+                      cands.n == 0 ? "x-unizo-signature holds no 64-digit hex HMAC-SHA256"
+                                   : "the signature does not match the body and timestamp",
+                      t0, peer);
+    }
+
+    /* 5. content type */
+    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (ct < 0 || !is_json_type(req->headers.entries[ct].value)) {
+        return reject(req, 415, "Unsupported Media Type", SY_R_UNSUPPORTED_MEDIA_TYPE,
+                      "content-type must be application/json", t0, peer);
+    }
+
+    /* 6. envelope */
+    struct sy_envelope env;
+    const char *code = NULL;
+    char detail[256];
+    if (sy_envelope_parse(req->entity.base ? req->entity.base : "", req->entity.len, &env, &code,
+                          detail, sizeof(detail)) != 0) {
+        enum sy_result r = strcmp(code, "invalid_json") == 0 ? SY_R_INVALID_JSON
+                                                              : SY_R_INVALID_EVENT;
+        return reject(req, 400, "Bad Request", r, detail, t0, peer);
+    }
+
+    /* 7. dedupe + durable append; the answer comes from sy_webhook_on_done */
+    int rc = submit(req, lp, &env, t0, peer);
+    sy_envelope_dispose(&env);
+    return rc;
+}

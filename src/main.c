@@ -1,0 +1,59 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("switchyard %s\n", SY_VERSION);
+    return 0;
+}
+
+static const struct command commands[] = {
+    {"serve", sy_cli_serve, "run the webhook server"},
+    {"check", sy_cli_check, "validate a config file"},
+    {"sign", sy_cli_sign, "print the signed headers for a delivery"},
+    {"send", sy_cli_send, "sign files with the current time and POST them"},
+    {"version", cmd_version, "print the version"},
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: switchyard COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(out, "\n'switchyard COMMAND --help' describes each one.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        return cmd_version(0, NULL);
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "switchyard: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}

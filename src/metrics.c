@@ -1,0 +1,88 @@
+#include "metrics.h"
+
+static const char *const result_names[SY_R__COUNT] = {
+    [SY_R_ACCEPTED] = "accepted",
+    [SY_R_DUPLICATE] = "duplicate",
+    [SY_R_FORBIDDEN_IP] = "forbidden_ip",
+    [SY_R_TOO_LARGE] = "too_large",
+    [SY_R_MISSING_TIMESTAMP] = "missing_timestamp",
+    [SY_R_STALE_TIMESTAMP] = "stale_timestamp",
+    [SY_R_MISSING_SIGNATURE] = "missing_signature",
+    [SY_R_INVALID_SIGNATURE] = "invalid_signature",
+    [SY_R_UNSUPPORTED_MEDIA_TYPE] = "unsupported_media_type",
+    [SY_R_INVALID_JSON] = "invalid_json",
+    [SY_R_INVALID_EVENT] = "invalid_event",
+    [SY_R_UNAVAILABLE] = "unavailable",
+    [SY_R_NOT_FOUND] = "not_found",
+    [SY_R_METHOD_NOT_ALLOWED] = "method_not_allowed",
+};
+
+struct sy_metrics sy_metrics = {
+    .commit_seconds = {.name = "switchyard_store_commit_seconds",
+                       .help = "Time of one store transaction, fsync included.",
+                       .n_bounds = 12,
+                       .bounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05, 0.1, 0.25, 1}},
+    .batch_size = {.name = "switchyard_store_batch_size",
+                   .help = "Events committed together by one group commit.",
+                   .n_bounds = 10,
+                   .bounds = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024}},
+};
+
+const char *sy_result_name(enum sy_result r)
+{
+    return r < SY_R__COUNT ? result_names[r] : "unknown";
+}
+
+void sy_histogram_observe(struct sy_histogram *h, double v)
+{
+    size_t i = 0;
+    while (i < h->n_bounds && v > h->bounds[i]) {
+        i++;
+    }
+    __atomic_fetch_add(&h->buckets[i], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&h->sum_micro, (uint64_t)(v * 1e6), __ATOMIC_RELAXED);
+}
+
+static uint64_t load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static void render_histogram(struct sy_buf *out, const struct sy_histogram *h)
+{
+    sy_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help, h->name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < h->n_bounds; i++) {
+        cum += load(&h->buckets[i]);
+        sy_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i],
+                      (unsigned long long)cum);
+    }
+    cum += load(&h->buckets[h->n_bounds]);
+    sy_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", h->name, (unsigned long long)cum);
+    sy_buf_printf(out, "%s_sum %.6f\n%s_count %llu\n", h->name, (double)load(&h->sum_micro) / 1e6,
+                  h->name, (unsigned long long)load(&h->count));
+}
+
+void sy_metrics_render(struct sy_buf *out)
+{
+    sy_buf_puts(out, "# HELP switchyard_webhook_requests_total Webhook requests by result.\n"
+                     "# TYPE switchyard_webhook_requests_total counter\n");
+    for (int r = 0; r < SY_R__COUNT; r++) {
+        sy_buf_printf(out, "switchyard_webhook_requests_total{result=\"%s\"} %llu\n",
+                      result_names[r], (unsigned long long)load(&sy_metrics.requests[r]));
+    }
+    render_histogram(out, &sy_metrics.commit_seconds);
+    render_histogram(out, &sy_metrics.batch_size);
+    sy_buf_printf(out,
+                  "# HELP switchyard_store_queue_depth Events waiting for the store writer.\n"
+                  "# TYPE switchyard_store_queue_depth gauge\n"
+                  "switchyard_store_queue_depth %llu\n",
+                  (unsigned long long)load(&sy_metrics.queue_depth));
+    sy_buf_printf(out,
+                  "# HELP switchyard_store_errors_total Failed store transactions.\n"
+                  "# TYPE switchyard_store_errors_total counter\n"
+                  "switchyard_store_errors_total %llu\n",
+                  (unsigned long long)load(&sy_metrics.store_errors));
+}

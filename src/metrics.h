@@ -1,0 +1,72 @@
+#ifndef SY_METRICS_H
+#define SY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+/*
+ * Process-wide counters and histograms, updated with relaxed atomics from
+ * any thread and rendered in the Prometheus text format by the admin thread.
+ */
+
+/* Every answer the webhook endpoint gives; the name is the JSON "status"/"error" code. */
+enum sy_result {
+    SY_R_ACCEPTED,
+    SY_R_DUPLICATE,
+    SY_R_FORBIDDEN_IP,
+    SY_R_TOO_LARGE,
+    SY_R_MISSING_TIMESTAMP,
+    SY_R_STALE_TIMESTAMP,
+    SY_R_MISSING_SIGNATURE,
+    SY_R_INVALID_SIGNATURE,
+    SY_R_UNSUPPORTED_MEDIA_TYPE,
+    SY_R_INVALID_JSON,
+    SY_R_INVALID_EVENT,
+    SY_R_UNAVAILABLE,
+    SY_R_NOT_FOUND,
+    SY_R_METHOD_NOT_ALLOWED,
+    SY_R__COUNT
+};
+
+const char *sy_result_name(enum sy_result r);
+
+#define SY_HIST_MAX_BUCKETS 16
+
+struct sy_histogram {
+    const char *name;
+    const char *help;
+    size_t n_bounds;
+    double bounds[SY_HIST_MAX_BUCKETS];
+    uint64_t buckets[SY_HIST_MAX_BUCKETS + 1]; /* last is +Inf */
+    uint64_t count;
+    uint64_t sum_micro; /* sum of observations, in millionths */
+};
+
+void sy_histogram_observe(struct sy_histogram *h, double v);
+
+struct sy_metrics {
+    uint64_t requests[SY_R__COUNT];
+    struct sy_histogram commit_seconds; /* one transaction: BEGIN..COMMIT including fsync */
+    struct sy_histogram batch_size;     /* events per commit */
+    uint64_t queue_depth;               /* events waiting for the writer (gauge) */
+    uint64_t store_errors;
+};
+
+extern struct sy_metrics sy_metrics;
+
+static inline void sy_metrics_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+static inline void sy_metrics_set(uint64_t *gauge, uint64_t v)
+{
+    __atomic_store_n(gauge, v, __ATOMIC_RELAXED);
+}
+
+/* Append the whole exposition to 'out'. */
+void sy_metrics_render(struct sy_buf *out);
+
+#endif

@@ -1,0 +1,125 @@
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/parse.h"
+
+bool sy_parse_int64(const char *s, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (len > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == len) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_C(9223372036854775807) - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+/* Split "123unit" into a number and a unit suffix; the number may have a fraction. */
+static bool split_number(const char *s, double *num, const char **unit)
+{
+    const char *p = s;
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    const char *start = p;
+    while (isdigit((unsigned char)*p)) {
+        p++;
+    }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            p++;
+        }
+    }
+    if (p == start || (p - start == 1 && *start == '.')) {
+        return false;
+    }
+    double v = 0, scale = 0;
+    for (const char *q = start; q < p; q++) {
+        if (*q == '.') {
+            scale = 1;
+            continue;
+        }
+        v = v * 10 + (*q - '0');
+        if (scale > 0) {
+            scale *= 10;
+        }
+    }
+    if (scale > 0) {
+        v /= scale;
+    }
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    *num = v;
+    *unit = p;
+    return true;
+}
+
+struct unit {
+    const char *name;
+    double factor;
+};
+
+static bool apply_unit(const char *s, const struct unit *units, uint64_t *out)
+{
+    double v;
+    const char *unit;
+    if (!split_number(s, &v, &unit)) {
+        return false;
+    }
+    size_t ulen = strlen(unit);
+    while (ulen > 0 && isspace((unsigned char)unit[ulen - 1])) {
+        ulen--;
+    }
+    for (const struct unit *u = units; u->name != NULL; u++) {
+        if (strlen(u->name) == ulen && strncmp(u->name, unit, ulen) == 0) {
+            double r = v * u->factor;
+            if (r > 9.0e18) {
+                return false;
+            }
+            *out = (uint64_t)(r + 0.5);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool sy_parse_size(const char *s, uint64_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1},           {"B", 1},
+        {"k", 1e3},        {"K", 1e3},
+        {"kB", 1e3},       {"KB", 1e3},
+        {"KiB", 1024.0},   {"M", 1e6},
+        {"MB", 1e6},       {"MiB", 1048576.0},
+        {"G", 1e9},        {"GB", 1e9},
+        {"GiB", 1073741824.0}, {NULL, 0},
+    };
+    return apply_unit(s, units, out);
+}
+
+bool sy_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1000},     {"ms", 1},        {"s", 1000},   {"m", 60000},
+        {"h", 3600000}, {"d", 86400000},  {"w", 604800000}, {NULL, 0},
+    };
+    return apply_unit(s, units, out);
+}

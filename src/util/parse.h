@@ -1,0 +1,22 @@
+#ifndef SY_PARSE_H
+#define SY_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Parsers for the human units used in the config. Each returns true and
+ * stores the value, or false on anything malformed or out of range.
+ */
+
+/* "1MiB", "512KiB", "64kB", "1GiB", "1048576" (bytes). Units: B, k/K/kB, KiB, M/MB, MiB, G/GB, GiB. */
+bool sy_parse_size(const char *s, uint64_t *out);
+
+/* "7d", "12h", "30m", "5s", "250ms", "90" (seconds). Result in milliseconds. */
+bool sy_parse_duration_ms(const char *s, uint64_t *out);
+
+/* A whole decimal number, optional leading '-', no spaces, no overflow. */
+bool sy_parse_int64(const char *s, size_t len, int64_t *out);
+
+#endif
