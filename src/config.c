@@ -137,7 +137,39 @@ bool sy_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port
 
 /* ---- locating keys ---- */
 
-/* Line of the first "key =" at or after 'from', or 'from' when not found. */
+/*
+ * Lua reports an assignment at the line where its value ends; a table
+ * constructor can span many lines. Find the line where "key =" starts it:
+ * the last line at or before 'end_line' that begins with the key.
+ */
+static int statement_line(const char *source, const char *key, int end_line)
+{
+    int found = end_line, line = 1;
+    size_t klen = strlen(key);
+    for (const char *p = source; *p && line <= end_line; line++) {
+        const char *q = p;
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        if (strncmp(q, key, klen) == 0) {
+            q += klen;
+            while (*q == ' ' || *q == '\t') {
+                q++;
+            }
+            if (*q == '=' && q[1] != '=') {
+                found = line;
+            }
+        }
+        p = strchr(p, '\n');
+        if (p == NULL) {
+            break;
+        }
+        p++;
+    }
+    return found;
+}
+
+/* Line of the first "key =" at or after the statement's line, or that line when not found. */
 static int find_key_line(const struct walker *w, const char *key)
 {
     if (w->source == NULL) {
@@ -819,7 +851,9 @@ int sy_config_load(struct sy_config *cfg, const char *path, struct sy_error *err
     lua_setmetatable(L, -2);
     lua_pop(L, 1);
 
-    if (luaL_loadbufferx(L, w.source, strlen(w.source), path, "t") != LUA_OK ||
+    char chunkname[1024];
+    snprintf(chunkname, sizeof(chunkname), "@%s", path);
+    if (luaL_loadbufferx(L, w.source, strlen(w.source), chunkname, "t") != LUA_OK ||
         lua_pcall(L, 0, 0, 0) != LUA_OK) {
         /* Lua's message already starts with "path:line:" */
         const char *msg = lua_tostring(L, -1);
@@ -865,7 +899,7 @@ int sy_config_load(struct sy_config *cfg, const char *path, struct sy_error *err
         while (rc == SY_OK && lua_next(L, lines_idx) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_tointeger(L, -1) == next_line) {
                 const char *key = lua_tostring(L, -2);
-                w.base_line = next_line;
+                w.base_line = statement_line(w.source, key, next_line);
                 lua_getglobal(L, key);
                 if (!lua_isnil(L, -1)) {
                     rc = walk_global(&w, cfg, key);

@@ -1,0 +1,202 @@
+"""Start the real switchyard binary on loopback and talk HTTP to it.
+
+Every server gets its own temporary folder, config file and SQLite store,
+and ports chosen by the kernel (read back from the "listening" log lines).
+"""
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+BIN = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__), "../../build/switchyard"))
+EVENTS = os.path.join(os.path.dirname(__file__), "../../examples/events")
+SECRET = "itest-secret-9f2c"
+OLD_SECRET = "itest-old-secret-41aa"
+
+
+def sign(body: bytes, ts=None, secret=SECRET, form="v1=%s"):
+    ts = str(int(time.time())) if ts is None else str(ts)
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return ts, form % mac
+
+
+def event(event_id=None, etype="scm.pull_request.created", **data):
+    return json.dumps({
+        "id": event_id or "evt_%d_%d" % (os.getpid(), time.monotonic_ns()),
+        "type": etype,
+        "integration": {"id": "int_1", "type": "github", "name": "GitHub"},
+        "data": data or {"number": 1},
+    }).encode()
+
+
+def signed_headers(body, ts=None, secret=SECRET):
+    ts, sig = sign(body, ts, secret)
+    return {"content-type": "application/json", "x-unizo-timestamp": ts, "x-unizo-signature": sig}
+
+
+class Server:
+    def __init__(self, config_extra="", secrets=(SECRET, OLD_SECRET), webhook_extra="", workdir=None,
+                 env=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="sy-itest-")
+        self.db = os.path.join(self.dir, "store.db")
+        secrets_lua = ", ".join('"%s"' % s for s in secrets)
+        self.config = os.path.join(self.dir, "switchyard.lua")
+        with open(self.config, "w") as f:
+            f.write(f"""
+listen = {{ "127.0.0.1:0" }}
+admin = {{ listen = "127.0.0.1:0" }}
+http = {{ threads = 2 }}
+webhook = {{ secrets = {{ {secrets_lua} }}, max_body = "64KiB", {webhook_extra} }}
+store = "sqlite:store.db"
+{config_extra}
+""")
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.lines = []
+        self.port = self.admin_port = None
+
+    def start(self, timeout=10):
+        self.lines = []
+        self.proc = subprocess.Popen([BIN, "serve", "-c", self.config], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=self.env)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.port and ("admin.listen" not in self.config_text() or self.admin_port):
+                if any("switchyard started" in l for l in self.lines):
+                    return self
+            if self.proc.poll() is not None:
+                time.sleep(0.1)
+                raise RuntimeError("server exited %s:\n%s" % (self.proc.returncode, self.log()))
+            time.sleep(0.02)
+        raise RuntimeError("server did not start:\n" + self.log())
+
+    def config_text(self):
+        with open(self.config) as f:
+            return f.read()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace")
+            self.lines.append(line)
+            m = re.search(r"listening kind=(\w+) addr=([\d.]+|\[[^\]]+\]):(\d+)", line)
+            if m:
+                if m.group(1) == "webhook" and self.port is None:
+                    self.port = int(m.group(3))
+                elif m.group(1) == "admin":
+                    self.admin_port = int(m.group(3))
+
+    def log(self):
+        return "".join(self.lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._reader.join(5)
+        self.proc.stderr.close()
+        self.proc = None
+        self.port = self.admin_port = None
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    # ---- HTTP ----
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def post(self, body, headers=None, path="/webhooks/unizo", method="POST", conn=None):
+        c = conn or self.conn()
+        c.request(method, path, body=body, headers=headers if headers is not None else signed_headers(body))
+        r = c.getresponse()
+        data = r.read()
+        if conn is None:
+            c.close()
+        return r.status, (json.loads(data) if data.startswith(b"{") else data), r
+
+    def admin(self, path, headers=None, method="GET"):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data.decode(), r
+
+    def metric(self, name, labels=""):
+        status, text, _ = self.admin("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + labels + " "):
+                return float(line.split()[-1])
+        return None
+
+    # ---- store ----
+    def rows(self, sql="SELECT id, type, body, headers FROM events ORDER BY seq", args=()):
+        db = sqlite3.connect(self.db, timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+
+def raw_exchange(port, payload: bytes, expect_responses=1, timeout=10):
+    """Send raw bytes on one connection and read that many HTTP responses."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(payload)
+    f = s.makefile("rb")
+    out = []
+    for _ in range(expect_responses):
+        status_line = f.readline()
+        if not status_line:
+            break
+        headers = {}
+        while True:
+            l = f.readline()
+            if l in (b"\r\n", b""):
+                break
+            k, v = l.decode().split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        body = f.read(int(headers.get("content-length", "0")))
+        out.append((int(status_line.split()[1]), headers, body))
+    s.close()
+    return out
+
+
+def http_request(method, path, body, headers):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+    lines += ["%s: %s" % kv for kv in headers.items()]
+    lines.append("Content-Length: %d" % len(body))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class ServerTest(unittest.TestCase):
+    """A test case with one running server per test (self.srv), stopped afterwards."""
+    server_args = {}
+
+    def setUp(self):
+        self.srv = Server(**self.server_args).start()
+
+    def tearDown(self):
+        if self.srv.proc is not None:
+            rc = self.srv.stop()
+            self.assertEqual(rc, 0, "server did not exit cleanly:\n" + self.srv.log()[-4000:])
+        # nothing secret may reach the log
+        log = self.srv.log()
+        self.assertNotIn(SECRET, log)
+        self.assertNotIn(OLD_SECRET, log)
