@@ -723,8 +723,8 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     if (strcmp(key, "dedupe_retention") == 0) {
         int rc = read_unit(w, "dedupe_retention", sy_parse_duration_ms, 1000, "7d",
                            &cfg->dedupe_retention_ms);
-        if (rc == SY_OK && cfg->dedupe_retention_ms < 60000) {
-            rc = fail_at(w, key, "'dedupe_retention' must be at least 1m");
+        if (rc == SY_OK && cfg->dedupe_retention_ms < 1000) {
+            rc = fail_at(w, key, "'dedupe_retention' must be at least 1s");
         }
         return rc;
     }

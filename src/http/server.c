@@ -40,17 +40,18 @@ void sy_http_send(h2o_req_t *req, int status, const char *reason, const char *co
 void sy_http_send_error(h2o_req_t *req, int status, const char *reason, const char *code,
                         const char *detail)
 {
-    static __thread struct sy_buf b;
-    if (b.limit == 0) {
-        sy_buf_init(&b, 16 * 1024);
+    struct sy_buf *b = sy_scratch(SY_SCRATCH_HTTP, 16 * 1024);
+    if (b == NULL) {
+        sy_http_send(req, status, reason, "application/json", "{}", 2);
+        return;
     }
-    sy_buf_reset(&b);
-    sy_buf_puts(&b, "{\"error\":");
-    sy_buf_json_string(&b, code, strlen(code));
-    sy_buf_puts(&b, ",\"detail\":");
-    sy_buf_json_string(&b, detail, strlen(detail));
-    sy_buf_puts(&b, "}");
-    sy_http_send(req, status, reason, "application/json", b.data, b.len);
+    sy_buf_reset(b);
+    sy_buf_puts(b, "{\"error\":");
+    sy_buf_json_string(b, code, strlen(code));
+    sy_buf_puts(b, ",\"detail\":");
+    sy_buf_json_string(b, detail, strlen(detail));
+    sy_buf_puts(b, "}");
+    sy_http_send(req, status, reason, "application/json", b->data, b->len);
 }
 
 /* ---- listeners ---- */

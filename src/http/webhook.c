@@ -71,17 +71,18 @@ static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result
 
 static void send_status(h2o_req_t *req, const char *status, const char *id, size_t idlen)
 {
-    static __thread struct sy_buf b;
-    if (b.limit == 0) {
-        sy_buf_init(&b, 4096);
+    struct sy_buf *b = sy_scratch(SY_SCRATCH_HTTP, 16 * 1024);
+    if (b == NULL) {
+        sy_http_send(req, 503, "Service Unavailable", "application/json", "{}", 2);
+        return;
     }
-    sy_buf_reset(&b);
-    sy_buf_puts(&b, "{\"status\":\"");
-    sy_buf_puts(&b, status);
-    sy_buf_puts(&b, "\",\"id\":");
-    sy_buf_json_string(&b, id, idlen);
-    sy_buf_puts(&b, "}");
-    sy_http_send(req, 200, "OK", "application/json", b.data, b.len);
+    sy_buf_reset(b);
+    sy_buf_puts(b, "{\"status\":\"");
+    sy_buf_puts(b, status);
+    sy_buf_puts(b, "\",\"id\":");
+    sy_buf_json_string(b, id, idlen);
+    sy_buf_puts(b, "}");
+    sy_http_send(req, 200, "OK", "application/json", b->data, b->len);
 }
 
 static void on_guard_dispose(void *ptr)
@@ -174,18 +175,19 @@ static void kept_headers(h2o_req_t *req, struct sy_buf *b)
 static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *env, double t0,
                   const char *peer)
 {
-    static __thread struct sy_buf hdrs;
-    if (hdrs.limit == 0) {
-        sy_buf_init(&hdrs, 256 * 1024);
+    struct sy_buf *hdrs = sy_scratch(SY_SCRATCH_HEADERS, 256 * 1024);
+    if (hdrs == NULL) {
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0,
+                      peer);
     }
-    sy_buf_reset(&hdrs);
-    kept_headers(req, &hdrs);
-    if (hdrs.failed) {
+    sy_buf_reset(hdrs);
+    kept_headers(req, hdrs);
+    if (hdrs->failed) {
         return reject(req, 400, "Bad Request", SY_R_INVALID_EVENT, "headers are too large", t0,
                       peer);
     }
     size_t integ_len = env->integration_type ? strlen(env->integration_type) + 1 : 0;
-    size_t need = env->id_len + env->type_len + integ_len + hdrs.len + req->entity.len;
+    size_t need = env->id_len + env->type_len + integ_len + hdrs->len + req->entity.len;
     struct sy_pending *p = malloc(sizeof(*p) + need);
     if (p == NULL) {
         return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0,
@@ -204,9 +206,9 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
         a->integration = memcpy(w, env->integration_type, integ_len);
         w += integ_len;
     }
-    a->headers = memcpy(w, hdrs.data, hdrs.len);
-    a->headers_len = hdrs.len;
-    w += hdrs.len;
+    a->headers = memcpy(w, hdrs->data, hdrs->len);
+    a->headers_len = hdrs->len;
+    w += hdrs->len;
     a->body = memcpy(w, req->entity.base, req->entity.len);
     a->body_len = req->entity.len;
     a->received_ms = wall_ms();

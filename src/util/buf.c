@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,4 +133,39 @@ int sy_buf_json_string(struct sy_buf *b, const char *s, size_t len)
     sy_buf_append(b, "\"", 1);
     sy_buf_json_escape(b, s, len);
     return sy_buf_append(b, "\"", 1);
+}
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    struct sy_buf *set = p;
+    for (int i = 0; i < SY_SCRATCH__COUNT; i++) {
+        sy_buf_dispose(&set[i]);
+    }
+    free(set);
+}
+
+static void scratch_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
+
+struct sy_buf *sy_scratch(enum sy_scratch which, size_t limit)
+{
+    pthread_once(&scratch_once, scratch_init);
+    struct sy_buf *set = pthread_getspecific(scratch_key);
+    if (set == NULL) {
+        set = calloc(SY_SCRATCH__COUNT, sizeof(*set));
+        if (set == NULL || pthread_setspecific(scratch_key, set) != 0) {
+            free(set);
+            return NULL;
+        }
+    }
+    struct sy_buf *b = &set[which];
+    if (b->limit == 0) {
+        sy_buf_init(b, limit);
+    }
+    return b;
 }

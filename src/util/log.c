@@ -82,32 +82,31 @@ static void end_line(struct sy_buf *b)
     (void)w;
 }
 
-static __thread struct sy_buf line;
-
 void sy_log(enum sy_log_level level, const char *msg, ...)
 {
     if (level < min_level) {
         return;
     }
-    if (line.limit == 0) {
-        sy_buf_init(&line, 64 * 1024);
+    struct sy_buf *line = sy_scratch(SY_SCRATCH_LOG, 64 * 1024);
+    if (line == NULL) {
+        return;
     }
-    sy_buf_reset(&line);
-    begin_line(&line, level, msg);
+    sy_buf_reset(line);
+    begin_line(line, level, msg);
     va_list ap;
     va_start(ap, msg);
     const char *key;
     while ((key = va_arg(ap, const char *)) != NULL) {
         const char *val = va_arg(ap, const char *);
         if (val != NULL) {
-            add_field(&line, key, val, strlen(val));
+            add_field(line, key, val, strlen(val));
         }
     }
     va_end(ap);
-    end_line(&line);
-    if (line.cap > 4096) {
+    end_line(line);
+    if (line->cap > 4096) {
         /* do not keep a huge line buffer alive per thread */
-        sy_buf_dispose(&line);
+        sy_buf_dispose(line);
     }
 }
 
@@ -117,22 +116,23 @@ void sy_log_request(const char *result, int status, const char *id, size_t idlen
     if (SY_LOG_INFO < min_level) {
         return;
     }
-    if (line.limit == 0) {
-        sy_buf_init(&line, 64 * 1024);
+    struct sy_buf *line = sy_scratch(SY_SCRATCH_LOG, 64 * 1024);
+    if (line == NULL) {
+        return;
     }
-    sy_buf_reset(&line);
-    begin_line(&line, SY_LOG_INFO, "request");
-    add_field(&line, "result", result, strlen(result));
+    sy_buf_reset(line);
+    begin_line(line, SY_LOG_INFO, "request");
+    add_field(line, "result", result, strlen(result));
     char num[32];
     snprintf(num, sizeof(num), "%d", status);
-    add_field(&line, "status", num, strlen(num));
+    add_field(line, "status", num, strlen(num));
     if (id != NULL) {
-        add_field(&line, "id", id, idlen);
+        add_field(line, "id", id, idlen);
     }
     snprintf(num, sizeof(num), "%.3f", latency_ms);
-    add_field(&line, "latency_ms", num, strlen(num));
+    add_field(line, "latency_ms", num, strlen(num));
     if (peer != NULL) {
-        add_field(&line, "peer", peer, strlen(peer));
+        add_field(line, "peer", peer, strlen(peer));
     }
-    end_line(&line);
+    end_line(line);
 }

@@ -1,0 +1,172 @@
+"""Dedupe and durability: concurrency, restarts, SIGKILL, a busy or full store, purge."""
+import signal
+import sqlite3
+import threading
+import time
+import unittest
+
+from harness import Server, ServerTest, event, signed_headers
+
+
+def concurrently(n, fn):
+    """Run fn(i) on n threads released at the same instant; return the results in order."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            results[i] = e
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+class Hold:
+    """Hold SQLite's write lock from outside, so the writer waits (busy) behind it."""
+    def __init__(self, path):
+        self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def release(self):
+        self.db.execute("ROLLBACK")
+        self.db.close()
+
+
+class Concurrency(ServerTest):
+    def test_same_new_event_on_50_connections_is_stored_once(self):
+        body = event("evt_race")
+        headers = signed_headers(body)
+        conns = [self.srv.conn() for _ in range(50)]
+        for c in conns:
+            c.connect()
+        results = concurrently(50, lambda i: self.srv.post(body, headers, conn=conns[i]))
+        for c in conns:
+            c.close()
+        statuses = [r[1]["status"] for r in results]
+        self.assertEqual(statuses.count("accepted"), 1, statuses)
+        self.assertEqual(statuses.count("duplicate"), 49)
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events WHERE id = 'evt_race'"), [(1,)])
+
+    def test_many_distinct_events_in_parallel_all_stored(self):
+        def send(i):
+            c = self.srv.conn()
+            out = [self.srv.post(event("evt_par_%d_%d" % (i, k)), conn=c)[0] for k in range(10)]
+            c.close()
+            return out
+        results = concurrently(40, send)
+        self.assertEqual(sum(r.count(200) for r in results), 400)
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events")[0][0], 400)
+        # group commit: fewer transactions than events
+        batches = self.srv.metric("switchyard_store_batch_size_count")
+        self.assertLess(batches, 400)
+
+
+class Restarts(unittest.TestCase):
+    def test_dedupe_survives_restart(self):
+        srv = Server().start()
+        body = event("evt_restart")
+        self.assertEqual(srv.post(body)[1]["status"], "accepted")
+        self.assertEqual(srv.stop(), 0, srv.log()[-5000:])
+        srv.start()
+        self.assertEqual(srv.post(body)[1]["status"], "duplicate")
+        self.assertEqual(srv.stop(), 0, srv.log()[-5000:])
+
+    def test_accepted_survives_sigkill_right_after_the_answer(self):
+        srv = Server().start()
+        ids = ["evt_kill_%d" % i for i in range(30)]
+        results = concurrently(30, lambda i: srv.post(event(ids[i]))[1]["status"])
+        srv.kill()  # immediately after the last 200
+        self.assertEqual(results, ["accepted"] * 30)
+        stored = {r[0] for r in srv.rows("SELECT id FROM events")}
+        self.assertTrue(set(ids) <= stored, set(ids) - stored)
+        srv.start()
+        self.assertEqual(srv.post(event(ids[0]))[1]["status"], "duplicate")
+        self.assertEqual(srv.stop(), 0, srv.log()[-5000:])
+
+    def test_sigterm_answers_requests_waiting_on_the_store(self):
+        srv = Server().start()
+        srv.rows("SELECT 1")  # the store file exists
+        hold = Hold(srv.db)
+        out = []
+        t = threading.Thread(target=lambda: out.append(srv.post(event("evt_inflight"))))
+        t.start()
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        hold.release()
+        t.join(10)
+        self.assertEqual(srv.proc.wait(10), 0)
+        srv.stop()
+        self.assertEqual(out[0][0], 200)
+        self.assertEqual(out[0][1]["status"], "accepted")
+        self.assertEqual(srv.rows("SELECT id FROM events"), [("evt_inflight",)])
+
+
+class FullQueue(ServerTest):
+    server_args = {"config_extra": 'store = { url = "sqlite:store.db", queue = 2, max_batch = 1 }'}
+
+    def test_full_queue_answers_503_never_200(self):
+        self.srv.rows("SELECT 1")
+        hold = Hold(self.srv.db)
+        results = []
+        threads = []
+        for i in range(6):
+            th = threading.Thread(target=lambda i=i: results.append((i, self.srv.post(event("evt_full_%d" % i)))))
+            th.start()
+            threads.append(th)
+            time.sleep(0.1)  # in order: the first is taken by the writer, two wait, three overflow
+        time.sleep(0.3)
+        rejected = [r for r in results if r[1][0] == 503]
+        self.assertEqual(len(rejected), 3, [(i, r[0]) for i, r in results])
+        for _, (status, data, resp) in rejected:
+            self.assertEqual(data["error"], "unavailable")
+            self.assertEqual(resp.getheader("retry-after"), "1")
+        hold.release()
+        for th in threads:
+            th.join(10)
+        ok = sorted(i for i, r in results if r[0] == 200)
+        self.assertEqual(len(ok), 3)
+        stored = {r[0] for r in self.srv.rows("SELECT id FROM events")}
+        self.assertEqual(stored, {"evt_full_%d" % i for i in ok})  # nothing rejected was stored
+        # the sender's retry of a 503 is accepted
+        i = next(i for i, r in results if r[0] == 503)
+        self.assertEqual(self.srv.post(event("evt_full_%d" % i))[1]["status"], "accepted")
+
+
+class StoreFailure(ServerTest):
+    def test_store_error_answers_503_and_readyz_follows(self):
+        self.assertEqual(self.srv.admin("/readyz")[0], 200)
+        self.srv.rows("SELECT 1")
+        hold = Hold(self.srv.db)  # longer than the writer's 5 s busy timeout
+        status, data, resp = self.srv.post(event("evt_busy"))
+        self.assertEqual((status, data["error"]), (503, "unavailable"))
+        self.assertEqual(resp.getheader("retry-after"), "1")
+        self.assertEqual(self.srv.admin("/readyz")[0], 503)
+        hold.release()
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])
+        self.assertEqual(self.srv.post(event("evt_busy"))[1]["status"], "accepted")
+        self.assertEqual(self.srv.admin("/readyz")[0], 200)
+        self.assertGreaterEqual(self.srv.metric("switchyard_store_errors_total"), 1)
+
+
+class Purge(ServerTest):
+    server_args = {"config_extra": 'dedupe_retention = "2s"'}
+
+    def test_ids_older_than_retention_are_purged(self):
+        body = event("evt_purge")
+        self.assertEqual(self.srv.post(body)[1]["status"], "accepted")
+        deadline = time.time() + 10
+        while time.time() < deadline and self.srv.rows("SELECT count(*) FROM events")[0][0] > 0:
+            time.sleep(0.25)
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])
+        self.assertEqual(self.srv.post(body)[1]["status"], "accepted")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
