@@ -16,6 +16,12 @@ struct sy_loop {
     struct sy_server *srv;
     pthread_t tid;
     bool running;
+    h2o_globalconf_t *conf; /* set before the thread starts */
+    const int *fds;
+    size_t n_fds;
+    bool webhook;
+    int init_status; /* SY_OK or the error the thread hit while setting up */
+    struct sy_error init_err;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_multithread_queue_t *queue;
@@ -40,6 +46,9 @@ struct sy_server {
     size_t n_loops;
     struct sy_loop admin;
     uint64_t inflight; /* requests waiting for the store (atomic) */
+    pthread_mutex_t init_mu; /* guards n_ready while the loops set themselves up */
+    pthread_cond_t init_cv;
+    size_t n_ready;
 };
 
 /* webhook.c: the handler and the completion receiver, run on a loop thread. */

@@ -160,6 +160,9 @@ static void on_ctl(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 
 static void send_ctl(struct sy_loop *lp, enum ctl_op op)
 {
+    if (lp->init_status != SY_OK) {
+        return; /* its thread has already returned */
+    }
     struct ctl_msg *msg = calloc(1, sizeof(*msg));
     if (msg == NULL) {
         return;
@@ -168,44 +171,36 @@ static void send_ctl(struct sy_loop *lp, enum ctl_op op)
     h2o_multithread_send_message(&lp->ctl_rx, &msg->super);
 }
 
-static void *loop_main(void *arg)
+/*
+ * Set up a loop on its own thread: h2o keeps per-thread buffer pools, so a
+ * context, its queue and its sockets must be created by the thread that runs them.
+ */
+static int loop_init(struct sy_loop *lp)
 {
-    struct sy_loop *lp = arg;
-    while (!lp->exit) {
-        h2o_evloop_run(lp->ctx.loop, INT32_MAX);
-    }
-    close_listeners(lp);
-    return NULL;
-}
-
-/* Set up a loop (in the main thread, before its thread starts). */
-static int loop_init(struct sy_server *srv, struct sy_loop *lp, h2o_globalconf_t *conf,
-                     const int *fds, size_t n_fds, bool webhook, struct sy_error *err)
-{
+    struct sy_server *srv = lp->srv;
     const struct sy_config *cfg = srv->cfg;
-    lp->srv = srv;
-    h2o_context_init(&lp->ctx, h2o_evloop_create(), conf);
+    h2o_context_init(&lp->ctx, h2o_evloop_create(), lp->conf);
     lp->accept_ctx.ctx = &lp->ctx;
-    lp->accept_ctx.hosts = conf->hosts;
-    lp->accept_ctx.ssl_ctx = webhook ? srv->ssl_ctx : NULL;
+    lp->accept_ctx.hosts = lp->conf->hosts;
+    lp->accept_ctx.ssl_ctx = lp->webhook ? srv->ssl_ctx : NULL;
     lp->queue = h2o_multithread_create_queue(lp->ctx.loop);
     h2o_multithread_register_receiver(lp->queue, &lp->done_rx, sy_webhook_on_done);
     h2o_multithread_register_receiver(lp->queue, &lp->ctl_rx, on_ctl);
-    if (webhook) {
+    if (lp->webhook) {
         lp->verifier = sy_verifier_new((const char *const *)cfg->webhook.secrets,
                                        cfg->webhook.n_secrets);
         if (lp->verifier == NULL) {
-            return sy_error_set(err, NULL, 0, "cannot set up HMAC-SHA256 (OpenSSL)");
+            return sy_error_set(&lp->init_err, NULL, 0, "cannot set up HMAC-SHA256 (OpenSSL)");
         }
     }
-    lp->listeners = calloc(n_fds, sizeof(*lp->listeners));
+    lp->listeners = calloc(lp->n_fds, sizeof(*lp->listeners));
     if (lp->listeners == NULL) {
         return SY_ENOMEM;
     }
-    for (size_t i = 0; i < n_fds; i++) {
-        int fd = dup(fds[i]);
+    for (size_t i = 0; i < lp->n_fds; i++) {
+        int fd = dup(lp->fds[i]);
         if (fd < 0) {
-            return sy_error_set(err, NULL, 0, "dup: %s", strerror(errno));
+            return sy_error_set(&lp->init_err, NULL, 0, "dup: %s", strerror(errno));
         }
         h2o_socket_t *sock = h2o_evloop_socket_create(lp->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
         sock->data = lp;
@@ -215,13 +210,31 @@ static int loop_init(struct sy_server *srv, struct sy_loop *lp, h2o_globalconf_t
     return SY_OK;
 }
 
-static void loop_dispose(struct sy_loop *lp)
+static void *loop_main(void *arg)
 {
-    if (lp->srv == NULL) {
-        return;
+    struct sy_loop *lp = arg;
+    struct sy_server *srv = lp->srv;
+    char name[16];
+    snprintf(name, sizeof(name), lp->webhook ? "sy-http-%zu" : "sy-admin",
+             (size_t)(lp - srv->loops));
+    pthread_setname_np(pthread_self(), name);
+    int rc = loop_init(lp);
+    pthread_mutex_lock(&srv->init_mu);
+    lp->init_status = rc;
+    srv->n_ready++;
+    pthread_cond_broadcast(&srv->init_cv);
+    pthread_mutex_unlock(&srv->init_mu);
+    while (rc == SY_OK && !lp->exit) {
+        h2o_evloop_run(lp->ctx.loop, INT32_MAX);
     }
+    close_listeners(lp);
     sy_verifier_free(lp->verifier);
     lp->verifier = NULL;
+    return NULL;
+}
+
+static void loop_dispose(struct sy_loop *lp)
+{
     free(lp->listeners);
     lp->listeners = NULL;
 }
@@ -280,6 +293,8 @@ struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *st
     srv->cfg = cfg;
     srv->store = store;
     srv->admin_fd = -1;
+    pthread_mutex_init(&srv->init_mu, NULL);
+    pthread_cond_init(&srv->init_cv, NULL);
     srv->listen_fds = calloc(cfg->n_listen, sizeof(int));
     if (srv->listen_fds == NULL) {
         goto fail;
@@ -326,6 +341,18 @@ fail:
     return NULL;
 }
 
+static void start_loop(struct sy_server *srv, struct sy_loop *lp, h2o_globalconf_t *conf,
+                       const int *fds, size_t n_fds, bool webhook)
+{
+    lp->srv = srv;
+    lp->conf = conf;
+    lp->fds = fds;
+    lp->n_fds = n_fds;
+    lp->webhook = webhook;
+    h2o_multithread_create_thread(&lp->tid, NULL, loop_main, lp);
+    lp->running = true;
+}
+
 int sy_server_start(struct sy_server *srv, struct sy_error *err)
 {
     const struct sy_config *cfg = srv->cfg;
@@ -334,26 +361,27 @@ int sy_server_start(struct sy_server *srv, struct sy_error *err)
         return SY_ENOMEM;
     }
     srv->n_loops = (size_t)cfg->http.threads;
+    size_t expected = srv->n_loops;
     for (size_t i = 0; i < srv->n_loops; i++) {
-        int rc = loop_init(srv, &srv->loops[i], &srv->conf, srv->listen_fds, srv->n_listen, true,
-                           err);
-        if (rc != SY_OK) {
-            return rc;
-        }
+        start_loop(srv, &srv->loops[i], &srv->conf, srv->listen_fds, srv->n_listen, true);
     }
     if (srv->admin_fd >= 0) {
-        int rc = loop_init(srv, &srv->admin, &srv->admin_conf, &srv->admin_fd, 1, false, err);
-        if (rc != SY_OK) {
-            return rc;
+        start_loop(srv, &srv->admin, &srv->admin_conf, &srv->admin_fd, 1, false);
+        expected++;
+    }
+    pthread_mutex_lock(&srv->init_mu);
+    while (srv->n_ready < expected) {
+        pthread_cond_wait(&srv->init_cv, &srv->init_mu);
+    }
+    pthread_mutex_unlock(&srv->init_mu);
+    for (size_t i = 0; i <= srv->n_loops; i++) {
+        struct sy_loop *lp = i < srv->n_loops ? &srv->loops[i] : &srv->admin;
+        if (lp->running && lp->init_status != SY_OK) {
+            if (err != NULL) {
+                *err = lp->init_err;
+            }
+            return lp->init_status;
         }
-    }
-    for (size_t i = 0; i < srv->n_loops; i++) {
-        h2o_multithread_create_thread(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
-        srv->loops[i].running = true;
-    }
-    if (srv->admin_fd >= 0) {
-        h2o_multithread_create_thread(&srv->admin.tid, NULL, loop_main, &srv->admin);
-        srv->admin.running = true;
     }
     char name[80];
     for (size_t i = 0; i < srv->n_listen; i++) {
@@ -422,5 +450,7 @@ void sy_server_free(struct sy_server *srv)
     if (srv->ssl_ctx) {
         SSL_CTX_free(srv->ssl_ctx);
     }
+    pthread_cond_destroy(&srv->init_cv);
+    pthread_mutex_destroy(&srv->init_mu);
     free(srv);
 }

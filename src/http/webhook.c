@@ -186,7 +186,7 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
         return reject(req, 400, "Bad Request", SY_R_INVALID_EVENT, "headers are too large", t0,
                       peer);
     }
-    size_t integ_len = env->integration_type ? strlen(env->integration_type) + 1 : 0;
+    size_t integ_len = strlen(env->integration_type) + 1;
     size_t need = env->id_len + env->type_len + integ_len + hdrs->len + req->entity.len;
     struct sy_pending *p = malloc(sizeof(*p) + need);
     if (p == NULL) {
@@ -202,10 +202,8 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
     a->type = memcpy(w, env->type, env->type_len);
     a->type_len = env->type_len;
     w += env->type_len;
-    if (integ_len) {
-        a->integration = memcpy(w, env->integration_type, integ_len);
-        w += integ_len;
-    }
+    a->integration = memcpy(w, env->integration_type, integ_len);
+    w += integ_len;
     a->headers = memcpy(w, hdrs->data, hdrs->len);
     a->headers_len = hdrs->len;
     w += hdrs->len;
@@ -361,7 +359,5 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     /* 7. dedupe + durable append; the answer comes from sy_webhook_on_done */
-    int rc = submit(req, lp, &env, t0, peer);
-    sy_envelope_dispose(&env);
-    return rc;
+    return submit(req, lp, &env, t0, peer);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ingest/envelope.h"
+#include "ingest/json_scan.h"
 
 int sy_event_type_valid(const char *s, size_t len)
 {
@@ -20,130 +21,104 @@ int sy_event_type_valid(const char *s, size_t len)
     return 1;
 }
 
-static const char *json_kind(const json_t *v)
+static const char *kind_name(enum sy_json_kind k)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
+    switch (k) {
+    case SY_JSON_OBJECT:
         return "an object";
-    case JSON_ARRAY:
+    case SY_JSON_ARRAY:
         return "an array";
-    case JSON_STRING:
+    case SY_JSON_STRING:
         return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
+    case SY_JSON_NUMBER:
         return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
+    case SY_JSON_BOOL:
         return "a boolean";
     default:
         return "null";
     }
 }
 
-/* Fetch obj[key] as a string; on failure write the detail and return NULL. */
-static const char *need_string(json_t *obj, const char *key, const char *path, bool optional,
-                               size_t *len, char *detail, size_t dlen, bool *failed)
+/* A present-and-right-kind check; writes the detail and returns false otherwise. */
+static bool need(const struct sy_json_span *v, enum sy_json_kind kind, const char *path,
+                 bool optional, char *detail, size_t dlen)
 {
-    json_t *v = json_object_get(obj, key);
-    if (v == NULL) {
+    if (v->kind == SY_JSON_NONE) {
         if (!optional) {
             snprintf(detail, dlen, "field '%s' is missing", path);
-            *failed = true;
         }
-        return NULL;
+        return optional;
     }
-    if (!json_is_string(v)) {
-        snprintf(detail, dlen, "field '%s' must be a string, got %s", path, json_kind(v));
-        *failed = true;
-        return NULL;
+    if (v->kind != kind) {
+        snprintf(detail, dlen, "field '%s' must be %s, got %s", path, kind_name(kind),
+                 kind_name(v->kind));
+        return false;
     }
-    *len = json_string_length(v);
-    return json_string_value(v);
+    return true;
+}
+
+/* Unescape a string span into out[cap+1]; false (with detail) when longer than cap bytes. */
+static bool copy_string(const struct sy_json_span *v, const char *path, char *out, size_t cap,
+                        size_t *len, char *detail, size_t dlen)
+{
+    long n = sy_json_unescape(v, out, cap);
+    if (n < 0) {
+        snprintf(detail, dlen, "field '%s' must be at most %zu bytes", path, cap);
+        return false;
+    }
+    out[n] = '\0';
+    if (len != NULL) {
+        *len = (size_t)n;
+    }
+    return true;
 }
 
 int sy_envelope_parse(const char *body, size_t len, struct sy_envelope *env, const char **code,
                       char *detail, size_t dlen)
 {
-    memset(env, 0, sizeof(*env));
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
-    if (root == NULL) {
+    struct sy_json_envelope e;
+    if (!sy_json_scan_envelope(body, len, &e, detail, dlen)) {
         *code = "invalid_json";
-        snprintf(detail, dlen, "%s at line %d, column %d", jerr.text, jerr.line, jerr.column);
         return -1;
     }
     *code = "invalid_event";
-    bool failed = false;
-    size_t n = 0;
-    if (!json_is_object(root)) {
-        snprintf(detail, dlen, "the body must be a JSON object, got %s", json_kind(root));
-        goto fail;
+    if (e.root != SY_JSON_OBJECT) {
+        snprintf(detail, dlen, "the body must be a JSON object, got %s", kind_name(e.root));
+        return -1;
     }
-    env->id = need_string(root, "id", "id", false, &env->id_len, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
+    if (!need(&e.id, SY_JSON_STRING, "id", false, detail, dlen)) {
+        return -1;
     }
-    if (env->id_len == 0 || env->id_len > SY_ENVELOPE_ID_MAX) {
-        snprintf(detail, dlen, "field 'id' must be 1 to %d bytes, got %zu", SY_ENVELOPE_ID_MAX,
-                 env->id_len);
-        goto fail;
+    long n = sy_json_unescape(&e.id, env->id, SY_ENVELOPE_ID_MAX);
+    if (n <= 0) {
+        snprintf(detail, dlen, "field 'id' must be 1 to %d bytes, got %s", SY_ENVELOPE_ID_MAX,
+                 n == 0 ? "0" : "more");
+        return -1;
     }
-    env->type = need_string(root, "type", "type", false, &env->type_len, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
+    env->id[n] = '\0';
+    env->id_len = (size_t)n;
+    if (!need(&e.type, SY_JSON_STRING, "type", false, detail, dlen)) {
+        return -1;
     }
-    if (!sy_event_type_valid(env->type, env->type_len)) {
+    n = sy_json_unescape(&e.type, env->type, SY_ENVELOPE_TYPE_MAX);
+    if (n < 0 || !sy_event_type_valid(env->type, (size_t)n)) {
         snprintf(detail, dlen,
                  "field 'type' must be 1 to %d letters, digits or '_.:-' (like "
                  "scm.pull_request.created)",
                  SY_ENVELOPE_TYPE_MAX);
-        goto fail;
+        return -1;
     }
-    json_t *integ = json_object_get(root, "integration");
-    if (integ == NULL) {
-        snprintf(detail, dlen, "field 'integration' is missing");
-        goto fail;
+    env->type[n] = '\0';
+    env->type_len = (size_t)n;
+    if (!need(&e.integration, SY_JSON_OBJECT, "integration", false, detail, dlen) ||
+        !need(&e.integration_id, SY_JSON_STRING, "integration.id", false, detail, dlen) ||
+        !need(&e.integration_type, SY_JSON_STRING, "integration.type", false, detail, dlen) ||
+        !copy_string(&e.integration_type, "integration.type", env->integration_type,
+                     SY_ENVELOPE_INTEGRATION_TYPE_MAX, NULL, detail, dlen) ||
+        !need(&e.integration_name, SY_JSON_STRING, "integration.name", true, detail, dlen) ||
+        !need(&e.data, SY_JSON_OBJECT, "data", false, detail, dlen) ||
+        !need(&e.timestamp, SY_JSON_STRING, "timestamp", true, detail, dlen)) {
+        return -1;
     }
-    if (!json_is_object(integ)) {
-        snprintf(detail, dlen, "field 'integration' must be an object, got %s", json_kind(integ));
-        goto fail;
-    }
-    need_string(integ, "id", "integration.id", false, &n, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
-    }
-    env->integration_type =
-        need_string(integ, "type", "integration.type", false, &n, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
-    }
-    need_string(integ, "name", "integration.name", true, &n, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
-    }
-    json_t *data = json_object_get(root, "data");
-    if (data == NULL) {
-        snprintf(detail, dlen, "field 'data' is missing");
-        goto fail;
-    }
-    if (!json_is_object(data)) {
-        snprintf(detail, dlen, "field 'data' must be an object, got %s", json_kind(data));
-        goto fail;
-    }
-    need_string(root, "timestamp", "timestamp", true, &n, detail, dlen, &failed);
-    if (failed) {
-        goto fail;
-    }
-    env->root = root;
     return 0;
-fail:
-    json_decref(root);
-    memset(env, 0, sizeof(*env));
-    return -1;
-}
-
-void sy_envelope_dispose(struct sy_envelope *env)
-{
-    json_decref(env->root);
-    memset(env, 0, sizeof(*env));
 }

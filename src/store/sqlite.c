@@ -172,6 +172,7 @@ static void purge_expired(struct sqlite_store *s)
 static void *writer_main(void *arg)
 {
     struct sqlite_store *s = arg;
+    pthread_setname_np(pthread_self(), "sy-store");
     double next_purge = mono_s();
     pthread_mutex_lock(&s->mu);
     for (;;) {

@@ -32,8 +32,7 @@ int main(int argc, char **argv)
         if (rc == 0) {
             CHECK(env.id_len > 0 && strlen(env.id) == env.id_len);
             CHECK(env.type_len > 0);
-            CHECK(env.integration_type != NULL);
-            sy_envelope_dispose(&env);
+            CHECK(env.integration_type[0] != '\0');
         }
         free(body);
         free(names[i]);
@@ -68,9 +67,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: got %s \"%s\", want %s containing \"%s\"\n", names[i], code,
                     detail, expect, want_detail);
             check_failures++;
-        }
-        if (rc == 0) {
-            sy_envelope_dispose(&env);
         }
         free(body);
         free(expect);

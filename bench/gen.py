@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Write pre-signed raw HTTP requests for wrk: one file per wrk thread.
+
+usage: gen.py OUTDIR THREADS COUNT_PER_THREAD SECRET [--dup PCT] [--badsig PCT]
+Each body is a ~1 KB Unizo event with a unique id (duplicates and bad
+signatures are mixed in when asked), signed with the current time.
+"""
+import hashlib
+import hmac
+import json
+import os
+import random
+import sys
+import time
+
+
+def main():
+    out, threads, count, secret = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
+    dup = badsig = 0.0
+    args = sys.argv[5:]
+    if "--dup" in args:
+        dup = float(args[args.index("--dup") + 1]) / 100
+    if "--badsig" in args:
+        badsig = float(args[args.index("--badsig") + 1]) / 100
+    rnd = random.Random(42)
+    ts = str(int(time.time())).encode()
+    run = "%x" % int(time.time() * 1000)
+    os.makedirs(out, exist_ok=True)
+    template = {
+        "type": "scm.pull_request.created",
+        "timestamp": "2024-01-15T10:30:00Z",
+        "integration": {"id": "int_github_123", "type": "github", "name": "GitHub (acme)"},
+        "data": {"number": 42, "title": "Add OAuth login", "state": "open", "draft": False,
+                 "url": "https://github.com/acme/payments-api/pull/42",
+                 "author": {"id": "usr_1042", "login": "mchen", "name": "Mei Chen"},
+                 "repository": {"id": "repo_5521", "name": "payments-api", "full_name": "acme/payments-api"},
+                 "description": ""},
+    }
+    for t in range(threads):
+        with open(os.path.join(out, "req.%d" % t), "wb") as f:
+            last = None
+            for i in range(count):
+                if last is not None and rnd.random() < dup:
+                    eid = last
+                else:
+                    eid = "evt_%s_%d_%d" % (run, t, i)
+                last = eid
+                ev = dict(template, id=eid)
+                ev["data"] = dict(template["data"])
+                base = len(json.dumps(ev))
+                ev["data"]["description"] = "x" * max(0, 1024 - base)
+                body = json.dumps(ev, separators=(",", ":")).encode()
+                mac = hmac.new(secret, ts + b"." + body, hashlib.sha256).hexdigest()
+                if rnd.random() < badsig:
+                    mac = mac[::-1]
+                head = ("POST /webhooks/unizo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "content-type: application/json\r\nx-unizo-timestamp: %s\r\n"
+                        "x-unizo-signature: v1=%s\r\ncontent-length: %d\r\n\r\n"
+                        % (ts.decode(), mac, len(body))).encode()
+                f.write(head + body + b"\0")
+
+
+if __name__ == "__main__":
+    main()

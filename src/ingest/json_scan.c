@@ -1,0 +1,523 @@
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/json_scan.h"
+
+struct scanner {
+    const char *text;
+    const char *p;
+    const char *end;
+    const char *fail_at;
+    const char *what;
+    struct sy_json_envelope *env;
+};
+
+static bool fail(struct scanner *s, const char *at, const char *what)
+{
+    if (s->what == NULL) {
+        s->fail_at = at;
+        s->what = what;
+    }
+    return false;
+}
+
+static void skip_ws(struct scanner *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t')) {
+        s->p++;
+    }
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0) {
+            return -1;
+        }
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* Length of the UTF-8 sequence at p (1..4), or 0 when malformed (overlong, surrogate, > U+10FFFF). */
+static int utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) {
+        return 1;
+    }
+    int n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (end - p < n) {
+        return 0;
+    }
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return n;
+}
+
+/* s->p at the opening quote; on success s->p is past the closing quote. */
+static bool scan_string(struct scanner *s, struct sy_json_span *span)
+{
+    const char *start = ++s->p;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            if (span != NULL) {
+                span->kind = SY_JSON_STRING;
+                span->p = start;
+                span->len = (size_t)(s->p - start);
+            }
+            s->p++;
+            return true;
+        }
+        if (c < 0x20) {
+            return fail(s, s->p, "control character in a string");
+        }
+        if (c == '\\') {
+            if (s->end - s->p < 2) {
+                break;
+            }
+            char e = s->p[1];
+            if (e == 'u') {
+                if (s->end - s->p < 6) {
+                    return fail(s, s->p, "truncated \\u escape");
+                }
+                int v = hex4(s->p + 2);
+                if (v < 0) {
+                    return fail(s, s->p, "invalid \\u escape");
+                }
+                if (v == 0) {
+                    return fail(s, s->p, "\\u0000 (NUL) is not allowed");
+                }
+                s->p += 6;
+                if (v >= 0xdc00 && v <= 0xdfff) {
+                    return fail(s, s->p - 6, "invalid Unicode: lone low surrogate");
+                }
+                if (v >= 0xd800 && v <= 0xdbff) {
+                    int lo = s->end - s->p >= 6 && s->p[0] == '\\' && s->p[1] == 'u'
+                                 ? hex4(s->p + 2)
+                                 : -1;
+                    if (lo < 0xdc00 || lo > 0xdfff) {
+                        return fail(s, s->p - 6, "invalid Unicode: lone high surrogate");
+                    }
+                    s->p += 6;
+                }
+                continue;
+            }
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
+                e != 'r' && e != 't') {
+                return fail(s, s->p, "invalid escape");
+            }
+            s->p += 2;
+            continue;
+        }
+        if (c < 0x80) {
+            s->p++;
+            continue;
+        }
+        int n = utf8_len((const unsigned char *)s->p, (const unsigned char *)s->end);
+        if (n == 0) {
+            return fail(s, s->p, "invalid UTF-8");
+        }
+        s->p += n;
+    }
+    return fail(s, s->p, "unterminated string");
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool scan_number(struct scanner *s)
+{
+    const char *start = s->p;
+    if (*s->p == '-') {
+        s->p++;
+    }
+    if (s->p >= s->end || !is_digit(*s->p)) {
+        return fail(s, start, "invalid number");
+    }
+    if (*s->p == '0') {
+        s->p++;
+    } else {
+        while (s->p < s->end && is_digit(*s->p)) {
+            s->p++;
+        }
+    }
+    if (s->p < s->end && is_digit(*s->p)) {
+        return fail(s, start, "invalid number: leading zero");
+    }
+    bool real = false;
+    if (s->p < s->end && *s->p == '.') {
+        real = true;
+        s->p++;
+        if (s->p >= s->end || !is_digit(*s->p)) {
+            return fail(s, start, "invalid number");
+        }
+        while (s->p < s->end && is_digit(*s->p)) {
+            s->p++;
+        }
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        real = true;
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) {
+            s->p++;
+        }
+        if (s->p >= s->end || !is_digit(*s->p)) {
+            return fail(s, start, "invalid number");
+        }
+        while (s->p < s->end && is_digit(*s->p)) {
+            s->p++;
+        }
+    }
+    size_t len = (size_t)(s->p - start);
+    char buf[64];
+    if (!real) {
+        size_t digits = len - (*start == '-');
+        if (digits < 19) {
+            return true;
+        }
+        if (len >= sizeof(buf)) {
+            return fail(s, start, "too big integer");
+        }
+        memcpy(buf, start, len);
+        buf[len] = '\0';
+        errno = 0;
+        (void)strtoll(buf, NULL, 10);
+        return errno == ERANGE ? fail(s, start, "too big integer") : true;
+    }
+    char *tmp = len < sizeof(buf) ? buf : malloc(len + 1);
+    if (tmp == NULL) {
+        return fail(s, start, "out of memory");
+    }
+    memcpy(tmp, start, len);
+    tmp[len] = '\0';
+    errno = 0;
+    double v = strtod(tmp, NULL);
+    bool overflow = errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL);
+    if (tmp != buf) {
+        free(tmp);
+    }
+    /* like jansson: overflow to infinity is an error, underflow to zero is not */
+    return overflow ? fail(s, start, "real number overflow") : true;
+}
+
+static bool match_word(struct scanner *s, const char *word, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+        return fail(s, s->p, "invalid token");
+    }
+    s->p += n;
+    return true;
+}
+
+/* Which span (if any) a member's value goes to, by the path to it. */
+static struct sy_json_span *slot_for(struct scanner *s, int depth, bool in_integration,
+                                     const struct sy_json_span *key)
+{
+    struct sy_json_envelope *e = s->env;
+#define KEY_IS(lit) (key->len == sizeof(lit) - 1 && memcmp(key->p, lit, sizeof(lit) - 1) == 0)
+    if (depth == 1) {
+        return KEY_IS("id")            ? &e->id
+               : KEY_IS("type")        ? &e->type
+               : KEY_IS("integration") ? &e->integration
+               : KEY_IS("data")        ? &e->data
+               : KEY_IS("timestamp")   ? &e->timestamp
+                                       : NULL;
+    }
+    if (depth == 2 && in_integration) {
+        return KEY_IS("id")     ? &e->integration_id
+               : KEY_IS("type") ? &e->integration_type
+               : KEY_IS("name") ? &e->integration_name
+                                : NULL;
+    }
+#undef KEY_IS
+    return NULL;
+}
+
+/*
+ * Iterative scan with an explicit stack of container kinds, so hostile
+ * nesting cannot exhaust the C stack.
+ */
+static bool scan_value_tree(struct scanner *s)
+{
+    char stack[SY_JSON_MAX_DEPTH + 1];
+    int depth = 0;
+    bool integration_open = false; /* the depth-2 container is root.integration */
+    struct sy_json_span *slot = NULL;
+    struct sy_json_span *open_slot[3] = {NULL, NULL, NULL};
+    const char *open_at[3] = {NULL, NULL, NULL};
+    bool root = true;
+
+    for (;;) {
+        /* parse one value */
+        skip_ws(s);
+        if (s->p >= s->end) {
+            return fail(s, s->p, root ? "'[' or '{' expected" : "unexpected end of input");
+        }
+        const char *vstart = s->p;
+        char c = *s->p;
+        if (root && c != '{' && c != '[') {
+            return fail(s, s->p, "'[' or '{' expected");
+        }
+        root = false;
+        if (c == '{' || c == '[') {
+            if (depth == SY_JSON_MAX_DEPTH) {
+                return fail(s, s->p, "maximum parsing depth reached");
+            }
+            if (depth == 1 && slot == &s->env->integration) {
+                integration_open = c == '{';
+            }
+            if (depth < 3) {
+                open_slot[depth] = slot;
+                open_at[depth] = vstart;
+            }
+            stack[++depth] = c;
+            if (depth == 1) {
+                s->env->root = c == '{' ? SY_JSON_OBJECT : SY_JSON_ARRAY;
+            }
+            s->p++;
+            skip_ws(s);
+            if (s->p < s->end && *s->p == (c == '{' ? '}' : ']')) {
+                s->p++;
+                goto closed;
+            }
+            if (c == '[') {
+                slot = NULL;
+                continue; /* first element */
+            }
+            goto member;
+        }
+        if (c == '"') {
+            struct sy_json_span span;
+            if (!scan_string(s, &span)) {
+                return false;
+            }
+            if (slot) {
+                *slot = span;
+            }
+        } else if (c == '-' || is_digit(c)) {
+            if (!scan_number(s)) {
+                return false;
+            }
+            if (slot) {
+                slot->kind = SY_JSON_NUMBER;
+            }
+        } else if (c == 't' || c == 'f') {
+            if (!match_word(s, c == 't' ? "true" : "false", c == 't' ? 4 : 5)) {
+                return false;
+            }
+            if (slot) {
+                slot->kind = SY_JSON_BOOL;
+            }
+        } else if (c == 'n') {
+            if (!match_word(s, "null", 4)) {
+                return false;
+            }
+            if (slot) {
+                slot->kind = SY_JSON_NULL;
+            }
+        } else {
+            return fail(s, s->p, "invalid token");
+        }
+        goto after_value;
+
+    closed:
+        /* a container just ended at depth; record it in its slot */
+        if (depth <= 3 && open_slot[depth - 1] != NULL) {
+            struct sy_json_span *os = open_slot[depth - 1];
+            os->kind = stack[depth] == '{' ? SY_JSON_OBJECT : SY_JSON_ARRAY;
+            os->p = open_at[depth - 1];
+            os->len = (size_t)(s->p - open_at[depth - 1]);
+        }
+        if (depth == 2) {
+            integration_open = false;
+        }
+        depth--;
+        if (depth == 0) {
+            return true;
+        }
+
+    after_value:
+        skip_ws(s);
+        if (s->p >= s->end) {
+            return fail(s, s->p, "unexpected end of input");
+        }
+        if (*s->p == ',') {
+            s->p++;
+            if (stack[depth] == '[') {
+                slot = NULL;
+                continue;
+            }
+            goto member;
+        }
+        if (*s->p == (stack[depth] == '{' ? '}' : ']')) {
+            s->p++;
+            goto closed;
+        }
+        return fail(s, s->p, stack[depth] == '{' ? "',' or '}' expected" : "',' or ']' expected");
+
+    member:
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != '"') {
+            return fail(s, s->p, "string or '}' expected");
+        }
+        struct sy_json_span key;
+        if (!scan_string(s, &key)) {
+            return false;
+        }
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') {
+            return fail(s, s->p, "':' expected");
+        }
+        s->p++;
+        slot = slot_for(s, depth, depth == 2 && integration_open, &key);
+        if (slot != NULL) {
+            memset(slot, 0, sizeof(*slot));
+        }
+    }
+}
+
+bool sy_json_scan_envelope(const char *text, size_t len, struct sy_json_envelope *out, char *err,
+                           size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    struct scanner s = {.text = text, .p = text, .end = text + len, .env = out};
+    bool ok = scan_value_tree(&s);
+    if (ok) {
+        skip_ws(&s);
+        if (s.p != s.end) {
+            ok = fail(&s, s.p, "end of file expected");
+        }
+    }
+    if (!ok) {
+        int line = 1, col = 1;
+        for (const char *q = text; q < s.fail_at; q++) {
+            if (*q == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        snprintf(err, errlen, "%s at line %d, column %d", s.what, line, col);
+        memset(out, 0, sizeof(*out));
+    }
+    return ok;
+}
+
+static size_t put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+long sy_json_unescape(const struct sy_json_span *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    const char *p = s->p, *end = s->p + s->len;
+    while (p < end) {
+        char tmp[4];
+        size_t w;
+        if (*p != '\\') {
+            tmp[0] = *p++;
+            w = 1;
+        } else {
+            char e = p[1];
+            p += 2;
+            switch (e) {
+            case 'b':
+                tmp[0] = '\b';
+                w = 1;
+                break;
+            case 'f':
+                tmp[0] = '\f';
+                w = 1;
+                break;
+            case 'n':
+                tmp[0] = '\n';
+                w = 1;
+                break;
+            case 'r':
+                tmp[0] = '\r';
+                w = 1;
+                break;
+            case 't':
+                tmp[0] = '\t';
+                w = 1;
+                break;
+            case 'u': {
+                uint32_t cp = (uint32_t)hex4(p);
+                p += 4;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    uint32_t lo = (uint32_t)hex4(p + 2);
+                    p += 6;
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                }
+                w = put_utf8(tmp, cp);
+                break;
+            }
+            default:
+                tmp[0] = e;
+                w = 1;
+            }
+        }
+        if (n + w > cap) {
+            return -1;
+        }
+        memcpy(out + n, tmp, w);
+        n += w;
+    }
+    return (long)n;
+}

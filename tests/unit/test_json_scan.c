@@ -1,0 +1,168 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "check.h"
+#include "files.h"
+#include "ingest/envelope.h"
+#include "ingest/json_scan.h"
+
+/* The scanner must accept exactly what jansson accepts (and agree on id and type). */
+static int disagreements;
+
+static void compare(const char *text, size_t len, const char *label)
+{
+    struct sy_json_envelope e;
+    char err[200];
+    bool mine = sy_json_scan_envelope(text, len, &e, err, sizeof(err));
+    json_error_t jerr;
+    json_t *j = json_loadb(text, len, 0, &jerr);
+    check_count++;
+    if (mine != (j != NULL)) {
+        if (disagreements++ < 10) {
+            fprintf(stderr, "%s: scanner %s, jansson %s (%s / %s): %.*s\n", label,
+                    mine ? "accepts" : "rejects", j ? "accepts" : "rejects", mine ? "" : err,
+                    j ? "" : jerr.text, (int)(len > 120 ? 120 : len), text);
+        }
+        check_failures++;
+    } else if (j != NULL && json_is_object(j)) {
+        /* the same id as jansson, escapes decoded */
+        json_t *id = json_object_get(j, "id");
+        char buf[4096];
+        if (json_is_string(id) && json_string_length(id) < sizeof(buf)) {
+            long n = sy_json_unescape(&e.id, buf, sizeof(buf));
+            CHECK(e.id.kind == SY_JSON_STRING);
+            CHECK(n == (long)json_string_length(id) && memcmp(buf, json_string_value(id), (size_t)n) == 0);
+        } else {
+            CHECK(e.id.kind != SY_JSON_STRING || json_string_length(id) >= sizeof(buf));
+        }
+        json_t *data = json_object_get(j, "data");
+        CHECK((data != NULL) == (e.data.kind != SY_JSON_NONE));
+    }
+    json_decref(j);
+}
+
+static void compare_str(const char *s)
+{
+    compare(s, strlen(s), "case");
+}
+
+static void test_cases(void)
+{
+    static const char *cases[] = {
+        "{}", "[]", "", " ", "{", "}", "[", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "[,1]",
+        "{\"a\":1 \"b\":2}", "{a:1}", "{'a':1}", "[01]", "[-0]", "[-]", "[1.]", "[.5]", "[1e]",
+        "[1e+]", "[1E5]", "[1e-5]", "[0.0e0]", "[-0.5E+10]",
+        "[9223372036854775807]", "[9223372036854775808]", "[-9223372036854775808]",
+        "[-9223372036854775809]", "[123456789012345678]", "[1234567890123456789]",
+        "[12345678901234567890]", "[1e308]", "[1e309]", "[-1e309]", "[1e-400]", "[1.7976931348623157e308]",
+        "[1.8e308]", "[100000000000000000000000000000000000000000.5]",
+        "[true]", "[false]", "[null]", "[tru]", "[nul]", "[True]", "[nulll]", "[truex]",
+        "[\"\\u0041\"]", "[\"\\u0000\"]", "[\"\\ud83d\\ude00\"]", "[\"\\ud83d\"]", "[\"\\ude00\"]",
+        "[\"\\ud83d\\u0041\"]", "[\"\\ud83dx\"]", "[\"\\uzzzz\"]", "[\"\\u12\"]", "[\"\\x\"]",
+        "[\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"]", "[\"a\tb\"]", "[\"a\nb\"]", "[\"\x7f\"]",
+        "[\"\xc3\xa9\"]", "[\"\xc3\"]", "[\"\xc0\x80\"]", "[\"\xe0\x80\x80\"]", "[\"\xed\xa0\x80\"]",
+        "[\"\xf4\x90\x80\x80\"]", "[\"\xf0\x9f\x98\x80\"]", "[\"\xf5\x80\x80\x80\"]", "[\"\xff\"]",
+        "[\"\xef\xbb\xbf\"]", "\xef\xbb\xbf{}", "{} ", " {} \n", "{} x", "{}{}", "[] []",
+        "1", "\"s\"", "null", "[1] ", "[\"unterminated", "{\"a\":[1,{\"b\":null}]}",
+        "{\"id\":\"x\",\"id\":\"y\"}", "{\"integration\":{\"type\":\"a\"},\"integration\":5}",
+        "\x80", "[\x80]", "{\"a\":\"\xe2\x82\xac\"}", "[ 1 , 2 ]", "[\r\n\t1]", "[\f1]", "[\v1]",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        compare_str(cases[i]);
+    }
+    compare("[\"a\0b\"]", 6, "embedded NUL");
+    compare("{\"a\":1}\0", 8, "trailing NUL");
+
+    /* depth: jansson allows 2048 levels */
+    for (int depth = 2046; depth <= 2050; depth++) {
+        char *s = malloc((size_t)depth * 2 + 1);
+        memset(s, '[', (size_t)depth);
+        memset(s + depth, ']', (size_t)depth);
+        compare(s, (size_t)depth * 2, "depth");
+        free(s);
+    }
+}
+
+static void test_files(const char *dir)
+{
+    const char *subs[] = {"valid", "invalid"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        char **names;
+        snprintf(path, sizeof(path), "%s/%s", dir, subs[k]);
+        size_t n = list_dir(path, ".json", &names);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof(path), "%s/%s/%s", dir, subs[k], names[i]);
+            size_t len;
+            char *body = read_all(path, &len);
+            if (body) {
+                compare(body, len, names[i]);
+            }
+            free(body);
+            free(names[i]);
+        }
+        free(names);
+    }
+}
+
+/* Random edits of valid events: flips, inserts of JSON-significant bytes, cuts. */
+static void test_mutations(const char *events_dir)
+{
+    char **names;
+    size_t n = list_dir(events_dir, ".json", &names);
+    CHECK(n > 0);
+    unsigned seed = 12345;
+    static const char specials[] = "{}[]\",:\\u0123456789eE+-.tfn \n\t\x80\xc3\xff\x00";
+    for (size_t f = 0; f < n; f++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", events_dir, names[f]);
+        size_t len;
+        char *orig = read_all(path, &len);
+        compare(orig, len, names[f]);
+        char *buf = malloc(len + 16);
+        for (int iter = 0; iter < 2000; iter++) {
+            memcpy(buf, orig, len);
+            size_t blen = len;
+            int edits = 1 + (int)(rand_r(&seed) % 3);
+            for (int e = 0; e < edits && blen > 1; e++) {
+                size_t at = (size_t)rand_r(&seed) % blen;
+                char c = specials[(size_t)rand_r(&seed) % (sizeof(specials) - 1)];
+                switch (rand_r(&seed) % 4) {
+                case 0:
+                    buf[at] = c;
+                    break;
+                case 1:
+                    buf[at] ^= (char)(1 << (rand_r(&seed) % 8));
+                    break;
+                case 2:
+                    memmove(buf + at + 1, buf + at, blen - at);
+                    buf[at] = c;
+                    blen++;
+                    break;
+                default:
+                    memmove(buf + at, buf + at + 1, blen - at - 1);
+                    blen--;
+                }
+            }
+            compare(buf, blen, names[f]);
+        }
+        free(buf);
+        free(orig);
+        free(names[f]);
+    }
+    free(names);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_json_scan ENVELOPE_DATA_DIR EVENTS_DIR\n");
+        return 2;
+    }
+    test_cases();
+    test_files(argv[1]);
+    test_mutations(argv[2]);
+    CHECK_DONE();
+}
