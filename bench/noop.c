@@ -55,8 +55,8 @@ static void *run(void *arg)
     h2o_context_init(&lp->ctx, h2o_evloop_create(), &conf);
     lp->accept.ctx = &lp->ctx;
     lp->accept.hosts = conf.hosts;
-    h2o_socket_t *sock = h2o_evloop_socket_create(lp->ctx.loop, dup(listen_fd),
-                                                  H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_t *sock =
+        h2o_evloop_socket_create(lp->ctx.loop, dup(listen_fd), H2O_SOCKET_FLAG_DONT_READ);
     sock->data = lp;
     h2o_socket_read_start(sock, on_accept);
     for (;;) {
@@ -74,12 +74,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     h2o_config_init(&conf);
     conf.http1.upgrade_to_http2 = 0;
-    h2o_hostconf_t *host = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")),
-                                                    65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;
 
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)strtol(argv[1], NULL, 10)),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)strtol(argv[1], NULL, 10)),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);

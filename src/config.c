@@ -19,8 +19,8 @@
 struct walker {
     lua_State *L;
     const char *file;
-    char *source;   /* the file's text, to find the line of a nested key */
-    int base_line;  /* line of the top-level assignment being walked */
+    char *source;  /* the file's text, to find the line of a nested key */
+    int base_line; /* line of the top-level assignment being walked */
     struct sy_error *err;
 };
 
@@ -320,8 +320,7 @@ static int read_strv(struct walker *w, const char *path, bool allow_single, char
         lua_Integer k = lua_tointegerx(L, -2, &isint);
         if (lua_type(L, -2) != LUA_TNUMBER || !isint || k < 1 || k > 4096) {
             lua_pop(L, 2);
-            return fail_at(w, leaf(path), "'%s' must be a list, not a table with named keys",
-                           path);
+            return fail_at(w, leaf(path), "'%s' must be a list, not a table with named keys", path);
         }
         if (lua_type(L, -1) != LUA_TSTRING) {
             int rc = fail_at(w, leaf(path), "'%s[%lld]' must be a string, got %s", path,
@@ -462,8 +461,8 @@ static int check_listen_addr(struct walker *w, const char *path, const char *add
 
 static int walk_http(struct walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"threads", "http2", "tls", "idle_timeout",
-                                       "request_timeout", NULL};
+    static const char *const keys[] = {"threads",      "http2",           "tls",
+                                       "idle_timeout", "request_timeout", NULL};
     int rc = check_keys(w, "http", keys);
     if (rc != SY_OK) {
         return rc;
@@ -539,8 +538,8 @@ static int walk_admin(struct walker *w, struct sy_config *cfg)
 
 static int walk_webhook(struct walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"path",     "secrets", "tolerance",       "max_body",
-                                       "allow",    "trusted_proxies", NULL};
+    static const char *const keys[] = {"path",  "secrets",         "tolerance", "max_body",
+                                       "allow", "trusted_proxies", NULL};
     int rc = check_keys(w, "webhook", keys);
     if (rc != SY_OK) {
         return rc;

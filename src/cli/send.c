@@ -75,9 +75,12 @@ static bool post_one(CURL *curl, const char *url, const char *name, const char *
 int sy_cli_send(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},        {"secret-env", required_argument, NULL, 'e'},
-        {"secret-file", required_argument, NULL, 'f'}, {"timestamp", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"secret-env", required_argument, NULL, 'e'},
+        {"secret-file", required_argument, NULL, 'f'},
+        {"timestamp", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *url = "http://127.0.0.1:8080/webhooks/unizo";
     const char *env = NULL, *file = NULL, *tsarg = NULL;

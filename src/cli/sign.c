@@ -18,8 +18,10 @@ static const char usage[] =
 int sy_cli_sign(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"secret-env", required_argument, NULL, 'e'}, {"secret-file", required_argument, NULL, 'f'},
-        {"timestamp", required_argument, NULL, 't'},  {"help", no_argument, NULL, 'h'},
+        {"secret-env", required_argument, NULL, 'e'},
+        {"secret-file", required_argument, NULL, 'f'},
+        {"timestamp", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *env = NULL, *file = NULL, *tsarg = NULL;
@@ -61,8 +63,8 @@ int sy_cli_sign(int argc, char **argv)
     int rc = 1;
     char tsbuf[32], hex[65];
     snprintf(tsbuf, sizeof(tsbuf), "%lld", (long long)ts);
-    if (body != NULL && sy_signature_hex(secret, strlen(secret), tsbuf, strlen(tsbuf), body, len,
-                                         hex) == 0) {
+    if (body != NULL &&
+        sy_signature_hex(secret, strlen(secret), tsbuf, strlen(tsbuf), body, len, hex) == 0) {
         printf("x-unizo-timestamp: %s\nx-unizo-signature: v1=%s\ncontent-type: application/json\n",
                tsbuf, hex);
         rc = 0;

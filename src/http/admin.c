@@ -40,10 +40,8 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     /* probes stay open so that load balancers need no secret */
     if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
         if (!is_get) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                           H2O_STRLIT("GET"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed",
-                               "use GET");
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
             return 0;
         }
         if (path_is(req, "/healthz")) {
@@ -69,8 +67,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(req, "/metrics")) {
         if (!is_get) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                           H2O_STRLIT("GET"));
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
             sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
             return 0;
         }

@@ -45,7 +45,7 @@ struct sy_server {
     struct sy_loop *loops;
     size_t n_loops;
     struct sy_loop admin;
-    uint64_t inflight; /* requests waiting for the store (atomic) */
+    uint64_t inflight;       /* requests waiting for the store (atomic) */
     pthread_mutex_t init_mu; /* guards n_ready while the loops set themselves up */
     pthread_cond_t init_cv;
     size_t n_ready;

@@ -187,8 +187,8 @@ static int loop_init(struct sy_loop *lp)
     h2o_multithread_register_receiver(lp->queue, &lp->done_rx, sy_webhook_on_done);
     h2o_multithread_register_receiver(lp->queue, &lp->ctl_rx, on_ctl);
     if (lp->webhook) {
-        lp->verifier = sy_verifier_new((const char *const *)cfg->webhook.secrets,
-                                       cfg->webhook.n_secrets);
+        lp->verifier =
+            sy_verifier_new((const char *const *)cfg->webhook.secrets, cfg->webhook.n_secrets);
         if (lp->verifier == NULL) {
             return sy_error_set(&lp->init_err, NULL, 0, "cannot set up HMAC-SHA256 (OpenSSL)");
         }
@@ -242,8 +242,8 @@ static void loop_dispose(struct sy_loop *lp)
 static h2o_pathconf_t *register_handler(h2o_globalconf_t *conf,
                                         int (*on_req)(h2o_handler_t *, h2o_req_t *))
 {
-    h2o_hostconf_t *host = h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")),
-                                                    65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;

@@ -21,7 +21,7 @@ struct sy_pending {
     h2o_multithread_message_t msg;
     struct sy_append append;
     struct sy_loop *loop;
-    h2o_req_t *req;     /* NULL once the client went away */
+    h2o_req_t *req;      /* NULL once the client went away */
     struct guard *guard; /* lives in req's pool */
     double t0;
     char peer[INET6_ADDRSTRLEN];
@@ -61,8 +61,7 @@ static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result
                   const char *detail, double t0, const char *peer)
 {
     if (status == 503) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-                       H2O_STRLIT("1"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     }
     sy_http_send_error(req, status, reason, sy_result_name(r), detail);
     finish(req, r, status, NULL, 0, t0, peer);
@@ -177,8 +176,7 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
 {
     struct sy_buf *hdrs = sy_scratch(SY_SCRATCH_HEADERS, 256 * 1024);
     if (hdrs == NULL) {
-        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0,
-                      peer);
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0, peer);
     }
     sy_buf_reset(hdrs);
     kept_headers(req, hdrs);
@@ -190,8 +188,7 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
     size_t need = env->id_len + env->type_len + integ_len + hdrs->len + req->entity.len;
     struct sy_pending *p = malloc(sizeof(*p) + need);
     if (p == NULL) {
-        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0,
-                      peer);
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0, peer);
     }
     memset(p, 0, sizeof(*p));
     char *w = p->data;
@@ -277,8 +274,7 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
 
     /* 1. client address */
     if (cfg->webhook.n_allow > 0 &&
-        (!have_peer ||
-         !sy_cidr_list_contains(cfg->webhook.allow, cfg->webhook.n_allow, &client))) {
+        (!have_peer || !sy_cidr_list_contains(cfg->webhook.allow, cfg->webhook.n_allow, &client))) {
         char detail[128];
         snprintf(detail, sizeof(detail), "address %s is not allowed", peer[0] ? peer : "unknown");
         return reject(req, 403, "Forbidden", SY_R_FORBIDDEN_IP, detail, t0, peer);
@@ -353,8 +349,8 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
     char detail[256];
     if (sy_envelope_parse(req->entity.base ? req->entity.base : "", req->entity.len, &env, &code,
                           detail, sizeof(detail)) != 0) {
-        enum sy_result r = strcmp(code, "invalid_json") == 0 ? SY_R_INVALID_JSON
-                                                              : SY_R_INVALID_EVENT;
+        enum sy_result r =
+            strcmp(code, "invalid_json") == 0 ? SY_R_INVALID_JSON : SY_R_INVALID_EVENT;
         return reject(req, 400, "Bad Request", r, detail, t0, peer);
     }
 

@@ -49,7 +49,8 @@ static int hex4(const char *p)
     return v;
 }
 
-/* Length of the UTF-8 sequence at p (1..4), or 0 when malformed (overlong, surrogate, > U+10FFFF). */
+/* Length of the UTF-8 sequence at p (1..4), or 0 when malformed (overlong, surrogate, > U+10FFFF).
+ */
 static int utf8_len(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0];
@@ -135,8 +136,8 @@ static bool scan_string(struct scanner *s, struct sy_json_span *span)
                 }
                 continue;
             }
-            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
-                e != 'r' && e != 't') {
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' &&
+                e != 't') {
                 return fail(s, s->p, "invalid escape");
             }
             s->p += 2;

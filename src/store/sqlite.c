@@ -311,9 +311,8 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         sy_error_set(err, path, 0, "cannot create the store's folder: %s", strerror(errno));
         goto fail;
     }
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         sy_error_set(err, path, 0, "cannot open the SQLite store: %s", fail_reason(s->db));
         goto fail;
@@ -327,8 +326,7 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     if (exec_sql(s, "PRAGMA journal_mode=WAL") != SY_OK ||
         exec_sql(s, sync_pragma[cfg->store.synchronous]) != SY_OK ||
         exec_sql(s, "PRAGMA foreign_keys=ON") != SY_OK || exec_sql(s, schema) != SY_OK) {
-        sy_error_set(err, path, 0, "cannot initialise the SQLite store: %s",
-                     sqlite3_errmsg(s->db));
+        sy_error_set(err, path, 0, "cannot initialise the SQLite store: %s", sqlite3_errmsg(s->db));
         goto fail;
     }
     sqlite3_stmt *ver = NULL;

@@ -28,7 +28,6 @@ int sy_buf_json_escape(struct sy_buf *b, const char *s, size_t len);
 /* Append "s" as a quoted JSON string. */
 int sy_buf_json_string(struct sy_buf *b, const char *s, size_t len);
 
-
 /* Per-thread scratch buffers, reset by the caller, freed when the thread exits. */
 enum sy_scratch { SY_SCRATCH_LOG, SY_SCRATCH_HTTP, SY_SCRATCH_HEADERS, SY_SCRATCH__COUNT };
 

@@ -110,8 +110,8 @@ void sy_log(enum sy_log_level level, const char *msg, ...)
     }
 }
 
-void sy_log_request(const char *result, int status, const char *id, size_t idlen,
-                    double latency_ms, const char *peer)
+void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
+                    const char *peer)
 {
     if (SY_LOG_INFO < min_level) {
         return;

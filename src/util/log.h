@@ -25,7 +25,7 @@ bool sy_log_enabled(enum sy_log_level level);
 void sy_log(enum sy_log_level level, const char *msg, ...) __attribute__((sentinel));
 
 /* The per-request line: result code, HTTP status, event id (may be NULL), latency, peer. */
-void sy_log_request(const char *result, int status, const char *id, size_t idlen,
-                    double latency_ms, const char *peer);
+void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
+                    const char *peer);
 
 #endif

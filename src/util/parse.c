@@ -104,13 +104,20 @@ static bool apply_unit(const char *s, const struct unit *units, uint64_t *out)
 bool sy_parse_size(const char *s, uint64_t *out)
 {
     static const struct unit units[] = {
-        {"", 1},           {"B", 1},
-        {"k", 1e3},        {"K", 1e3},
-        {"kB", 1e3},       {"KB", 1e3},
-        {"KiB", 1024.0},   {"M", 1e6},
-        {"MB", 1e6},       {"MiB", 1048576.0},
-        {"G", 1e9},        {"GB", 1e9},
-        {"GiB", 1073741824.0}, {NULL, 0},
+        {"", 1},
+        {"B", 1},
+        {"k", 1e3},
+        {"K", 1e3},
+        {"kB", 1e3},
+        {"KB", 1e3},
+        {"KiB", 1024.0},
+        {"M", 1e6},
+        {"MB", 1e6},
+        {"MiB", 1048576.0},
+        {"G", 1e9},
+        {"GB", 1e9},
+        {"GiB", 1073741824.0},
+        {NULL, 0},
     };
     return apply_unit(s, units, out);
 }
@@ -118,8 +125,8 @@ bool sy_parse_size(const char *s, uint64_t *out)
 bool sy_parse_duration_ms(const char *s, uint64_t *out)
 {
     static const struct unit units[] = {
-        {"", 1000},     {"ms", 1},        {"s", 1000},   {"m", 60000},
-        {"h", 3600000}, {"d", 86400000},  {"w", 604800000}, {NULL, 0},
+        {"", 1000},     {"ms", 1},       {"s", 1000},      {"m", 60000},
+        {"h", 3600000}, {"d", 86400000}, {"w", 604800000}, {NULL, 0},
     };
     return apply_unit(s, units, out);
 }

@@ -10,7 +10,8 @@
  * stores the value, or false on anything malformed or out of range.
  */
 
-/* "1MiB", "512KiB", "64kB", "1GiB", "1048576" (bytes). Units: B, k/K/kB, KiB, M/MB, MiB, G/GB, GiB. */
+/* "1MiB", "512KiB", "64kB", "1GiB", "1048576" (bytes). Units: B, k/K/kB, KiB, M/MB, MiB, G/GB, GiB.
+ */
 bool sy_parse_size(const char *s, uint64_t *out);
 
 /* "7d", "12h", "30m", "5s", "250ms", "90" (seconds). Result in milliseconds. */

@@ -5,7 +5,8 @@
 #include "files.h"
 #include "ingest/envelope.h"
 
-/* Every file in valid/ parses; every file in invalid/ fails with the code and detail in its .expect. */
+/* Every file in valid/ parses; every file in invalid/ fails with the code and detail in its
+ * .expect. */
 int main(int argc, char **argv)
 {
     if (argc != 2) {

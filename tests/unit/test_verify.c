@@ -50,7 +50,8 @@ static void test_signature(void)
     char hex[65], hdr[512];
     CHECK(sy_signature_hex("s3cret", 6, ts, strlen(ts), body, strlen(body), hex) == 0);
     CHECK(strlen(hex) == 64);
-    /* known answer, computed independently: printf '1700000000.{"id":"evt_1"}' | openssl dgst -sha256 -hmac s3cret */
+    /* known answer, computed independently: printf '1700000000.{"id":"evt_1"}' | openssl dgst
+     * -sha256 -hmac s3cret */
     CHECK_STR(hex, "8e6f5c9e12ccd802130a0cf337c2d90395d59605481627c32bb6c530172adf23");
 
     const char *secrets[] = {"s3cret"};
