@@ -31,7 +31,23 @@ struct sqlite_store {
 
     uint64_t retention_ms;
     uint64_t purge_every_ms;
+
+    /*
+     * Checkpoints copy the WAL into the database and fsync it: tens of
+     * milliseconds that must not stall the writer. A second thread with its
+     * own connection runs them; the writer only steps in when the WAL
+     * outgrows WAL_HARD_FRAMES (a sustained load can starve passive ones).
+     */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    bool ckpt_wanted; /* guarded by mu */
+    pthread_cond_t ckpt_cv;
+    int wal_frames; /* writer thread only */
 };
+
+#define WAL_SOFT_FRAMES 1000
+#define WAL_HARD_FRAMES 16384
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS events ("
@@ -152,6 +168,49 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     sy_histogram_observe(&sy_metrics.batch_size, (double)n);
 }
 
+/* Called by SQLite in the writer thread after each commit. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    struct sqlite_store *s = arg;
+    s->wal_frames = frames;
+    if (frames >= WAL_SOFT_FRAMES) {
+        pthread_mutex_lock(&s->mu);
+        s->ckpt_wanted = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void checkpoint(sqlite3 *db)
+{
+    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+        sy_log(SY_LOG_WARN, "WAL checkpoint failed", "error", sqlite3_errmsg(db), NULL);
+    }
+}
+
+static void *checkpointer_main(void *arg)
+{
+    struct sqlite_store *s = arg;
+    pthread_setname_np(pthread_self(), "sy-checkpoint");
+    pthread_mutex_lock(&s->mu);
+    while (!s->closing) {
+        if (!s->ckpt_wanted) {
+            pthread_cond_wait(&s->ckpt_cv, &s->mu);
+            continue;
+        }
+        s->ckpt_wanted = false;
+        pthread_mutex_unlock(&s->mu);
+        checkpoint(s->ckpt_db);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* Delete events older than the retention, a bounded chunk at a time. */
 static void purge_expired(struct sqlite_store *s)
 {
@@ -214,6 +273,10 @@ static void *writer_main(void *arg)
             batch->done(batch);
             batch = next;
         }
+        if (s->wal_frames >= WAL_HARD_FRAMES) {
+            /* after the answers went out: bound the WAL's size */
+            checkpoint(s->db);
+        }
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -258,6 +321,17 @@ static bool sqlite_ready(struct sy_store *st)
 
 static void release(struct sqlite_store *s)
 {
+    if (s->ckpt_started) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->ckpt_thread, NULL);
+    }
+    if (s->ckpt_db) {
+        sqlite3_close(s->ckpt_db);
+    }
+    pthread_cond_destroy(&s->ckpt_cv);
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->purge);
     if (s->db) {
@@ -274,6 +348,7 @@ static void sqlite_close(struct sy_store *st)
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->ckpt_cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
     release(s);
@@ -306,6 +381,7 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
 
     if (make_parent_dirs(path) != 0) {
         sy_error_set(err, path, 0, "cannot create the store's folder: %s", strerror(errno));
@@ -355,6 +431,19 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         sy_error_set(err, path, 0, "cannot prepare statements: %s", sqlite3_errmsg(s->db));
         goto fail;
     }
+    /* the hook replaces SQLite's own autocheckpoint on this connection */
+    sqlite3_wal_hook(s->db, on_wal_commit, s);
+    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        sy_error_set(err, path, 0, "cannot open the SQLite store: %s", fail_reason(s->ckpt_db));
+        goto fail;
+    }
+    sqlite3_exec(s->ckpt_db, sync_pragma[cfg->store.synchronous], NULL, NULL, NULL);
+    if (pthread_create(&s->ckpt_thread, NULL, checkpointer_main, s) != 0) {
+        sy_error_set(err, path, 0, "cannot start the checkpoint thread");
+        goto fail;
+    }
+    s->ckpt_started = true;
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         sy_error_set(err, path, 0, "cannot start the store writer thread");
         goto fail;

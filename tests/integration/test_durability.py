@@ -67,6 +67,23 @@ class Concurrency(ServerTest):
         self.assertLess(batches, 400)
 
 
+class Checkpoints(ServerTest):
+    def test_wal_is_checkpointed_in_the_background(self):
+        import os
+        def send(i):
+            c = self.srv.conn()
+            for k in range(150):
+                self.srv.post(event("evt_ckpt_%d_%d" % (i, k), pad="x" * 3000), conn=c)
+            c.close()
+        concurrently(8, send)
+        # 1200 events of ~3 KB are well past 1000 WAL pages: the main file must have grown
+        deadline = time.time() + 10
+        while time.time() < deadline and os.path.getsize(self.srv.db) < 2_000_000:
+            time.sleep(0.1)
+        self.assertGreater(os.path.getsize(self.srv.db), 2_000_000)
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(1200,)])
+
+
 class Restarts(unittest.TestCase):
     def test_dedupe_survives_restart(self):
         srv = Server().start()
