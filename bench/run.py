@@ -156,11 +156,17 @@ def main():
             subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), reqdir, "2", str(per_thread), SECRET], check=True)
             for t in targets:
                 target = t() if callable(t) else t
+                # start from a quiet disk: the generator's files and the previous
+                # target's database must not be written back during this run
+                os.sync()
                 target.start()
                 try:
                     r = run_wrk(target, reqdir, args)
                 finally:
                     target.stop()
+                    if target.workdir:
+                        shutil.rmtree(target.workdir, ignore_errors=True)
+                        os.sync()
                 results.setdefault(target.name, []).append(r)
                 print("rep %d %-40s %s" % (rep + 1, target.name, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}), file=sys.stderr)
     finally:

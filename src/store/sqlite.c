@@ -184,12 +184,15 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-static void checkpoint(sqlite3 *db)
+/* Returns the frames left in the WAL after the checkpoint (or -1). */
+static int checkpoint(sqlite3 *db, int mode)
 {
-    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int log = -1, done = -1;
+    int rc = sqlite3_wal_checkpoint_v2(db, "main", mode, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
         sy_log(SY_LOG_WARN, "WAL checkpoint failed", "error", sqlite3_errmsg(db), NULL);
     }
+    return log;
 }
 
 static void *checkpointer_main(void *arg)
@@ -204,7 +207,7 @@ static void *checkpointer_main(void *arg)
         }
         s->ckpt_wanted = false;
         pthread_mutex_unlock(&s->mu);
-        checkpoint(s->ckpt_db);
+        checkpoint(s->ckpt_db, SQLITE_CHECKPOINT_PASSIVE);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -274,8 +277,8 @@ static void *writer_main(void *arg)
             batch = next;
         }
         if (s->wal_frames >= WAL_HARD_FRAMES) {
-            /* after the answers went out: bound the WAL's size */
-            checkpoint(s->db);
+            /* the checkpointer is not keeping up: bound the WAL's size here */
+            checkpoint(s->db, SQLITE_CHECKPOINT_PASSIVE);
         }
         pthread_mutex_lock(&s->mu);
     }
