@@ -59,8 +59,7 @@ static const char schema[] =
     "  headers TEXT NOT NULL,"
     "  body TEXT NOT NULL,"
     "  state TEXT NOT NULL DEFAULT 'new'"
-    ");"
-    "CREATE INDEX IF NOT EXISTS events_received_at ON events(received_at);";
+    ");";
 
 static int64_t now_ms(void)
 {
@@ -428,8 +427,9 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
                            "headers, body) VALUES (?, ?, ?, ?, ?, ?)",
                            -1, &s->insert, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE "
-                           "received_at < ? LIMIT 5000)",
+                           /* rows arrive in time order: look at the oldest only, no index */
+                           "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq "
+                           "LIMIT 5000) AND received_at < ?",
                            -1, &s->purge, NULL) != SQLITE_OK) {
         sy_error_set(err, path, 0, "cannot prepare statements: %s", sqlite3_errmsg(s->db));
         goto fail;
