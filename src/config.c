@@ -56,6 +56,17 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->dedupe_retention_ms = UINT64_C(7) * 86400 * 1000;
     cfg->log.level = SY_LOG_INFO;
     cfg->log.json = false;
+    cfg->workers = 4;
+    static const uint64_t schedule[] = {60000, 300000, 1800000, 7200000, 43200000};
+    cfg->retry.schedule_ms = malloc(sizeof(schedule));
+    if (cfg->retry.schedule_ms == NULL) {
+        return SY_ENOMEM;
+    }
+    memcpy(cfg->retry.schedule_ms, schedule, sizeof(schedule));
+    cfg->retry.n_schedule = 5;
+    cfg->retry.jitter = 0.2;
+    cfg->lua.instruction_limit = 10000000;
+    cfg->lua.memory_limit = UINT64_C(64) << 20;
     char cwd[4096];
     cfg->dir = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : ".");
     if (!cfg->listen[0] || !cfg->admin.listen || !cfg->webhook.path || !cfg->store.url ||
@@ -85,6 +96,8 @@ void sy_config_dispose(struct sy_config *cfg)
     free(cfg->webhook.allow);
     free(cfg->webhook.trusted_proxies);
     free(cfg->store.url);
+    free_strv(cfg->rules, cfg->n_rules);
+    free(cfg->retry.schedule_ms);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -690,8 +703,92 @@ static int walk_log(struct walker *w, struct sy_config *cfg)
     return rc;
 }
 
+static int walk_retry(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"schedule", "jitter", NULL};
+    int rc = check_keys(w, "retry", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    if (field(w->L, "schedule")) {
+        lua_State *L = w->L;
+        if (lua_type(L, -1) != LUA_TTABLE) {
+            rc = fail_at(w, "schedule",
+                         "'retry.schedule' must be a list of durations like "
+                         "{ \"1m\", \"5m\" }");
+            lua_pop(L, 1);
+            return rc;
+        }
+        size_t n = lua_rawlen(L, -1);
+        uint64_t *v = calloc(n ? n : 1, sizeof(*v));
+        if (v == NULL) {
+            lua_pop(L, 1);
+            return SY_ENOMEM;
+        }
+        for (size_t i = 0; i < n && rc == SY_OK; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            rc = read_unit(w, "retry.schedule", sy_parse_duration_ms, 1000, "5m", &v[i]);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (rc != SY_OK) {
+            free(v);
+            return rc;
+        }
+        free(cfg->retry.schedule_ms);
+        cfg->retry.schedule_ms = v;
+        cfg->retry.n_schedule = n;
+    }
+    if (field(w->L, "jitter")) {
+        if (lua_type(w->L, -1) != LUA_TNUMBER || lua_tonumber(w->L, -1) < 0 ||
+            lua_tonumber(w->L, -1) > 1) {
+            lua_pop(w->L, 1);
+            return fail_at(w, "jitter", "'retry.jitter' must be a number from 0 to 1");
+        }
+        cfg->retry.jitter = lua_tonumber(w->L, -1);
+        lua_pop(w->L, 1);
+    }
+    return SY_OK;
+}
+
+static int walk_lua(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"instruction_limit", "memory_limit", NULL};
+    int rc = check_keys(w, "lua", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    int64_t n;
+    if (field(w->L, "instruction_limit")) {
+        TRY(read_int(w, "lua.instruction_limit", 1000, INT64_MAX, &n));
+        cfg->lua.instruction_limit = (uint64_t)n;
+    }
+    if (field(w->L, "memory_limit")) {
+        TRY(read_unit(w, "lua.memory_limit", sy_parse_size, 1, "64MiB", &cfg->lua.memory_limit));
+        if (cfg->lua.memory_limit < (UINT64_C(1) << 20)) {
+            return fail_at(w, "memory_limit", "'lua.memory_limit' must be at least 1MiB");
+        }
+    }
+    return SY_OK;
+}
+
 static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
 {
+    if (strcmp(key, "workers") == 0) {
+        int64_t n;
+        int rc = read_int(w, "workers", 1, 256, &n);
+        cfg->workers = (int)n;
+        return rc;
+    }
+    if (strcmp(key, "rules") == 0) {
+        return read_strv(w, "rules", true, &cfg->rules, &cfg->n_rules);
+    }
+    if (strcmp(key, "retry") == 0) {
+        return walk_retry(w, cfg);
+    }
+    if (strcmp(key, "lua") == 0) {
+        return walk_lua(w, cfg);
+    }
     if (strcmp(key, "listen") == 0) {
         int rc = read_strv(w, "listen", true, &cfg->listen, &cfg->n_listen);
         for (size_t i = 0; rc == SY_OK && i < cfg->n_listen; i++) {
@@ -732,7 +829,7 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     }
     return fail_at(w, NULL,
                    "unknown key '%s' (known: listen, http, admin, webhook, store, "
-                   "dedupe_retention, log)",
+                   "dedupe_retention, workers, rules, retry, lua, log)",
                    key);
 }
 

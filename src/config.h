@@ -58,6 +58,21 @@ struct sy_config {
 
     uint64_t dedupe_retention_ms;
 
+    int workers;  /* worker threads running rules */
+    char **rules; /* glob patterns of rule files, resolved against dir */
+    size_t n_rules;
+
+    struct {
+        uint64_t *schedule_ms; /* delay before retry 1, 2, ...; then dead */
+        size_t n_schedule;
+        double jitter; /* each delay is scaled by a random factor in [1-j, 1+j] */
+    } retry;
+
+    struct {
+        uint64_t instruction_limit; /* per call of a rule function */
+        uint64_t memory_limit;      /* per worker state */
+    } lua;
+
     struct {
         int level; /* enum sy_log_level */
         bool json;

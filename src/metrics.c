@@ -1,3 +1,7 @@
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "metrics.h"
 
 static const char *const result_names[SY_R__COUNT] = {
@@ -23,11 +27,48 @@ struct sy_metrics sy_metrics = {
                        .n_bounds = 12,
                        .bounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                   0.1, 0.25, 1}},
+    .job_seconds = {.name = "switchyard_job_duration_seconds",
+                    .help = "Time of one attempt of one handler.",
+                    .n_bounds = 12,
+                    .bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}},
     .batch_size = {.name = "switchyard_store_batch_size",
                    .help = "Events committed together by one group commit.",
                    .n_bounds = 10,
                    .bounds = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024}},
 };
+
+#define MAX_RULES 512
+#define N_OUTCOMES 4
+static const char *const outcome_names[N_OUTCOMES] = {"done", "skipped", "retry", "dead"};
+
+/* Per-rule counters; rules are few and stable, so a locked array is enough. */
+static struct {
+    char name[96];
+    uint64_t count[N_OUTCOMES];
+} rules[MAX_RULES];
+static size_t n_rules;
+static pthread_mutex_t rules_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sy_metrics_job(const char *rule, int outcome, double seconds)
+{
+    sy_histogram_observe(&sy_metrics.job_seconds, seconds);
+    if (outcome < 0 || outcome >= N_OUTCOMES) {
+        return;
+    }
+    pthread_mutex_lock(&rules_mu);
+    size_t i = 0;
+    while (i < n_rules && strcmp(rules[i].name, rule) != 0) {
+        i++;
+    }
+    if (i == n_rules && n_rules < MAX_RULES) {
+        snprintf(rules[i].name, sizeof(rules[i].name), "%s", rule);
+        n_rules++;
+    }
+    if (i < n_rules) {
+        rules[i].count[outcome]++;
+    }
+    pthread_mutex_unlock(&rules_mu);
+}
 
 const char *sy_result_name(enum sy_result r)
 {
@@ -73,6 +114,24 @@ void sy_metrics_render(struct sy_buf *out)
         sy_buf_printf(out, "switchyard_webhook_requests_total{result=\"%s\"} %llu\n",
                       result_names[r], (unsigned long long)load(&sy_metrics.requests[r]));
     }
+    sy_buf_puts(out, "# HELP switchyard_jobs_total Finished job attempts by rule and outcome.\n"
+                     "# TYPE switchyard_jobs_total counter\n");
+    pthread_mutex_lock(&rules_mu);
+    for (size_t i = 0; i < n_rules; i++) {
+        for (int o = 0; o < N_OUTCOMES; o++) {
+            sy_buf_puts(out, "switchyard_jobs_total{rule=");
+            sy_buf_json_string(out, rules[i].name, strlen(rules[i].name));
+            sy_buf_printf(out, ",outcome=\"%s\"} %llu\n", outcome_names[o],
+                          (unsigned long long)rules[i].count[o]);
+        }
+    }
+    pthread_mutex_unlock(&rules_mu);
+    render_histogram(out, &sy_metrics.job_seconds);
+    sy_buf_printf(out,
+                  "# HELP switchyard_jobs_queued Jobs runnable, running or waiting for a retry.\n"
+                  "# TYPE switchyard_jobs_queued gauge\n"
+                  "switchyard_jobs_queued %llu\n",
+                  (unsigned long long)load(&sy_metrics.jobs_queued));
     render_histogram(out, &sy_metrics.commit_seconds);
     render_histogram(out, &sy_metrics.batch_size);
     sy_buf_printf(out,

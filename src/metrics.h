@@ -52,7 +52,15 @@ struct sy_metrics {
     struct sy_histogram batch_size;     /* events per commit */
     uint64_t queue_depth;               /* events waiting for the writer (gauge) */
     uint64_t store_errors;
+    uint64_t jobs_queued;            /* jobs runnable, running or waiting to retry (gauge) */
+    struct sy_histogram job_seconds; /* one attempt of one handler */
 };
+
+/*
+ * Count one finished attempt of handler 'rule' with 'outcome' (the values of
+ * enum sy_job_outcome: done, skipped, retry, dead). Any thread.
+ */
+void sy_metrics_job(const char *rule, int outcome, double seconds);
 
 extern struct sy_metrics sy_metrics;
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "engine/engine.h"
 
 static const char usage[] = "usage: switchyard check [-c FILE]\n"
                             "\n"
@@ -59,10 +60,19 @@ int sy_cli_check(int argc, char **argv)
         }
         free(p);
     }
+    struct sy_error err = {0};
+    long n_rules = sy_engine_check(&cfg, &err);
+    if (n_rules < 0) {
+        char msg[2048];
+        sy_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        rc = 1;
+    }
     if (rc == 0) {
-        printf("%s: ok (%zu listener%s, %zu secret%s, store %s)\n", where, cfg.n_listen,
+        printf("%s: ok (%zu listener%s, %zu secret%s, %ld rule%s, store %s)\n", where, cfg.n_listen,
                cfg.n_listen == 1 ? "" : "s", cfg.webhook.n_secrets,
-               cfg.webhook.n_secrets == 1 ? "" : "s", cfg.store.url);
+               cfg.webhook.n_secrets == 1 ? "" : "s", n_rules, n_rules == 1 ? "" : "s",
+               cfg.store.url);
     }
     sy_config_dispose(&cfg);
     return rc;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "http/server.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -123,18 +124,27 @@ int sy_cli_serve(int argc, char **argv)
     }
 
     struct sy_error err = {0};
-    char msg[1024];
+    char msg[2048];
     struct sy_server *srv = NULL;
+    struct sy_engine *engine = NULL;
     struct sy_store *store = sy_store_open(&cfg, &err);
     if (store == NULL) {
         goto fail;
     }
-    srv = sy_server_new(&cfg, store, &err);
+    engine = sy_engine_new(&cfg, store, &err);
+    if (engine == NULL || sy_engine_start(engine) != SY_OK) {
+        goto fail;
+    }
+    srv = sy_server_new(&cfg, store, engine, &err);
     if (srv == NULL || sy_server_start(srv, &err) != SY_OK) {
         goto fail;
     }
+    char nrules[24], nworkers[24];
+    snprintf(nrules, sizeof(nrules), "%zu", sy_engine_rule_count(engine));
+    snprintf(nworkers, sizeof(nworkers), "%d", cfg.workers);
     sy_log(SY_LOG_INFO, "switchyard started", "version", SY_VERSION, "config",
-           path ? path : "(built-in defaults)", "store", cfg.store.url, NULL);
+           path ? path : "(built-in defaults)", "store", cfg.store.url, "rules", nrules, "workers",
+           nworkers, NULL);
 
     for (;;) {
         int sig = 0;
@@ -142,15 +152,24 @@ int sy_cli_serve(int argc, char **argv)
             continue;
         }
         if (sig == SIGHUP) {
-            sy_log(SY_LOG_INFO, "SIGHUP: nothing to reload (no rules are configured)", NULL);
+            struct sy_error rerr = {0};
+            if (sy_engine_reload(engine, &rerr) == SY_OK) {
+                snprintf(nrules, sizeof(nrules), "%zu", sy_engine_rule_count(engine));
+                sy_log(SY_LOG_INFO, "rules reloaded", "rules", nrules, NULL);
+            } else {
+                sy_error_format(&rerr, msg, sizeof(msg));
+                sy_log(SY_LOG_ERROR, "reload refused; the previous rules stay", "error", msg, NULL);
+            }
             continue;
         }
         sy_log(SY_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
         break;
     }
     sy_server_shutdown(srv, 10000);
+    sy_engine_stop(engine, 10000);
     sy_store_close(store);
     sy_server_free(srv);
+    sy_engine_free(engine);
     sy_log(SY_LOG_INFO, "stopped", NULL);
     sy_config_dispose(&cfg);
     return 0;
@@ -161,7 +180,11 @@ fail:
         sy_server_shutdown(srv, 0);
     }
     sy_server_free(srv);
+    if (engine != NULL) {
+        sy_engine_stop(engine, 0);
+    }
     sy_store_close(store);
+    sy_engine_free(engine);
     sy_config_dispose(&cfg);
     return 1;
 }

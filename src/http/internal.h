@@ -36,6 +36,7 @@ struct sy_loop {
 struct sy_server {
     const struct sy_config *cfg;
     struct sy_store *store;
+    struct sy_engine *engine;
     h2o_globalconf_t conf;
     h2o_globalconf_t admin_conf;
     SSL_CTX *ssl_ctx;

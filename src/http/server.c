@@ -284,7 +284,7 @@ static SSL_CTX *make_ssl_ctx(const struct sy_config *cfg, struct sy_error *err)
 }
 
 struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *store,
-                                struct sy_error *err)
+                                struct sy_engine *engine, struct sy_error *err)
 {
     struct sy_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL) {
@@ -292,6 +292,7 @@ struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *st
     }
     srv->cfg = cfg;
     srv->store = store;
+    srv->engine = engine;
     srv->admin_fd = -1;
     pthread_mutex_init(&srv->init_mu, NULL);
     pthread_cond_init(&srv->init_cv, NULL);

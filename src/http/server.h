@@ -13,10 +13,11 @@ struct sy_server;
 
 /*
  * Bind every listener (so a port in use is reported before anything
- * starts). 'cfg' and 'store' are borrowed and must outlive the server.
+ * starts). 'cfg', 'store' and 'engine' (for the admin API) are borrowed and must outlive the server.
  */
+struct sy_engine;
 struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *store,
-                                struct sy_error *err);
+                                struct sy_engine *engine, struct sy_error *err);
 
 /* Start the loop threads and the admin thread. */
 int sy_server_start(struct sy_server *srv, struct sy_error *err);

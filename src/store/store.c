@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
@@ -27,4 +28,60 @@ void sy_store_close(struct sy_store *st)
     if (st != NULL) {
         st->ops->close(st);
     }
+}
+
+void sy_store_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
+{
+    st->ops->set_router(st, route, ctx);
+}
+
+struct sy_job *sy_store_next_job(struct sy_store *st, int timeout_ms)
+{
+    return st->ops->next_job(st, timeout_ms);
+}
+
+int sy_store_load_body(struct sy_store *st, struct sy_job *job)
+{
+    return job->body != NULL ? SY_OK : st->ops->load_body(st, job);
+}
+
+void sy_store_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
+                     const char *error, int64_t retry_at_ms)
+{
+    st->ops->finish(st, job, outcome, error, retry_at_ms);
+}
+
+void sy_job_free(struct sy_job *job)
+{
+    if (job != NULL) {
+        free(job->event_id);
+        free(job->handler);
+        free(job->body);
+        free(job);
+    }
+}
+
+size_t sy_store_queue_depth(struct sy_store *st)
+{
+    return st->ops->queue_depth(st);
+}
+
+int sy_store_kv_get(struct sy_store *st, const char *key, char **value)
+{
+    return st->ops->kv_get(st, key, value);
+}
+
+int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms)
+{
+    return st->ops->kv_set(st, key, value, ttl_ms);
+}
+
+int sy_store_kv_delete(struct sy_store *st, const char *key)
+{
+    return st->ops->kv_delete(st, key);
+}
+
+int sy_store_replay(struct sy_store *st, const char *event_id, long *count)
+{
+    return st->ops->replay(st, event_id, count);
 }

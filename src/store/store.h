@@ -58,12 +58,92 @@ bool sy_store_ready(struct sy_store *st);
 /* Commit everything queued, stop the writer and close. NULL is a no-op. */
 void sy_store_close(struct sy_store *st);
 
+/* ---- jobs: one per (event, handler), created with the event ---- */
+
+/*
+ * Which handlers take an event: fills names[0..max) with borrowed handler
+ * names (valid until the next call from the same thread) and returns how
+ * many. Called on the store's writer thread inside the append transaction.
+ */
+typedef size_t (*sy_route_fn)(void *ctx, const char *type, size_t type_len, const char *integration,
+                              const char **names, size_t max);
+
+/* A job handed to a worker. Owned by the worker until sy_store_finish. */
+struct sy_job {
+    int64_t id;
+    char *event_id;
+    char *handler;
+    int attempts; /* finished attempts before this one */
+    char *body;   /* the event's raw JSON; NULL until loaded */
+    size_t body_len;
+    int64_t due_ms;      /* store-internal */
+    struct sy_job *next; /* store-internal */
+};
+
+enum sy_job_outcome {
+    SY_JOB_DONE,    /* the handler finished */
+    SY_JOB_SKIPPED, /* its 'when' predicate said no */
+    SY_JOB_RETRY,   /* failed; run again at retry_at_ms */
+    SY_JOB_DEAD,    /* failed for good; waits for a replay */
+};
+
+/* Install the router (before jobs flow; 'route' is called from the writer thread). */
+void sy_store_set_router(struct sy_store *st, sy_route_fn route, void *ctx);
+
+/*
+ * Wait up to timeout_ms for a runnable job. Returns a new job (free with
+ * sy_job_free), or NULL on timeout or when the store is closing. Any thread.
+ */
+struct sy_job *sy_store_next_job(struct sy_store *st, int timeout_ms);
+
+/* Load job->body from the store if it is NULL. Returns SY_OK or SY_ENOTFOUND / SY_EIO. */
+int sy_store_load_body(struct sy_store *st, struct sy_job *job);
+
+/*
+ * Record the outcome of one attempt (asynchronous: committed with the next
+ * group commit). Takes ownership of 'job'. 'error' may be NULL.
+ */
+void sy_store_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
+                     const char *error, int64_t retry_at_ms);
+
+void sy_job_free(struct sy_job *job);
+
+/* Jobs handed out and not yet finished, plus those waiting to run (gauges). */
+size_t sy_store_queue_depth(struct sy_store *st);
+
+/* ---- key/value, shared by all workers ---- */
+
+/* New string in *value (NULL when absent or expired). Any thread. */
+int sy_store_kv_get(struct sy_store *st, const char *key, char **value);
+/* Durable before it returns. ttl_ms 0 = no expiry. Any thread but the writer's. */
+int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
+int sy_store_kv_delete(struct sy_store *st, const char *key);
+
+/* ---- inspection and replay ---- */
+
+/*
+ * Requeue the dead (or, with 'failed_too', also retrying) jobs of event
+ * 'event_id' (NULL = every dead job). Returns how many, or a negative SY_E*.
+ * Durable before it returns; the running server picks them up at once.
+ */
+int sy_store_replay(struct sy_store *st, const char *event_id, long *count);
+
 /* ---- backend interface ---- */
 
 struct sy_store_ops {
     int (*submit)(struct sy_store *st, struct sy_append *a);
     bool (*ready)(struct sy_store *st);
     void (*close)(struct sy_store *st);
+    void (*set_router)(struct sy_store *st, sy_route_fn route, void *ctx);
+    struct sy_job *(*next_job)(struct sy_store *st, int timeout_ms);
+    int (*load_body)(struct sy_store *st, struct sy_job *job);
+    void (*finish)(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
+                   const char *error, int64_t retry_at_ms);
+    size_t (*queue_depth)(struct sy_store *st);
+    int (*kv_get)(struct sy_store *st, const char *key, char **value);
+    int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
+    int (*kv_delete)(struct sy_store *st, const char *key);
+    int (*replay)(struct sy_store *st, const char *event_id, long *count);
 };
 
 struct sy_store {

@@ -1,0 +1,43 @@
+#ifndef SY_ENGINE_H
+#define SY_ENGINE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "store/store.h"
+#include "util/error.h"
+
+/*
+ * The engine: the rule set, the router the store uses to create jobs, and
+ * the worker pool. Each worker owns a Lua state built from the current rule
+ * set; a reload swaps the set atomically and workers rebuild between jobs.
+ */
+struct sy_engine;
+
+/* Load and validate the rules of cfg->rules. Returns NULL and fills 'err' (file:line). */
+struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *store,
+                                struct sy_error *err);
+
+/* Install the router in the store and start cfg->workers threads. */
+int sy_engine_start(struct sy_engine *eng);
+
+/*
+ * Compile every rule file again and swap the set in. On any error the old
+ * set stays and 'err' says why. Any thread; reloads are serialised.
+ */
+int sy_engine_reload(struct sy_engine *eng, struct sy_error *err);
+
+/* Number of rules in the current set. */
+size_t sy_engine_rule_count(struct sy_engine *eng);
+
+/* Stop the workers (a running job finishes first, up to grace_ms) and join them. */
+void sy_engine_stop(struct sy_engine *eng, int grace_ms);
+void sy_engine_free(struct sy_engine *eng);
+
+/*
+ * Load the rule files of 'cfg' into a fresh sandbox and validate them (for
+ * `switchyard check`). Returns the number of rules or a negative SY_E* with 'err'.
+ */
+long sy_engine_check(const struct sy_config *cfg, struct sy_error *err);
+
+#endif

@@ -1,0 +1,32 @@
+#ifndef SY_LUA_JSON_H
+#define SY_LUA_JSON_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <lua.h>
+
+/*
+ * JSON <-> Lua. Objects and arrays become tables carrying a metatable that
+ * remembers which they were (so {} and [] survive a round trip); JSON null
+ * becomes json.null; integers stay integers and reals stay floats.
+ * All functions run on the thread that owns L.
+ */
+
+/* Push 'v' (borrowed) onto L. Raises a Lua error only on memory exhaustion. */
+void sy_lua_push_json(lua_State *L, const json_t *v);
+
+/*
+ * Convert the value at 'idx'. Returns a new reference, or NULL with a
+ * message in 'err' (cycles, nesting over 512, functions, NaN, non-UTF-8
+ * strings, tables mixing list and named keys).
+ */
+json_t *sy_lua_to_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Push the 'json' module table: encode, decode, null, array, object. */
+void sy_lua_open_json(lua_State *L);
+
+/* True when the value at idx is json.null. */
+int sy_lua_is_null(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,84 @@
+#ifndef SY_SANDBOX_H
+#define SY_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "util/error.h"
+
+/*
+ * A sandboxed Lua state for rules. It offers only: rule, log, json, kv, the
+ * safe base functions, string (no dump), table, math, utf8 and os.time /
+ * date / clock / difftime. Text chunks only. Library tables are read-only
+ * and the string metatable is hidden. One state belongs to one thread.
+ */
+
+struct sy_lua_limits {
+    uint64_t instructions; /* per call; 0 = unlimited */
+    size_t memory;         /* whole state; 0 = unlimited */
+};
+
+/* Where kv and log go; all callbacks are called on the state's thread. */
+struct sy_lua_host {
+    void *ctx;
+    int (*kv_get)(void *ctx, const char *key, char **value); /* *value: new string or NULL */
+    int (*kv_set)(void *ctx, const char *key, const char *value, uint64_t ttl_ms);
+    int (*kv_delete)(void *ctx, const char *key);
+};
+
+/* A rule as declared by rule{...} in a file. Strings borrowed from the state. */
+struct sy_lua_rule {
+    const char *name;
+    const char *const *on;
+    size_t n_on;
+    const char *integration; /* NULL = any */
+    bool has_when;
+    const char *file;
+    int line;
+};
+
+struct sy_lua;
+
+/* New state (NULL on failure). 'host' is copied; NULL host = kv calls fail. */
+struct sy_lua *sy_lua_new(const struct sy_lua_limits *limits, const struct sy_lua_host *host);
+void sy_lua_free(struct sy_lua *lx);
+
+/*
+ * Run a rule file; its rule{} calls register rules. 'display' is the name
+ * used in messages (file:line). On error returns SY_EINVAL with the message
+ * (it names the file and line) in err.
+ */
+int sy_lua_load_file(struct sy_lua *lx, const char *path, const char *display,
+                     struct sy_error *err);
+
+/* Rules registered so far, in declaration order. Valid until the state is freed. */
+size_t sy_lua_rules(struct sy_lua *lx, const struct sy_lua_rule **rules);
+
+/* Outcome of sy_lua_run. */
+enum sy_lua_result {
+    SY_LUA_OK,
+    SY_LUA_SKIPPED,   /* the rule's 'when' returned false */
+    SY_LUA_ERROR,     /* an error: retry */
+    SY_LUA_PERMANENT, /* error({permanent = true}): straight to dead */
+    SY_LUA_LIMIT,     /* instruction or memory limit: retry; the state must be rebuilt */
+};
+
+/*
+ * Run rule 'name' on the event (JSON text): 'when' first if it has one,
+ * then 'run'. On failure 'err' gets the message with a traceback. 'event_id'
+ * is used as log context.
+ */
+enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
+                              const char *json, size_t len, char *err, size_t errlen);
+
+/* The raw state, for tests. */
+lua_State *sy_lua_state(struct sy_lua *lx);
+
+/* Protected call of the function below 'nargs' arguments with the limits armed. */
+enum sy_lua_result sy_lua_pcall(struct sy_lua *lx, int nargs, int nresults, char *err,
+                                size_t errlen);
+
+#endif
