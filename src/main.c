@@ -22,6 +22,8 @@ static const struct command commands[] = {
     {"check", sy_cli_check, "validate a config file"},
     {"sign", sy_cli_sign, "print the signed headers for a delivery"},
     {"send", sy_cli_send, "sign files with the current time and POST them"},
+    {"events", sy_cli_events, "list stored events and their jobs, or show one"},
+    {"replay", sy_cli_replay, "run dead jobs again"},
     {"version", cmd_version, "print the version"},
 };
 

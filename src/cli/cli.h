@@ -10,6 +10,8 @@ int sy_cli_serve(int argc, char **argv);
 int sy_cli_check(int argc, char **argv);
 int sy_cli_sign(int argc, char **argv);
 int sy_cli_send(int argc, char **argv);
+int sy_cli_events(int argc, char **argv);
+int sy_cli_replay(int argc, char **argv);
 
 /*
  * Pick the config file: 'path' when given, else $SWITCHYARD_CONFIG, else

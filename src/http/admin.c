@@ -2,7 +2,14 @@
 
 #include <openssl/crypto.h>
 
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "engine/engine.h"
 #include "http/internal.h"
+#include "store/inspect.h"
+#include "util/parse.h"
 #include "metrics.h"
 #include "util/buf.h"
 
@@ -27,6 +34,156 @@ static bool authorized(h2o_req_t *req, const char *token)
 static bool path_is(h2o_req_t *req, const char *path)
 {
     return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+}
+
+static void send_json(h2o_req_t *req, int status, const char *reason, json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    if (s == NULL) {
+        sy_http_send_error(req, 500, "Internal Server Error", "internal", "out of memory");
+        return;
+    }
+    sy_http_send(req, status, reason, "application/json", s, strlen(s));
+    free(s);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Decode %XX escapes of a path segment into out (NUL-terminated); false when malformed. */
+static bool url_decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (n + 1 >= cap) {
+            return false;
+        }
+        if (s[i] == '%') {
+            int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return false;
+            }
+            out[n++] = (char)(hi << 4 | lo);
+            i += 2;
+            continue;
+        }
+        out[n++] = s[i] == '+' ? ' ' : s[i];
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Value of query parameter 'name' in the request, decoded into out; false when absent. */
+static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
+{
+    if (req->query_at == SIZE_MAX) {
+        return false;
+    }
+    const char *q = req->path.base + req->query_at + 1;
+    size_t qlen = req->path.len - req->query_at - 1, nlen = strlen(name);
+    for (size_t i = 0; i < qlen;) {
+        size_t end = i;
+        while (end < qlen && q[end] != '&') {
+            end++;
+        }
+        if (end - i > nlen && q[i + nlen] == '=' && memcmp(q + i, name, nlen) == 0) {
+            return url_decode(q + i + nlen + 1, end - i - nlen - 1, out, cap);
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+/* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
+static int admin_events(h2o_req_t *req, struct sy_server *srv)
+{
+    const char *db = sy_inspect_db_path(srv->cfg->store.url);
+    const char *rest = req->path_normalized.base + 13;
+    size_t rlen = req->path_normalized.len - 13;
+    bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+    bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    struct sy_error err = {0};
+    char msg[1024];
+    if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
+        if (!is_get) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+            return 0;
+        }
+        char status[32], limit[16];
+        bool has_status = query_param(req, "status", status, sizeof(status));
+        int64_t lim = 50;
+        if (query_param(req, "limit", limit, sizeof(limit)) &&
+            (!sy_parse_int64(limit, strlen(limit), &lim) || lim < 1 || lim > 10000)) {
+            sy_http_send_error(req, 400, "Bad Request", "invalid_request",
+                               "limit must be 1 to 10000");
+            return 0;
+        }
+        json_t *list = sy_inspect_list(db, has_status ? status : NULL, (int)lim, &err);
+        if (list == NULL) {
+            sy_error_format(&err, msg, sizeof(msg));
+            sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
+            return 0;
+        }
+        send_json(req, 200, "OK", json_pack("{s:o}", "events", list));
+        return 0;
+    }
+    if (rest[0] != '/') {
+        sy_http_send_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
+        return 0;
+    }
+    rest++;
+    rlen--;
+    bool replay = rlen > 7 && memcmp(rest + rlen - 7, "/replay", 7) == 0;
+    size_t idlen = replay ? rlen - 7 : rlen;
+    char id[1024];
+    if (idlen == 0 || !url_decode(rest, idlen, id, sizeof(id)) || strchr(id, '/') != NULL) {
+        sy_http_send_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
+        return 0;
+    }
+    if (replay) {
+        if (!is_post) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                           H2O_STRLIT("POST"));
+            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+            return 0;
+        }
+        json_t *ev = sy_inspect_show(db, id, &err);
+        if (ev == NULL) {
+            sy_error_format(&err, msg, sizeof(msg));
+            sy_http_send_error(req, 404, "Not Found", "not_found", msg);
+            return 0;
+        }
+        json_decref(ev);
+        long count = 0;
+        if (sy_store_replay(srv->store, id, &count) != SY_OK) {
+            sy_http_send_error(req, 503, "Service Unavailable", "unavailable",
+                               "the store could not record the replay");
+            return 0;
+        }
+        send_json(req, 200, "OK", json_pack("{s:s, s:I}", "id", id, "replayed", (json_int_t)count));
+        return 0;
+    }
+    if (!is_get) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
+        sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
+        return 0;
+    }
+    json_t *ev = sy_inspect_show(db, id, &err);
+    if (ev == NULL) {
+        sy_error_format(&err, msg, sizeof(msg));
+        sy_http_send_error(req, 404, "Not Found", "not_found", msg);
+        return 0;
+    }
+    send_json(req, 200, "OK", ev);
+    return 0;
 }
 
 int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -76,6 +233,30 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         sy_metrics_render(&b);
         sy_http_send(req, 200, "OK", "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
         sy_buf_dispose(&b);
+        return 0;
+    }
+    if (req->path_normalized.len >= 13 &&
+        memcmp(req->path_normalized.base, "/admin/events", 13) == 0) {
+        return admin_events(req, srv);
+    }
+    if (path_is(req, "/admin/reload")) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
+                           H2O_STRLIT("POST"));
+            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
+            return 0;
+        }
+        struct sy_error err = {0};
+        if (sy_engine_reload(srv->engine, &err) != SY_OK) {
+            char msg[2048];
+            sy_error_format(&err, msg, sizeof(msg));
+            sy_http_send_error(req, 400, "Bad Request", "reload_failed", msg);
+            return 0;
+        }
+        char body[96];
+        int n = snprintf(body, sizeof(body), "{\"status\":\"reloaded\",\"rules\":%zu}",
+                         sy_engine_rule_count(srv->engine));
+        sy_http_send(req, 200, "OK", "application/json", body, (size_t)n);
         return 0;
     }
     sy_http_send_error(req, 404, "Not Found", "not_found", "no such admin endpoint");

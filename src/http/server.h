@@ -13,7 +13,8 @@ struct sy_server;
 
 /*
  * Bind every listener (so a port in use is reported before anything
- * starts). 'cfg', 'store' and 'engine' (for the admin API) are borrowed and must outlive the server.
+ * starts). 'cfg', 'store' and 'engine' (for the admin API) are borrowed and must outlive the
+ * server.
  */
 struct sy_engine;
 struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *store,

@@ -822,6 +822,16 @@ static void *writer_main(void *arg)
             checkpoint(s->db);
         }
         refill(s);
+        /* a busy writer never idles: the periodic work also runs between batches */
+        double now = mono_s();
+        if (now >= next_purge) {
+            purge_expired(s);
+            next_purge = mono_s() + (double)s->purge_every_ms / 1000.0;
+        }
+        if (now >= next_poll) {
+            take_replay_requests(s);
+            next_poll = mono_s() + 1.0;
+        }
         pthread_mutex_lock(&s->mu);
     }
     pthread_cond_broadcast(&s->ready_cv);

@@ -1,0 +1,200 @@
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "store/inspect.h"
+#include "util/parse.h"
+
+static const char events_usage[] =
+    "usage: switchyard events [-c FILE] [--status STATUS] [--limit N] [--json]\n"
+    "       switchyard events [-c FILE] show ID\n"
+    "\n"
+    "List stored events, newest first, with their jobs by state; or show one event\n"
+    "with its headers (signature redacted), body, jobs, attempts and last errors.\n"
+    "STATUS: pending, retrying, dead, done, skipped (events with a job in that state)\n"
+    "or unrouted (events no rule took).\n";
+
+static const char replay_usage[] = "usage: switchyard replay [-c FILE] ID...\n"
+                                   "       switchyard replay [-c FILE] --dead\n"
+                                   "\n"
+                                   "Run the dead jobs of these events (or every dead job) "
+                                   "again, with a fresh\nretry schedule. A running server "
+                                   "starts them within a second; a stopped one\nat its "
+                                   "next start.\n";
+
+/* The store file named by the config; prints why not and returns NULL. */
+static char *db_path_of(const char *config)
+{
+    struct sy_config cfg;
+    if (sy_cli_load_config(sy_cli_config_path(config), &cfg) != 0) {
+        return NULL;
+    }
+    const char *p = sy_inspect_db_path(cfg.store.url);
+    char *out = p ? strdup(p) : NULL;
+    if (p == NULL) {
+        fprintf(stderr, "switchyard: store %s cannot be inspected from the command line\n",
+                cfg.store.url);
+    }
+    sy_config_dispose(&cfg);
+    return out;
+}
+
+static void print_error(const struct sy_error *err)
+{
+    char msg[1024];
+    sy_error_format(err, msg, sizeof(msg));
+    fprintf(stderr, "switchyard: %s\n", msg);
+}
+
+static void print_table(json_t *list)
+{
+    size_t i;
+    json_t *ev;
+    printf("%-24s %-36s %-20s %-9s %s\n", "RECEIVED (UTC)", "ID", "TYPE", "STATE", "JOBS");
+    json_array_foreach(list, i, ev)
+    {
+        time_t t = (time_t)(json_integer_value(json_object_get(ev, "received_at")) / 1000);
+        struct tm tm;
+        char when[32];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        char jobs[256] = "";
+        size_t off = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(ev, "jobs"), k, v)
+        {
+            off +=
+                (size_t)snprintf(jobs + off, off < sizeof(jobs) ? sizeof(jobs) - off : 0,
+                                 "%s%s=%lld", off ? " " : "", k, (long long)json_integer_value(v));
+        }
+        printf("%-24s %-36s %-20s %-9s %s\n", when, json_string_value(json_object_get(ev, "id")),
+               json_string_value(json_object_get(ev, "type")),
+               json_string_value(json_object_get(ev, "state")), jobs[0] ? jobs : "-");
+    }
+}
+
+int sy_cli_events(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
+        {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL, *status = NULL;
+    int64_t limit = 50;
+    bool as_json = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 's':
+            status = optarg;
+            break;
+        case 'n':
+            if (!sy_parse_int64(optarg, strlen(optarg), &limit) || limit < 1 || limit > 100000) {
+                fprintf(stderr, "switchyard events: --limit must be 1 to 100000\n");
+                return 2;
+            }
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'h':
+            fputs(events_usage, stdout);
+            return 0;
+        default:
+            fputs(events_usage, stderr);
+            return 2;
+        }
+    }
+    bool show = optind < argc && strcmp(argv[optind], "show") == 0;
+    if ((show && optind + 2 != argc) || (!show && optind != argc)) {
+        fputs(events_usage, stderr);
+        return 2;
+    }
+    char *path = db_path_of(config);
+    if (path == NULL) {
+        return 1;
+    }
+    struct sy_error err = {0};
+    json_t *out = show ? sy_inspect_show(path, argv[optind + 1], &err)
+                       : sy_inspect_list(path, status, (int)limit, &err);
+    free(path);
+    if (out == NULL) {
+        print_error(&err);
+        return 1;
+    }
+    if (show || as_json) {
+        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+        putchar('\n');
+    } else {
+        print_table(out);
+    }
+    json_decref(out);
+    return 0;
+}
+
+int sy_cli_replay(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"dead", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    bool all = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'd':
+            all = true;
+            break;
+        case 'h':
+            fputs(replay_usage, stdout);
+            return 0;
+        default:
+            fputs(replay_usage, stderr);
+            return 2;
+        }
+    }
+    if (all == (optind < argc)) {
+        fputs(replay_usage, stderr);
+        return 2;
+    }
+    char *path = db_path_of(config);
+    if (path == NULL) {
+        return 1;
+    }
+    int rc = 0;
+    for (int i = all ? argc - 1 : optind; i < argc; i++) {
+        const char *id = all ? NULL : argv[i];
+        long dead = 0;
+        struct sy_error err = {0};
+        if (sy_inspect_request_replay(path, id, &dead, &err) != SY_OK) {
+            print_error(&err);
+            rc = 1;
+            continue;
+        }
+        if (dead == 0) {
+            printf("%s: no dead jobs to replay\n", id ? id : "store");
+        } else {
+            printf("%s: %ld dead job%s queued for replay\n", id ? id : "store", dead,
+                   dead == 1 ? "" : "s");
+        }
+    }
+    free(path);
+    return rc;
+}

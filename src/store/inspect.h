@@ -1,0 +1,38 @@
+#ifndef SY_INSPECT_H
+#define SY_INSPECT_H
+
+#include <jansson.h>
+
+#include "util/error.h"
+
+/*
+ * Read-side views of a SQLite store for `switchyard events`, `replay` and
+ * the admin API. Each call opens its own connection; safe beside a running
+ * server (WAL readers never block the writer). Any thread.
+ */
+
+/*
+ * Events, newest first, with a count of their jobs per state. 'status'
+ * (NULL = all) keeps events with a job in that state (pending, retrying,
+ * dead, done, skipped) or, for "unrouted", events no rule took.
+ * Returns a new JSON array, or NULL with 'err'.
+ */
+json_t *sy_inspect_list(const char *db_path, const char *status, int limit, struct sy_error *err);
+
+/* One event: envelope fields, headers (signature redacted), body, and its jobs. NULL + err when
+ * absent. */
+json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *err);
+
+/*
+ * Ask the server to requeue the dead jobs of 'event_id' (NULL = all dead
+ * jobs). The request is durable; a running server acts on it within a
+ * second, a stopped one at its next start. Sets *dead to how many dead jobs
+ * match now. Returns SY_OK, SY_ENOTFOUND (no such event) or SY_EIO.
+ */
+int sy_inspect_request_replay(const char *db_path, const char *event_id, long *dead,
+                              struct sy_error *err);
+
+/* The path of a "sqlite:PATH" store URL, or NULL. */
+const char *sy_inspect_db_path(const char *store_url);
+
+#endif
