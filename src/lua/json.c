@@ -192,7 +192,8 @@ static int l_encode(lua_State *L)
     if (v == NULL) {
         return luaL_error(L, "json.encode: %s", err);
     }
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS |
+                                JSON_REAL_PRECISION(17));
     json_decref(v);
     if (s == NULL) {
         return luaL_error(L, "json.encode: out of memory");

@@ -70,8 +70,8 @@ static void count_hook(lua_State *L, lua_Debug *ar)
         lx->limit_hit = true;
         /* from now on every instruction fails, so a pcall loop cannot swallow it */
         lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit exceeded (%llu)",
-                   (unsigned long long)lx->limits.instructions);
+        luaL_error(L, "instruction limit exceeded (%I instructions)",
+                   (lua_Integer)lx->limits.instructions);
     }
 }
 

@@ -1,0 +1,1 @@
+rule { name = "bad", on = "*.created", run = function() end }

@@ -1,0 +1,3 @@
+-- a second file declaring the same name
+
+rule { name = "same", on = "*", run = function() end }

@@ -1,0 +1,4 @@
+rule {
+  name = "no-run",
+  on = "*",
+}

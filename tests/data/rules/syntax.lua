@@ -1,0 +1,1 @@
+rule { name = "x", on = "*", run = function() end
