@@ -46,8 +46,11 @@ def signed_headers(body, ts=None, secret=SECRET):
 
 class Server:
     def __init__(self, config_extra="", secrets=(SECRET, OLD_SECRET), webhook_extra="", workdir=None,
-                 env=None):
+                 env=None, rules=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="sy-itest-")
+        if rules:
+            config_extra += '\nrules = { "rules/*.lua" }\n'
+            self.write_rules(rules)
         self.db = os.path.join(self.dir, "store.db")
         secrets_lua = ", ".join('"%s"' % s for s in secrets)
         self.config = os.path.join(self.dir, "switchyard.lua")
@@ -64,6 +67,38 @@ store = "sqlite:store.db"
         self.proc = None
         self.lines = []
         self.port = self.admin_port = None
+
+    def write_rules(self, rules):
+        """rules: {file name: Lua source} written under rules/ (None removes the file)."""
+        os.makedirs(os.path.join(self.dir, "rules"), exist_ok=True)
+        for name, text in rules.items():
+            path = os.path.join(self.dir, "rules", name)
+            if text is None:
+                os.remove(path)
+            else:
+                with open(path, "w") as f:
+                    f.write(text)
+
+    def count(self, needle):
+        return sum(1 for line in list(self.lines) if needle in line)
+
+    def wait_for(self, cond, timeout=20, what="condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.05)
+        raise AssertionError("timed out waiting for %s; log tail:\n%s" % (what, self.log()[-3000:]))
+
+    def job_states(self, event_id):
+        return {h: (st, att) for h, st, att in self.rows(
+            "SELECT handler, state, attempts FROM jobs WHERE event_id = ?", (event_id,))}
+
+    def cli(self, *args):
+        p = subprocess.run([BIN, *args, "-c", self.config] if args[0] != "events" or len(args) == 1 or args[1] != "show"
+                           else [BIN, "events", "-c", self.config, *args[1:]],
+                           capture_output=True, timeout=30)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def start(self, timeout=10):
         self.lines = []

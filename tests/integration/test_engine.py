@@ -1,0 +1,243 @@
+"""Rules on the real binary: exactly once, retries, dead letters, replay, crashes, reloads."""
+import json
+import signal
+import time
+import unittest
+
+from harness import Server, ServerTest, event
+
+FAST_RETRY = 'retry = { schedule = { "1s", "1s" }, jitter = 0 }\nworkers = 2\n'
+
+LOGGER = """
+rule {
+  name = "logger",
+  on = "scm.*",
+  run = function(ev) log.info("RAN logger " .. ev.id) end,
+}
+"""
+
+
+class ExactlyOnce(ServerTest):
+    server_args = {"rules": {"a.lua": LOGGER}, "config_extra": FAST_RETRY}
+
+    def test_each_event_runs_its_rule_once_and_duplicates_do_not(self):
+        ids = ["evt_once_%d" % i for i in range(20)]
+        for i in ids:
+            self.assertEqual(self.srv.post(event(i))[1]["status"], "accepted")
+            self.assertEqual(self.srv.post(event(i))[1]["status"], "duplicate")
+        self.srv.post(event("evt_other", etype="ticketing.ticket.created"))
+        self.srv.wait_for(lambda: self.srv.count("job done") >= 20, what="20 jobs")
+        time.sleep(0.5)
+        for i in ids:
+            self.assertEqual(self.srv.count("RAN logger %s " % i) + self.srv.count("RAN logger %s\n" % i), 1, i)
+            self.assertEqual(self.srv.job_states(i), {"logger": ("done", 1)})
+        self.assertEqual(self.srv.count("job done"), 20)
+        # an event no rule takes is marked, with no job
+        self.assertEqual(self.srv.rows("SELECT state FROM events WHERE id = 'evt_other'"), [("unrouted",)])
+        self.assertEqual(self.srv.job_states("evt_other"), {})
+        self.assertEqual(self.srv.metric("switchyard_jobs_total", '{rule="logger",outcome="done"}'), 20)
+
+
+FLAKY = """
+rule {
+  name = "needs-fix",
+  on = "scm.pull_request.created",
+  run = function(ev)
+    if not kv.get("fixed") then error("not fixed yet for " .. ev.id) end
+    log.info("RAN needs-fix " .. ev.id)
+  end,
+}
+rule {
+  name = "fixer",
+  on = "ticketing.ticket.created",
+  run = function(ev) kv.set("fixed", true) end,
+}
+rule {
+  name = "sibling",
+  on = "scm.pull_request.created",
+  run = function(ev) log.info("RAN sibling " .. ev.id) end,
+}
+"""
+
+
+class RetriesDeadReplay(ServerTest):
+    server_args = {"rules": {"flaky.lua": FLAKY}, "config_extra": FAST_RETRY}
+
+    def test_retry_dead_show_and_replay(self):
+        self.srv.post(event("evt_flaky_1"))
+        self.srv.post(event("evt_flaky_2"))
+        for eid in ("evt_flaky_1", "evt_flaky_2"):
+            self.srv.wait_for(lambda: self.srv.job_states(eid).get("needs-fix", ("",))[0] == "dead",
+                              what="dead job")
+            # three attempts: the first and two retries of the schedule
+            self.assertEqual(self.srv.job_states(eid)["needs-fix"], ("dead", 3))
+            # the sibling ran exactly once, untouched by the failures
+            self.assertEqual(self.srv.job_states(eid)["sibling"], ("done", 1))
+            self.assertEqual(self.srv.count("RAN sibling " + eid), 1)
+        rc, out, _ = self.srv.cli("events", "--status", "dead")
+        self.assertEqual(rc, 0)
+        self.assertIn("evt_flaky_1", out)
+        rc, out, _ = self.srv.cli("events", "show", "evt_flaky_1")
+        shown = json.loads(out)
+        job = [j for j in shown["jobs"] if j["handler"] == "needs-fix"][0]
+        self.assertEqual(job["state"], "dead")
+        self.assertIn("rules/flaky.lua:6: not fixed yet for evt_flaky_1", job["last_error"])
+        self.assertEqual(shown["headers"]["x-unizo-signature"], "(redacted)")
+
+        self.srv.post(event("evt_fix", etype="ticketing.ticket.created"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_fix").get("fixer", ("",))[0] == "done")
+        # the command line asks a running server to replay
+        rc, out, _ = self.srv.cli("replay", "evt_flaky_1")
+        self.assertEqual(rc, 0)
+        self.assertIn("1 dead job queued for replay", out)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_flaky_1")["needs-fix"][0] == "done", what="replay")
+        self.assertEqual(self.srv.count("RAN needs-fix evt_flaky_1"), 1)
+        # and so does the admin API
+        status, body, _ = self.srv.admin("/admin/events/evt_flaky_2/replay", method="POST")
+        self.assertEqual((status, json.loads(body)["replayed"]), (200, 1))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_flaky_2")["needs-fix"][0] == "done", what="replay")
+        # the sibling was never run again
+        self.assertEqual(self.srv.count("RAN sibling evt_flaky_1"), 1)
+        self.assertEqual(self.srv.count("RAN sibling evt_flaky_2"), 1)
+        # admin inspection
+        status, body, _ = self.srv.admin("/admin/events?status=done&limit=10")
+        self.assertIn("evt_flaky_1", [e["id"] for e in json.loads(body)["events"]])
+        status, body, _ = self.srv.admin("/admin/events/evt_flaky_1")
+        self.assertEqual(json.loads(body)["id"], "evt_flaky_1")
+        self.assertEqual(self.srv.admin("/admin/events/nope")[0], 404)
+        self.assertEqual(self.srv.admin("/admin/events/nope/replay", method="POST")[0], 404)
+        self.assertEqual(self.srv.admin("/admin/events?status=bogus")[0], 400)
+        rc, out, err = self.srv.cli("replay", "nope")
+        self.assertEqual(rc, 1)
+        self.assertIn("no event with id 'nope'", err)
+
+
+SLOW = """
+rule {
+  name = "slow",
+  on = "scm.*",
+  run = function(ev)
+    log.info("STARTED slow " .. ev.id)
+    local t = os.clock()
+    while os.clock() - t < 2.5 do end
+    log.info("FINISHED slow " .. ev.id)
+  end,
+}
+"""
+
+
+class Crash(unittest.TestCase):
+    def test_sigkill_during_a_slow_rule_runs_it_again_after_restart(self):
+        srv = Server(rules={"slow.lua": SLOW},
+                     config_extra='lua = { instruction_limit = 100000000000 }\n' + FAST_RETRY).start()
+        srv.post(event("evt_slow"))
+        srv.wait_for(lambda: srv.count("STARTED slow evt_slow") == 1, what="start")
+        srv.kill()
+        self.assertEqual(srv.job_states("evt_slow"), {"slow": ("pending", 0)})
+        srv.start()
+        srv.wait_for(lambda: srv.job_states("evt_slow")["slow"][0] == "done", what="done after restart")
+        self.assertEqual(srv.count("FINISHED slow evt_slow"), 1)
+        self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
+
+    def test_restart_keeps_retry_attempts(self):
+        failing = 'rule { name = "f", on = "*", run = function(ev) error("nope") end }'
+        srv = Server(rules={"f.lua": failing},
+                     config_extra='retry = { schedule = { "2s", "2s", "2s" }, jitter = 0 }').start()
+        srv.post(event("evt_attempts"))
+        srv.wait_for(lambda: srv.job_states("evt_attempts")["f"] == ("retrying", 1), what="first failure")
+        self.assertEqual(srv.stop(), 0)
+        srv.start()
+        srv.wait_for(lambda: srv.job_states("evt_attempts")["f"][0] == "dead", timeout=30, what="dead")
+        # four attempts in all: not reset by the restart
+        self.assertEqual(srv.job_states("evt_attempts")["f"], ("dead", 4))
+        self.assertEqual(srv.stop(), 0)
+
+
+V1 = 'rule { name = "r", on = "*", run = function(ev) log.info("V1 " .. ev.id) end }'
+V2 = 'rule { name = "r2", on = "*", run = function(ev) log.info("V2 " .. ev.id) end }'
+BROKEN = 'rule { name = "r", on = "*", run = function(ev) log.info("BROKEN") end\n'
+
+
+class Reload(ServerTest):
+    server_args = {"rules": {"r.lua": V1}, "config_extra": FAST_RETRY}
+
+    def test_broken_reload_keeps_the_old_rules(self):
+        self.srv.post(event("evt_r1"))
+        self.srv.wait_for(lambda: self.srv.count("V1 evt_r1") == 1)
+        self.srv.write_rules({"r.lua": BROKEN})
+        self.srv.proc.send_signal(signal.SIGHUP)
+        self.srv.wait_for(lambda: self.srv.count("reload refused") == 1, what="refusal")
+        self.assertIn("rules/r.lua:", [l for l in self.srv.lines if "reload refused" in l][0])
+        self.srv.post(event("evt_r2"))
+        self.srv.wait_for(lambda: self.srv.count("V1 evt_r2") == 1, what="old rule still running")
+        status, body, _ = self.srv.admin("/admin/reload", method="POST")
+        self.assertEqual((status, json.loads(body)["error"]), (400, "reload_failed"))
+        self.assertIn("rules/r.lua:", json.loads(body)["detail"])
+        # a good file is taken; a job whose rule is gone dies with a clear message
+        self.srv.write_rules({"r.lua": V2})
+        status, body, _ = self.srv.admin("/admin/reload", method="POST")
+        self.assertEqual((status, json.loads(body)), (200, {"status": "reloaded", "rules": 1}))
+        self.srv.post(event("evt_r3"))
+        self.srv.wait_for(lambda: self.srv.count("V2 evt_r3") == 1, what="new rule")
+        self.assertEqual(self.srv.count("V1 evt_r3"), 0)
+
+
+class RemovedRule(ServerTest):
+    server_args = {"rules": {"t.lua": 'rule { name = "temp", on = "*", run = function() error("x") end }'},
+                   "config_extra": 'retry = { schedule = { "2s" }, jitter = 0 }'}
+
+    def test_job_of_a_removed_rule_goes_dead(self):
+        self.srv.post(event("evt_gone"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_gone")["temp"][0] == "retrying")
+        self.srv.write_rules({"t.lua": V2})
+        self.srv.proc.send_signal(signal.SIGHUP)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_gone")["temp"][0] == "dead", what="dead")
+        rc, out, _ = self.srv.cli("events", "show", "evt_gone")
+        self.assertIn("rule 'temp' no longer exists", out)
+
+
+CORRELATE = """
+rule {
+  name = "remember",
+  on = "scm.pull_request.created",
+  when = function(ev) return not ev.data.draft end,
+  run = function(ev) kv.set("pr:" .. ev.data.url, { ticket = "T-" .. ev.data.number }, "30d") end,
+}
+rule {
+  name = "recall",
+  on = "scm.pull_request.merged",
+  integration = "github",
+  run = function(ev)
+    local t = kv.get("pr:" .. ev.data.url)
+    if not t then error("no ticket for " .. ev.data.url) end
+    log.info("RESOLVE " .. t.ticket)
+  end,
+}
+"""
+
+
+class SharedKvAndFilters(ServerTest):
+    server_args = {"rules": {"c.lua": CORRELATE}, "config_extra": FAST_RETRY}
+
+    def test_kv_correlation_when_and_integration_filter(self):
+        url = "https://github.com/acme/x/pull/7"
+        self.srv.post(event("evt_draft", url="https://github.com/acme/x/pull/8", number=8, draft=True))
+        self.srv.post(event("evt_open", url=url, number=7, draft=False))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_open").get("remember", ("",))[0] == "done")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_draft").get("remember", ("",))[0] == "skipped")
+        self.srv.post(event("evt_merged", etype="scm.pull_request.merged", url=url))
+        self.srv.wait_for(lambda: self.srv.count("RESOLVE T-7") == 1, what="correlation")
+        # kv is in the store, with its expiry
+        rows = self.srv.rows("SELECT value, expires_at FROM kv WHERE key = ?", ("pr:" + url,))
+        self.assertEqual(json.loads(rows[0][0]), {"ticket": "T-7"})
+        self.assertGreater(rows[0][1], (time.time() + 29 * 86400) * 1000)
+        # the integration filter: a GitLab merge is not for this rule
+        body = json.loads(event("evt_gitlab", etype="scm.pull_request.merged", url=url))
+        body["integration"]["type"] = "gitlab"
+        self.srv.post(json.dumps(body).encode())
+        time.sleep(0.5)
+        self.assertEqual(self.srv.job_states("evt_gitlab"), {})
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
