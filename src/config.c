@@ -776,7 +776,7 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
 {
     if (strcmp(key, "workers") == 0) {
         int64_t n;
-        int rc = read_int(w, "workers", 1, 256, &n);
+        int rc = read_int(w, "workers", 0, 256, &n);
         cfg->workers = (int)n;
         return rc;
     }

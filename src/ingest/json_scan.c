@@ -236,6 +236,29 @@ static bool scan_number(struct scanner *s)
     return overflow ? fail(s, start, "real number overflow") : true;
 }
 
+const char *sy_json_string_at(const char *p, const char *end, struct sy_json_span *span,
+                              const char **what)
+{
+    struct scanner s = {.text = p, .p = p, .end = end};
+    if (!scan_string(&s, span)) {
+        *what = s.what;
+        return NULL;
+    }
+    return s.p;
+}
+
+const char *sy_json_number_at(const char *p, const char *end, bool *is_real, const char **what)
+{
+    struct scanner s = {.text = p, .p = p, .end = end};
+    if (!scan_number(&s)) {
+        *what = s.what;
+        return NULL;
+    }
+    *is_real = memchr(p, '.', (size_t)(s.p - p)) != NULL || memchr(p, 'e', (size_t)(s.p - p)) ||
+               memchr(p, 'E', (size_t)(s.p - p));
+    return s.p;
+}
+
 static bool match_word(struct scanner *s, const char *word, size_t n)
 {
     if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) {

@@ -47,6 +47,15 @@ bool sy_json_scan_envelope(const char *text, size_t len, struct sy_json_envelope
                            size_t errlen);
 
 /*
+ * Building blocks for decoders that share these rules. Each scans the token
+ * that starts at 'p' (a '"' or the first character of a number) and returns
+ * the position just after it, or NULL with a reason in *what.
+ */
+const char *sy_json_string_at(const char *p, const char *end, struct sy_json_span *span,
+                              const char **what);
+const char *sy_json_number_at(const char *p, const char *end, bool *is_real, const char **what);
+
+/*
  * Decode the escaped string bytes of a span into 'out' (at most 'cap'
  * bytes, no terminator added). Returns the decoded length, or -1 when it
  * does not fit. The span must come from a successful scan.

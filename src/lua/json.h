@@ -1,6 +1,7 @@
 #ifndef SY_LUA_JSON_H
 #define SY_LUA_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -22,6 +23,15 @@ void sy_lua_push_json(lua_State *L, const json_t *v);
  * strings, tables mixing list and named keys).
  */
 json_t *sy_lua_to_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/*
+ * Decode JSON text straight into Lua values (same rules as the ingest
+ * scanner: strict, UTF-8, no NUL, 64-bit integers, depth 2048). Returns 1
+ * with the value pushed, or 0 with a message in 'err' and nothing pushed.
+ * 'any' allows a scalar at the top level.
+ */
+int sy_lua_decode_json(lua_State *L, const char *text, size_t len, bool any, char *err,
+                       size_t errlen);
 
 /* Push the 'json' module table: encode, decode, null, array, object. */
 void sy_lua_open_json(lua_State *L);

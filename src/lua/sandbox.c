@@ -201,14 +201,11 @@ static int l_kv_get(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    json_t *v = json_loads(val, JSON_DECODE_ANY, NULL);
-    free(val);
-    if (v == NULL) {
+    char err[200];
+    if (!sy_lua_decode_json(L, val, strlen(val), true, err, sizeof(err))) {
         lua_pushnil(L);
-        return 1;
     }
-    sy_lua_push_json(L, v);
-    json_decref(v);
+    free(val);
     return 1;
 }
 
@@ -664,31 +661,30 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
         return SY_LUA_PERMANENT;
     }
     int entry = lua_gettop(L);
-    json_error_t jerr;
-    json_t *v = json_loadb(json, len, 0, &jerr);
-    if (v == NULL) {
+    char jerr[200];
+    if (!sy_lua_decode_json(L, json, len, false, jerr, sizeof(jerr))) {
         lua_settop(L, 0);
-        snprintf(err, errlen, "the stored event is not valid JSON: %s", jerr.text);
+        snprintf(err, errlen, "the stored event is not valid JSON: %s", jerr);
         return SY_LUA_PERMANENT;
     }
+    int ev = lua_gettop(L);
     lx->rule = name;
     lx->event_id = event_id;
     enum sy_lua_result res = SY_LUA_OK;
     lua_getfield(L, entry, "when");
     if (!lua_isnil(L, -1)) {
-        sy_lua_push_json(L, v);
+        lua_pushvalue(L, ev);
         res = sy_lua_pcall(lx, 1, 1, err, errlen);
         if (res == SY_LUA_OK && !lua_toboolean(L, -1)) {
             res = SY_LUA_SKIPPED;
         }
     }
-    lua_settop(L, entry);
+    lua_settop(L, ev);
     if (res == SY_LUA_OK) {
         lua_getfield(L, entry, "run");
-        sy_lua_push_json(L, v);
+        lua_pushvalue(L, ev);
         res = sy_lua_pcall(lx, 1, 0, err, errlen);
     }
-    json_decref(v);
     lx->rule = NULL;
     lx->event_id = NULL;
     lua_settop(L, 0);

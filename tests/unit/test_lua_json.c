@@ -4,6 +4,7 @@
 #include <lualib.h>
 
 #include "check.h"
+#include "files.h"
 #include "lua/json.h"
 
 /* Decode then encode in Lua; the text must come back identical (compact, sorted keys). */
@@ -35,7 +36,73 @@ static const char *eval(lua_State *L, const char *code)
     return out;
 }
 
-int main(void)
+/* The direct decoder must accept what jansson accepts and produce the same values. */
+static void compare_decoder(lua_State *L, const char *text, size_t len, const char *label)
+{
+    char err[200];
+    json_error_t jerr;
+    json_t *want = json_loadb(text, len, 0, &jerr);
+    int ok = sy_lua_decode_json(L, text, len, false, err, sizeof(err));
+    check_count++;
+    if (ok != (want != NULL)) {
+        fprintf(stderr, "%s: decoder %s, jansson %s: %.80s\n", label, ok ? "accepts" : "rejects",
+                want ? "accepts" : "rejects", text);
+        check_failures++;
+    } else if (ok) {
+        json_t *got = sy_lua_to_json(L, -1, err, sizeof(err));
+        if (got == NULL || !json_equal(got, want)) {
+            fprintf(stderr, "%s: values differ: %.80s\n", label, text);
+            check_failures++;
+        }
+        json_decref(got);
+        lua_pop(L, 1);
+    }
+    json_decref(want);
+}
+
+static void test_decoder(lua_State *L, const char *data_dir, const char *events_dir)
+{
+    const char *subs[] = {"valid", "invalid"};
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        char **names;
+        snprintf(path, sizeof(path), "%s/%s", data_dir, subs[k]);
+        size_t n = list_dir(path, ".json", &names);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof(path), "%s/%s/%s", data_dir, subs[k], names[i]);
+            size_t len;
+            char *body = read_all(path, &len);
+            compare_decoder(L, body, len, names[i]);
+            free(body);
+            free(names[i]);
+        }
+        free(names);
+    }
+    char **names;
+    size_t n = list_dir(events_dir, ".json", &names);
+    unsigned seed = 777;
+    static const char specials[] = "{}[]\",:\\u0123456789eE+-.tfn \n\x80\xc3";
+    for (size_t f = 0; f < n; f++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", events_dir, names[f]);
+        size_t len;
+        char *orig = read_all(path, &len);
+        char *buf = malloc(len + 8);
+        compare_decoder(L, orig, len, names[f]);
+        for (int iter = 0; iter < 500; iter++) {
+            memcpy(buf, orig, len);
+            size_t at = (size_t)rand_r(&seed) % len;
+            buf[at] = specials[(size_t)rand_r(&seed) % (sizeof(specials) - 1)];
+            compare_decoder(L, buf, len, names[f]);
+        }
+        free(buf);
+        free(orig);
+        free(names[f]);
+    }
+    free(names);
+}
+
+int main(int argc, char **argv)
 {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
@@ -78,6 +145,9 @@ int main(void)
     CHECK(strstr(eval(L, "return json.encode('\\xff')"), "UTF-8") != NULL);
     CHECK(strstr(eval(L, "return json.decode('{bad')"), "json.decode") != NULL);
     CHECK(strstr(eval(L, "return json.encode({[true] = 1})"), "key must be a string") != NULL);
+    if (argc == 3) {
+        test_decoder(L, argv[1], argv[2]);
+    }
     lua_close(L);
     CHECK_DONE();
 }

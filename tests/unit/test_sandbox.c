@@ -62,9 +62,10 @@ static void test_escapes(void)
     CHECK(fails(lx, "json.null = 1", "read-only"));
     CHECK(fails(lx, "setmetatable(string, {})", "protected"));
     /* what is offered works */
-    CHECK(run_code(lx, "assert(('x'):rep(3) == 'xxx'); assert(os.time() > 0); "
-                       "assert(math.floor(2.5) == 2); assert(utf8.char(233) == '\\u{e9}'); "
-                       "assert(load('return 1 + 1')() == 2); assert(type(os.date()) == 'string')") ==
+    CHECK(run_code(lx,
+                   "assert(('x'):rep(3) == 'xxx'); assert(os.time() > 0); "
+                   "assert(math.floor(2.5) == 2); assert(utf8.char(233) == '\\u{e9}'); "
+                   "assert(load('return 1 + 1')() == 2); assert(type(os.date()) == 'string')") ==
           SY_LUA_OK);
     sy_lua_free(lx);
 }
@@ -132,8 +133,7 @@ static void test_rules_and_limits(void)
     lx = fresh();
     CHECK(sy_lua_load_file(lx, path("good.lua"), "rules/good.lua", &e) == SY_OK);
     CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), err, sizeof(err)) == SY_LUA_OK);
-    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), err, sizeof(err)) ==
-          SY_LUA_PERMANENT);
+    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), err, sizeof(err)) == SY_LUA_PERMANENT);
     sy_lua_free(lx);
 }
 

@@ -1,0 +1,1 @@
+rule { name = "noop", on = "*", run = function(ev) end }
