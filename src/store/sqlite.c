@@ -74,8 +74,8 @@ struct sqlite_store {
     uint64_t retention_ms;
     uint64_t purge_every_ms;
 
-    /* read connections for workers and the admin thread */
-    sqlite3 **readers;
+    /* read connections for workers and the admin thread, with their statements */
+    struct reader **readers;
     size_t n_readers, cap_readers;
 
     /*
@@ -90,6 +90,12 @@ struct sqlite_store {
     bool ckpt_wanted;
     pthread_cond_t ckpt_cv;
     int wal_frames; /* writer thread only */
+};
+
+struct reader {
+    sqlite3 *db;
+    sqlite3_stmt *body; /* SELECT body FROM events WHERE id = ? */
+    sqlite3_stmt *kv;   /* SELECT value FROM kv WHERE key = ? AND not expired */
 };
 
 static const char schema[] =
@@ -948,63 +954,82 @@ static struct sy_job *sqlite_next_job(struct sy_store *st, int timeout_ms)
     return j;
 }
 
-static sqlite3 *reader_acquire(struct sqlite_store *s)
+static void reader_close(struct reader *r)
 {
-    pthread_mutex_lock(&s->mu);
-    sqlite3 *db = s->n_readers > 0 ? s->readers[--s->n_readers] : NULL;
-    pthread_mutex_unlock(&s->mu);
-    if (db == NULL && sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                                      NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return NULL;
+    if (r != NULL) {
+        sqlite3_finalize(r->body);
+        sqlite3_finalize(r->kv);
+        sqlite3_close(r->db);
+        free(r);
     }
-    sqlite3_busy_timeout(db, 5000);
-    return db;
 }
 
-static void reader_release(struct sqlite_store *s, sqlite3 *db)
+static struct reader *reader_acquire(struct sqlite_store *s)
 {
+    pthread_mutex_lock(&s->mu);
+    struct reader *r = s->n_readers > 0 ? s->readers[--s->n_readers] : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (r != NULL) {
+        return r;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || sqlite3_open_v2(s->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                                     NULL) != SQLITE_OK) {
+        reader_close(r);
+        return NULL;
+    }
+    sqlite3_busy_timeout(r->db, 5000);
+    if (sqlite3_prepare_v3(r->db, "SELECT body FROM events WHERE id = ?", -1,
+                           SQLITE_PREPARE_PERSISTENT, &r->body, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(r->db,
+                           "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR "
+                           "expires_at > ?)",
+                           -1, SQLITE_PREPARE_PERSISTENT, &r->kv, NULL) != SQLITE_OK) {
+        reader_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void reader_release(struct sqlite_store *s, struct reader *r)
+{
+    sqlite3_reset(r->body);
+    sqlite3_reset(r->kv);
     pthread_mutex_lock(&s->mu);
     if (s->n_readers == s->cap_readers) {
         size_t cap = s->cap_readers ? s->cap_readers * 2 : 8;
-        sqlite3 **r = realloc(s->readers, cap * sizeof(*r));
-        if (r != NULL) {
-            s->readers = r;
+        struct reader **rs = realloc(s->readers, cap * sizeof(*rs));
+        if (rs != NULL) {
+            s->readers = rs;
             s->cap_readers = cap;
         }
     }
     if (s->n_readers < s->cap_readers) {
-        s->readers[s->n_readers++] = db;
-        db = NULL;
+        s->readers[s->n_readers++] = r;
+        r = NULL;
     }
     pthread_mutex_unlock(&s->mu);
-    if (db != NULL) {
-        sqlite3_close(db);
-    }
+    reader_close(r);
 }
 
 static int sqlite_load_body(struct sy_store *st, struct sy_job *job)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
-    sqlite3 *db = reader_acquire(s);
-    if (db == NULL) {
+    struct reader *r = reader_acquire(s);
+    if (r == NULL) {
         return SY_EIO;
     }
-    sqlite3_stmt *q = NULL;
-    int rc = SY_EIO;
-    if (sqlite3_prepare_v2(db, "SELECT body FROM events WHERE id = ?", -1, &q, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(q, 1, job->event_id, -1, SQLITE_STATIC);
-        int step = sqlite3_step(q);
-        if (step == SQLITE_ROW) {
-            job->body_len = (size_t)sqlite3_column_bytes(q, 0);
-            job->body = dupn((const char *)sqlite3_column_text(q, 0), job->body_len);
-            rc = job->body ? SY_OK : SY_ENOMEM;
-        } else {
-            rc = step == SQLITE_DONE ? SY_ENOTFOUND : SY_EIO;
-        }
+    int rc;
+    sqlite3_bind_text(r->body, 1, job->event_id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(r->body);
+    if (step == SQLITE_ROW) {
+        job->body_len = (size_t)sqlite3_column_bytes(r->body, 0);
+        job->body = dupn((const char *)sqlite3_column_text(r->body, 0), job->body_len);
+        rc = job->body ? SY_OK : SY_ENOMEM;
+    } else {
+        rc = step == SQLITE_DONE ? SY_ENOTFOUND : SY_EIO;
     }
-    sqlite3_finalize(q);
-    reader_release(s, db);
+    reader_release(s, r);
     return rc;
 }
 
@@ -1042,28 +1067,21 @@ static int sqlite_kv_get(struct sy_store *st, const char *key, char **value)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
     *value = NULL;
-    sqlite3 *db = reader_acquire(s);
-    if (db == NULL) {
+    struct reader *r = reader_acquire(s);
+    if (r == NULL) {
         return SY_EIO;
     }
-    sqlite3_stmt *q = NULL;
-    int rc = SY_EIO;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR "
-                           "expires_at > ?)",
-                           -1, &q, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, now_ms());
-        int step = sqlite3_step(q);
-        if (step == SQLITE_ROW) {
-            *value = strdup((const char *)sqlite3_column_text(q, 0));
-            rc = *value ? SY_OK : SY_ENOMEM;
-        } else {
-            rc = step == SQLITE_DONE ? SY_OK : SY_EIO;
-        }
+    int rc;
+    sqlite3_bind_text(r->kv, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(r->kv, 2, now_ms());
+    int step = sqlite3_step(r->kv);
+    if (step == SQLITE_ROW) {
+        *value = strdup((const char *)sqlite3_column_text(r->kv, 0));
+        rc = *value ? SY_OK : SY_ENOMEM;
+    } else {
+        rc = step == SQLITE_DONE ? SY_OK : SY_EIO;
     }
-    sqlite3_finalize(q);
-    reader_release(s, db);
+    reader_release(s, r);
     return rc;
 }
 
@@ -1134,7 +1152,7 @@ static void release(struct sqlite_store *s)
         sqlite3_close(s->ckpt_db);
     }
     for (size_t i = 0; i < s->n_readers; i++) {
-        sqlite3_close(s->readers[i]);
+        reader_close(s->readers[i]);
     }
     free(s->readers);
     while (s->ready != NULL) {
