@@ -23,4 +23,9 @@ webhook = {
 store = "sqlite:var/switchyard.db"   -- examples/var/switchyard.db, created on first start
 dedupe_retention = "7d"
 
+rules   = { "rules/*.lua" }              -- examples/rules/*.lua, in file order
+workers = 2
+retry   = { schedule = { "1m", "5m", "30m", "2h", "12h" } }   -- then dead: see `switchyard events --status dead`
+lua     = { instruction_limit = 10000000, memory_limit = "64MiB" }
+
 log = { level = "info", format = "text" }

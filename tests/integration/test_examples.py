@@ -1,0 +1,45 @@
+"""The example rules in examples/rules, end to end on the real binary."""
+import glob
+import json
+import os
+import unittest
+
+from harness import EVENTS, ServerTest
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "../../examples/rules")
+
+
+def example_rules():
+    return {os.path.basename(p): open(p).read() for p in glob.glob(os.path.join(EXAMPLES, "*.lua"))}
+
+
+def sample(name):
+    with open(os.path.join(EVENTS, name + ".json"), "rb") as f:
+        return f.read()
+
+
+class Examples(ServerTest):
+    server_args = {"rules": example_rules(), "config_extra": "workers = 2\n"}
+
+    def test_pr_review_then_merge_and_sev1_incident(self):
+        self.assertGreaterEqual(len(self.server_args["rules"]), 3)
+        self.srv.post(sample("scm.pull_request.created"))
+        self.srv.wait_for(lambda: self.srv.count("would create a review ticket") == 1)
+        url = "https://github.com/acme/payments-api/pull/42"
+        value = self.srv.rows("SELECT value FROM kv WHERE key = ?", ("pr:" + url,))
+        self.assertEqual(json.loads(value[0][0])["title"], "Review PR: Add OAuth login")
+
+        self.srv.post(sample("scm.pull_request.merged"))
+        self.srv.wait_for(lambda: self.srv.count("would resolve the review ticket") == 1)
+        self.srv.wait_for(lambda: self.srv.rows("SELECT count(*) FROM kv")[0][0] == 0, what="kv cleared")
+
+        self.srv.post(sample("incidents.incident.created"))  # sev2: skipped
+        self.srv.post(sample("incidents.incident.created.sev1"))
+        self.srv.wait_for(lambda: self.srv.count("would create an incident ticket") == 1)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_01HM8Q0017") ==
+                          {"sev1-incident-ticket": ("skipped", 1)}, what="skip")
+        self.assertNotIn("job failed", self.srv.log())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
