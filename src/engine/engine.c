@@ -380,7 +380,6 @@ finish:;
                attempt, "error", err, NULL);
     }
     sy_store_finish(eng->store, job, outcome, err[0] ? err : NULL, retry_at);
-    sy_metrics_set(&sy_metrics.jobs_queued, sy_store_queue_depth(eng->store));
 }
 
 static void *worker_main(void *arg)

@@ -510,6 +510,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         }
         requeued = next;
     }
+    sy_metrics_set(&sy_metrics.jobs_queued, s->n_ready + s->running + s->n_heap);
     pthread_mutex_unlock(&s->mu);
     free(routes);
     if (n > 0) {
@@ -546,6 +547,7 @@ static void complete_ops(struct sqlite_store *s, struct op *ops, int status)
         }
         ops = next;
     }
+    sy_metrics_set(&sy_metrics.jobs_queued, s->n_ready + s->running + s->n_heap);
     pthread_cond_broadcast(&s->done_cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -1054,15 +1056,6 @@ static void sqlite_finish(struct sy_store *st, struct sy_job *job, enum sy_job_o
     push_op(s, o);
 }
 
-static size_t sqlite_queue_depth(struct sy_store *st)
-{
-    struct sqlite_store *s = (struct sqlite_store *)st;
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->n_ready + s->running + s->n_heap;
-    pthread_mutex_unlock(&s->mu);
-    return n;
-}
-
 static int sqlite_kv_get(struct sy_store *st, const char *key, char **value)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
@@ -1201,7 +1194,6 @@ static const struct sy_store_ops sqlite_ops = {
     .next_job = sqlite_next_job,
     .load_body = sqlite_load_body,
     .finish = sqlite_finish,
-    .queue_depth = sqlite_queue_depth,
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,
     .kv_delete = sqlite_kv_delete,

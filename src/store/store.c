@@ -61,11 +61,6 @@ void sy_job_free(struct sy_job *job)
     }
 }
 
-size_t sy_store_queue_depth(struct sy_store *st)
-{
-    return st->ops->queue_depth(st);
-}
-
 int sy_store_kv_get(struct sy_store *st, const char *key, char **value)
 {
     return st->ops->kv_get(st, key, value);

@@ -108,9 +108,6 @@ void sy_store_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcom
 
 void sy_job_free(struct sy_job *job);
 
-/* Jobs handed out and not yet finished, plus those waiting to run (gauges). */
-size_t sy_store_queue_depth(struct sy_store *st);
-
 /* ---- key/value, shared by all workers ---- */
 
 /* New string in *value (NULL when absent or expired). Any thread. */
@@ -139,7 +136,6 @@ struct sy_store_ops {
     int (*load_body)(struct sy_store *st, struct sy_job *job);
     void (*finish)(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
                    const char *error, int64_t retry_at_ms);
-    size_t (*queue_depth)(struct sy_store *st);
     int (*kv_get)(struct sy_store *st, const char *key, char **value);
     int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(struct sy_store *st, const char *key);

@@ -36,6 +36,7 @@ class ExactlyOnce(ServerTest):
         self.assertEqual(self.srv.rows("SELECT state FROM events WHERE id = 'evt_other'"), [("unrouted",)])
         self.assertEqual(self.srv.job_states("evt_other"), {})
         self.assertEqual(self.srv.metric("switchyard_jobs_total", '{rule="logger",outcome="done"}'), 20)
+        self.assertEqual(self.srv.metric("switchyard_jobs_queued"), 0)
 
 
 FLAKY = """
