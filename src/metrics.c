@@ -132,6 +132,11 @@ void sy_metrics_render(struct sy_buf *out)
                   "# TYPE switchyard_jobs_queued gauge\n"
                   "switchyard_jobs_queued %llu\n",
                   (unsigned long long)load(&sy_metrics.jobs_queued));
+    sy_buf_printf(out,
+                  "# HELP switchyard_jobs_dead Dead jobs waiting for a replay.\n"
+                  "# TYPE switchyard_jobs_dead gauge\n"
+                  "switchyard_jobs_dead %llu\n",
+                  (unsigned long long)load(&sy_metrics.jobs_dead));
     render_histogram(out, &sy_metrics.commit_seconds);
     render_histogram(out, &sy_metrics.batch_size);
     sy_buf_printf(out,

@@ -10,15 +10,17 @@
 #include "http/server.h"
 #include "store/store.h"
 #include "util/log.h"
+#include "util/parse.h"
 
 static const char usage[] =
-    "usage: switchyard serve [-c FILE] [--listen ADDR:PORT] [--store URL]\n"
+    "usage: switchyard serve [-c FILE] [--listen ADDR:PORT] [--store URL] [--workers N]\n"
     "\n"
     "Run the webhook server until SIGTERM or SIGINT.\n"
     "  -c, --config FILE   config file (default: $SWITCHYARD_CONFIG, ./switchyard.lua,\n"
     "                      then the demo config in examples/)\n"
     "  --listen ADDR:PORT  listen here instead of the config's 'listen'\n"
-    "  --store URL         use this store instead of the config's 'store' (sqlite:PATH)\n";
+    "  --store URL         use this store instead of the config's 'store' (sqlite:PATH)\n"
+    "  --workers N         run N workers instead of the config's 'workers' (0 = none)\n";
 
 /* Apply command-line overrides; relative store paths are relative to the current folder. */
 static int apply_overrides(struct sy_config *cfg, const char *listen, const char *store)
@@ -69,6 +71,7 @@ int sy_cli_serve(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *listen = NULL, *store_url = NULL;
+    int64_t workers = -1;
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
@@ -80,6 +83,12 @@ int sy_cli_serve(int argc, char **argv)
             break;
         case 's':
             store_url = optarg;
+            break;
+        case 'w':
+            if (!sy_parse_int64(optarg, strlen(optarg), &workers) || workers < 0 || workers > 256) {
+                fprintf(stderr, "switchyard serve: --workers must be 0 to 256\n");
+                return 2;
+            }
             break;
         case 'h':
             fputs(usage, stdout);
@@ -109,6 +118,9 @@ int sy_cli_serve(int argc, char **argv)
         return 1;
     }
     int rc = apply_overrides(&cfg, listen, store_url);
+    if (workers >= 0) {
+        cfg.workers = (int)workers;
+    }
     if (rc != 0) {
         sy_config_dispose(&cfg);
         return rc;

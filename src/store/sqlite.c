@@ -70,6 +70,7 @@ struct sqlite_store {
     struct sy_job **heap;
     size_t n_heap, cap_heap;
     size_t running; /* handed to workers, not finished */
+    long dead;      /* jobs in state 'dead' */
 
     uint64_t retention_ms;
     uint64_t purge_every_ms;
@@ -503,6 +504,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     }
     while (requeued != NULL) {
         struct sy_job *next = requeued->next;
+        s->dead--;
         if (s->spilled && requeued->id >= s->spill_from) {
             sy_job_free(requeued); /* the refill will read it */
         } else {
@@ -511,6 +513,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         requeued = next;
     }
     sy_metrics_set(&sy_metrics.jobs_queued, s->n_ready + s->running + s->n_heap);
+    sy_metrics_set(&sy_metrics.jobs_dead, (uint64_t)(s->dead > 0 ? s->dead : 0));
     pthread_mutex_unlock(&s->mu);
     free(routes);
     if (n > 0) {
@@ -527,6 +530,9 @@ static void complete_ops(struct sqlite_store *s, struct op *ops, int status)
         struct op *next = ops->next;
         if (ops->kind == OP_FINISH) {
             s->running--;
+            if (status == SY_OK && ops->outcome == SY_JOB_DEAD) {
+                s->dead++;
+            }
             if (status == SY_OK && ops->outcome == SY_JOB_RETRY) {
                 struct sy_job *j = ops->job;
                 j->attempts++;
@@ -548,6 +554,7 @@ static void complete_ops(struct sqlite_store *s, struct op *ops, int status)
         ops = next;
     }
     sy_metrics_set(&sy_metrics.jobs_queued, s->n_ready + s->running + s->n_heap);
+    sy_metrics_set(&sy_metrics.jobs_dead, (uint64_t)(s->dead > 0 ? s->dead : 0));
     pthread_cond_broadcast(&s->done_cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -1218,6 +1225,13 @@ static int load_jobs(struct sqlite_store *s)
             j->due_ms = sqlite3_column_int64(q, 4);
             heap_push(s, j);
         }
+    }
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM jobs WHERE state = 'dead'", -1, &q, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        s->dead = sqlite3_column_int64(q, 0);
+        sy_metrics_set(&sy_metrics.jobs_dead, (uint64_t)s->dead);
     }
     sqlite3_finalize(q);
     s->spilled = true; /* pending jobs from before the restart: read them in id order */

@@ -240,5 +240,39 @@ class SharedKvAndFilters(ServerTest):
         self.assertEqual(self.srv.job_states("evt_gitlab"), {})
 
 
+LIMITS = """
+rule { name = "spin", on = "incidents.*", run = function(ev) while true do end end }
+rule { name = "bomb", on = "identity.*", run = function(ev)
+  local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 65536) .. i end end }
+rule { name = "fine", on = "scm.*", run = function(ev) log.info("FINE " .. ev.id) end }
+"""
+
+
+class Limits(ServerTest):
+    server_args = {"rules": {"l.lua": LIMITS},
+                   "config_extra": 'workers = 1\nlua = { instruction_limit = 100000, memory_limit = "8MiB" }\n'
+                                   'retry = { schedule = {}, jitter = 0 }\n'}
+
+    def test_a_runaway_rule_fails_its_job_and_the_worker_goes_on(self):
+        self.srv.post(event("evt_spin", etype="incidents.incident.created"))
+        self.srv.post(event("evt_bomb", etype="identity.user.created"))
+        self.srv.post(event("evt_fine", etype="scm.pull_request.created"))
+        self.srv.wait_for(lambda: self.srv.count("FINE evt_fine") == 1, what="the next job")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_bomb").get("bomb", ("",))[0] == "dead")
+        self.assertEqual(self.srv.job_states("evt_spin"), {"spin": ("dead", 1)})
+        rc, out, _ = self.srv.cli("events", "show", "evt_spin")
+        self.assertIn("instruction limit exceeded", out)
+        rc, out, _ = self.srv.cli("events", "show", "evt_bomb")
+        self.assertIn("memory", out)
+        self.assertEqual(self.srv.job_states("evt_fine"), {"fine": ("done", 1)})
+        self.assertEqual(self.srv.metric("switchyard_jobs_dead"), 2)
+        # replaying brings the gauge down while they run (and up again when they die)
+        self.srv.cli("replay", "--dead")
+        self.srv.wait_for(lambda: self.srv.count("replay") >= 1, what="replay")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_spin")["spin"] == ("dead", 1) and
+                          self.srv.count("job dead") >= 4, what="dead again")
+        self.assertEqual(self.srv.metric("switchyard_jobs_dead"), 2)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
