@@ -83,8 +83,8 @@ def main():
             shutil.rmtree(base)
             os.makedirs(os.path.join(base, "rules"))
             p, port = serve(build, base, 0, rule)
-            subprocess.run(["wrk", "-t2", "-c32", "-d60s", "-s", os.path.join(HERE, "wrk_once.lua"),
-                            "http://127.0.0.1:%d/" % port], env=dict(os.environ, REQ_DIR=reqdir),
+            subprocess.run(["wrk", "-t2", "-c32", "-d60s", "-s", os.path.join(HERE, "wrk.lua"),
+                            "http://127.0.0.1:%d/" % port], env=dict(os.environ, REQ_DIR=reqdir, ONCE="1"),
                            capture_output=True, timeout=120)
             p.send_signal(signal.SIGTERM)
             p.wait()

@@ -1,6 +1,8 @@
 -- Replays the pre-signed requests written by gen.py: thread N reads req.N.
 -- Set REQ_DIR in the environment. Responses are tallied by status.
+-- With ONCE=1 each request is sent once and the thread then stops.
 local dir = os.getenv("REQ_DIR")
+local once = os.getenv("ONCE") == "1"
 local threads = {}
 local counter = 0
 
@@ -28,7 +30,13 @@ end
 
 function request()
   i = i + 1
-  if i > #reqs then i = 1 end
+  if i > #reqs then
+    if once then
+      wrk.thread:stop()
+      return reqs[#reqs]
+    end
+    i = 1
+  end
   return reqs[i]
 end
 

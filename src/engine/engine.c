@@ -9,6 +9,7 @@
 #include "engine/router.h"
 #include "lua/sandbox.h"
 #include "metrics.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /*
@@ -263,20 +264,6 @@ static const struct sy_lua_rule *find_rule(const struct ruleset *rs, const char 
     return NULL;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* A worker's state with every rule file of 'rs' loaded, or NULL (logged). */
 static struct sy_lua *build_state(struct sy_engine *eng, const struct ruleset *rs)
 {
@@ -307,7 +294,7 @@ static enum sy_job_outcome after_failure(struct sy_engine *eng, const struct sy_
         return SY_JOB_DEAD;
     }
     double factor = 1.0 + cfg->retry.jitter * (2.0 * rand_r(seed) / (double)RAND_MAX - 1.0);
-    *retry_at = wall_ms() + (int64_t)((double)cfg->retry.schedule_ms[attempt] * factor);
+    *retry_at = sy_wall_ms() + (int64_t)((double)cfg->retry.schedule_ms[attempt] * factor);
     return SY_JOB_RETRY;
 }
 
@@ -318,7 +305,7 @@ static void run_job(struct sy_engine *eng, struct sy_job *job, struct sy_lua **l
     char err[4096] = "";
     enum sy_job_outcome outcome;
     int64_t retry_at = 0;
-    double t0 = mono_s();
+    double t0 = sy_mono_s();
 
     if (find_rule(rs, job->handler) == NULL) {
         snprintf(err, sizeof(err), "rule '%s' no longer exists (removed by a reload)",
@@ -361,7 +348,7 @@ static void run_job(struct sy_engine *eng, struct sy_job *job, struct sy_lua **l
     }
 
 finish:;
-    double took = mono_s() - t0;
+    double took = sy_mono_s() - t0;
     sy_metrics_job(job->handler, outcome, took);
     char ms[32], attempt[32], max[32];
     snprintf(ms, sizeof(ms), "%.3f", took * 1000);
@@ -372,7 +359,7 @@ finish:;
                job->handler, "event", job->event_id, "ms", ms, NULL);
     } else if (outcome == SY_JOB_RETRY) {
         char in[32];
-        snprintf(in, sizeof(in), "%.1fs", (double)(retry_at - wall_ms()) / 1000.0);
+        snprintf(in, sizeof(in), "%.1fs", (double)(retry_at - sy_wall_ms()) / 1000.0);
         sy_log(SY_LOG_WARN, "job failed; will retry", "rule", job->handler, "event", job->event_id,
                "attempt", attempt, "of", max, "retry_in", in, "error", err, NULL);
     } else {

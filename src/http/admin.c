@@ -13,6 +13,15 @@
 #include "metrics.h"
 #include "util/buf.h"
 
+static int method_not_allowed(h2o_req_t *req, const char *allow)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    char detail[32];
+    snprintf(detail, sizeof(detail), "use %s", allow);
+    sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", detail);
+    return 0;
+}
+
 /* True when the request carries "Authorization: Bearer <token>" (constant-time compare). */
 static bool authorized(h2o_req_t *req, const char *token)
 {
@@ -113,9 +122,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     char msg[1024];
     if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
         if (!is_get) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-            return 0;
+            return method_not_allowed(req, "GET");
         }
         char status[32], limit[16];
         bool has_status = query_param(req, "status", status, sizeof(status));
@@ -150,10 +157,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     }
     if (replay) {
         if (!is_post) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                           H2O_STRLIT("POST"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
-            return 0;
+            return method_not_allowed(req, "POST");
         }
         json_t *ev = sy_inspect_show(db, id, &err);
         if (ev == NULL) {
@@ -172,9 +176,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
         return 0;
     }
     if (!is_get) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-        sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-        return 0;
+        return method_not_allowed(req, "GET");
     }
     json_t *ev = sy_inspect_show(db, id, &err);
     if (ev == NULL) {
@@ -197,9 +199,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     /* probes stay open so that load balancers need no secret */
     if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
         if (!is_get) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-            return 0;
+            return method_not_allowed(req, "GET");
         }
         if (path_is(req, "/healthz")) {
             static const char ok[] = "{\"status\":\"ok\"}";
@@ -224,9 +224,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(req, "/metrics")) {
         if (!is_get) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use GET");
-            return 0;
+            return method_not_allowed(req, "GET");
         }
         struct sy_buf b;
         sy_buf_init(&b, 4 << 20);
@@ -241,10 +239,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(req, "/admin/reload")) {
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
-                           H2O_STRLIT("POST"));
-            sy_http_send_error(req, 405, "Method Not Allowed", "method_not_allowed", "use POST");
-            return 0;
+            return method_not_allowed(req, "POST");
         }
         struct sy_error err = {0};
         if (sy_engine_reload(srv->engine, &err) != SY_OK) {

@@ -10,6 +10,7 @@
 #include "ingest/verify.h"
 #include "metrics.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /*
@@ -33,26 +34,12 @@ struct guard {
     struct sy_pending *p;
 };
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void finish(h2o_req_t *req, enum sy_result r, int status, const char *id, size_t idlen,
                    double t0, const char *peer)
 {
     sy_metrics_add(&sy_metrics.requests[r], 1);
     if (sy_log_enabled(SY_LOG_INFO)) {
-        sy_log_request(sy_result_name(r), status, id, idlen, (mono_s() - t0) * 1000.0, peer);
+        sy_log_request(sy_result_name(r), status, id, idlen, (sy_mono_s() - t0) * 1000.0, peer);
     }
     (void)req;
 }
@@ -206,7 +193,7 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
     w += hdrs->len;
     a->body = memcpy(w, req->entity.base, req->entity.len);
     a->body_len = req->entity.len;
-    a->received_ms = wall_ms();
+    a->received_ms = sy_wall_ms();
     a->done = on_stored;
     p->loop = lp;
     p->req = req;
@@ -243,7 +230,7 @@ static const h2o_iovec_t *single_header(h2o_req_t *req, const char *name, size_t
 int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
-    double t0 = mono_s();
+    double t0 = sy_mono_s();
     struct sy_loop *lp = sy_loop_of(req);
     const struct sy_config *cfg = lp->srv->cfg;
     char peer[INET6_ADDRSTRLEN] = "";

@@ -10,6 +10,7 @@
 
 #include "metrics.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define SCHEMA_VERSION 1
@@ -141,20 +142,6 @@ static const char *const job_states[] = {
     [SY_JOB_RETRY] = "retrying",
     [SY_JOB_DEAD] = "dead",
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* mkdir -p of the folder that holds 'path'. */
 static int make_parent_dirs(const char *path)
@@ -296,7 +283,7 @@ static struct sy_job *heap_pop(struct sqlite_store *s)
 /* Move retries whose time has come to the ready queue; returns ms until the next one (or -1). */
 static int64_t release_due(struct sqlite_store *s)
 {
-    int64_t now = now_ms();
+    int64_t now = sy_wall_ms();
     while (s->n_heap > 0 && s->heap[0]->due_ms <= now) {
         ready_push(s, heap_pop(s));
     }
@@ -358,7 +345,7 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, const char 
 /* Apply one op inside the transaction. Replays collect their jobs into *requeued. */
 static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job **requeued)
 {
-    int64_t now = now_ms();
+    int64_t now = sy_wall_ms();
     sqlite3_stmt *st;
     int rc;
     switch (o->kind) {
@@ -467,7 +454,7 @@ struct routed {
 
 static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t n, struct op *ops)
 {
-    double t0 = mono_s();
+    double t0 = sy_mono_s();
     struct routed *routes = n > 0 ? calloc(n, sizeof(*routes)) : NULL;
     struct sy_job *requeued = NULL;
     int status = n > 0 && routes == NULL ? SY_ENOMEM : exec_sql(s->db, "BEGIN IMMEDIATE");
@@ -517,7 +504,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     pthread_mutex_unlock(&s->mu);
     free(routes);
     if (n > 0) {
-        sy_histogram_observe(&sy_metrics.commit_seconds, mono_s() - t0);
+        sy_histogram_observe(&sy_metrics.commit_seconds, sy_mono_s() - t0);
         sy_histogram_observe(&sy_metrics.batch_size, (double)n);
     }
 }
@@ -702,7 +689,7 @@ static void *checkpointer_main(void *arg)
  */
 static void purge_expired(struct sqlite_store *s)
 {
-    int64_t cutoff = now_ms() - (int64_t)s->retention_ms;
+    int64_t cutoff = sy_wall_ms() - (int64_t)s->retention_ms;
     sqlite3_stmt *chunk = NULL, *del = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT max(seq), min(received_at) < ?2 FROM (SELECT seq, received_at "
@@ -739,7 +726,7 @@ static void purge_expired(struct sqlite_store *s)
     }
     char sql[96];
     snprintf(sql, sizeof(sql), "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < %lld",
-             (long long)now_ms());
+             (long long)sy_wall_ms());
     exec_sql(s->db, sql);
 done:
     sqlite3_finalize(chunk);
@@ -750,22 +737,22 @@ static void *writer_main(void *arg)
 {
     struct sqlite_store *s = arg;
     pthread_setname_np(pthread_self(), "sy-store");
-    double next_purge = mono_s(), next_poll = mono_s();
+    double next_purge = sy_mono_s(), next_poll = sy_mono_s();
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->head == NULL && s->ops == NULL && !s->closing) {
             int64_t until_retry = release_due(s);
-            double now = mono_s();
+            double now = sy_mono_s();
             if (now >= next_purge || now >= next_poll ||
                 (s->spilled && s->n_ready < READY_CAP / 2)) {
                 pthread_mutex_unlock(&s->mu);
                 if (now >= next_purge) {
                     purge_expired(s);
-                    next_purge = mono_s() + (double)s->purge_every_ms / 1000.0;
+                    next_purge = sy_mono_s() + (double)s->purge_every_ms / 1000.0;
                 }
                 if (now >= next_poll) {
                     take_replay_requests(s);
-                    next_poll = mono_s() + 1.0;
+                    next_poll = sy_mono_s() + 1.0;
                 }
                 refill(s);
                 pthread_mutex_lock(&s->mu);
@@ -838,14 +825,14 @@ static void *writer_main(void *arg)
         }
         refill(s);
         /* a busy writer never idles: the periodic work also runs between batches */
-        double now = mono_s();
+        double now = sy_mono_s();
         if (now >= next_purge) {
             purge_expired(s);
-            next_purge = mono_s() + (double)s->purge_every_ms / 1000.0;
+            next_purge = sy_mono_s() + (double)s->purge_every_ms / 1000.0;
         }
         if (now >= next_poll) {
             take_replay_requests(s);
-            next_poll = mono_s() + 1.0;
+            next_poll = sy_mono_s() + 1.0;
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -1073,7 +1060,7 @@ static int sqlite_kv_get(struct sy_store *st, const char *key, char **value)
     }
     int rc;
     sqlite3_bind_text(r->kv, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(r->kv, 2, now_ms());
+    sqlite3_bind_int64(r->kv, 2, sy_wall_ms());
     int step = sqlite3_step(r->kv);
     if (step == SQLITE_ROW) {
         *value = strdup((const char *)sqlite3_column_text(r->kv, 0));
@@ -1105,7 +1092,7 @@ static int sqlite_kv_set(struct sy_store *st, const char *key, const char *value
     o->kind = OP_KV_SET;
     o->text = strdup(key);
     o->value = strdup(value);
-    o->when_ms = ttl_ms > 0 ? now_ms() + (int64_t)ttl_ms : 0;
+    o->when_ms = ttl_ms > 0 ? sy_wall_ms() + (int64_t)ttl_ms : 0;
     int rc = run_sync_op((struct sqlite_store *)st, o);
     return rc < 0 ? rc : SY_OK;
 }
