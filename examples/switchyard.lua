@@ -28,4 +28,13 @@ workers = 2
 retry   = { schedule = { "1m", "5m", "30m", "2h", "12h" } }   -- then dead: see `switchyard events --status dead`
 lua     = { instruction_limit = 10000000, memory_limit = "64MiB" }
 
+unizo   = {
+  base_url = env("UNIZO_BASE_URL", "https://api.unizo.ai/api/v1"),  -- the mock: http://127.0.0.1:8089
+  api_key  = env("UNIZO_API_KEY"),       -- unset: dry-run, every call is logged and not sent
+  integrations = {
+    ["jira-prod"] = { id = env("UNIZO_JIRA_INTEGRATION_ID", "jira-prod"), organization = "default", collection = "ENG" },
+    ["jira-it"]   = { id = env("UNIZO_JIRA_IT_INTEGRATION_ID", "jira-it"), organization = "default", collection = "IT" },
+  },
+}
+
 log = { level = "info", format = "text" }

@@ -65,12 +65,19 @@ int sy_config_defaults(struct sy_config *cfg)
     memcpy(cfg->retry.schedule_ms, schedule, sizeof(schedule));
     cfg->retry.n_schedule = 5;
     cfg->retry.jitter = 0.2;
+    cfg->unizo.base_url = strdup("https://api.unizo.ai/api/v1");
+    cfg->unizo.connect_timeout_ms = 5000;
+    cfg->unizo.timeout_ms = 30000;
+    cfg->unizo.max_response = 8u << 20;
+    cfg->unizo.attempts = 4;
+    cfg->unizo.backoff_base_ms = 500;
+    cfg->unizo.backoff_cap_ms = 30000;
     cfg->lua.instruction_limit = 10000000;
     cfg->lua.memory_limit = UINT64_C(64) << 20;
     char cwd[4096];
     cfg->dir = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : ".");
     if (!cfg->listen[0] || !cfg->admin.listen || !cfg->webhook.path || !cfg->store.url ||
-        !cfg->dir) {
+        !cfg->dir || !cfg->unizo.base_url) {
         return SY_ENOMEM;
     }
     return SY_OK;
@@ -98,6 +105,20 @@ void sy_config_dispose(struct sy_config *cfg)
     free(cfg->store.url);
     free_strv(cfg->rules, cfg->n_rules);
     free(cfg->retry.schedule_ms);
+    free(cfg->unizo.base_url);
+    if (cfg->unizo.api_key) {
+        explicit_bzero(cfg->unizo.api_key, strlen(cfg->unizo.api_key));
+    }
+    free(cfg->unizo.api_key);
+    free(cfg->unizo.ca_file);
+    for (size_t i = 0; i < cfg->unizo.n_integrations; i++) {
+        struct sy_unizo_integration *in = &cfg->unizo.integrations[i];
+        free(in->name);
+        free(in->id);
+        free(in->organization);
+        free(in->collection);
+    }
+    free(cfg->unizo.integrations);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -751,6 +772,131 @@ static int walk_retry(struct walker *w, struct sy_config *cfg)
     return SY_OK;
 }
 
+static int walk_integrations(struct walker *w, struct sy_config *cfg)
+{
+    lua_State *L = w->L;
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        return fail_at(w, "integrations", "'unizo.integrations' must be a table of name = { ... }");
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return fail_at(w, "integrations", "'unizo.integrations' keys must be names");
+        }
+        const char *name = lua_tostring(L, -2);
+        char path[160];
+        snprintf(path, sizeof(path), "unizo.integrations.%s", name);
+        static const char *const keys[] = {"id", "organization", "collection", NULL};
+        int rc = check_keys(w, path, keys);
+        struct sy_unizo_integration *list =
+            rc == SY_OK
+                ? realloc(cfg->unizo.integrations, (cfg->unizo.n_integrations + 1) * sizeof(*list))
+                : NULL;
+        if (list == NULL) {
+            lua_pop(L, 2);
+            return rc == SY_OK ? SY_ENOMEM : rc;
+        }
+        cfg->unizo.integrations = list;
+        struct sy_unizo_integration *in = &list[cfg->unizo.n_integrations++];
+        memset(in, 0, sizeof(*in));
+        in->name = strdup(name);
+        const char *fields[] = {"id", "organization", "collection"};
+        char **dst[] = {&in->id, &in->organization, &in->collection};
+        for (int i = 0; i < 3 && rc == SY_OK; i++) {
+            if (field(L, fields[i])) {
+                char fp[200];
+                snprintf(fp, sizeof(fp), "%s.%s", path, fields[i]);
+                rc = read_string(w, fp, dst[i]);
+                lua_pop(L, 1);
+            }
+        }
+        if (rc == SY_OK && in->id == NULL) {
+            in->id = strdup(name);
+        }
+        lua_pop(L, 1);
+        if (rc != SY_OK) {
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    return SY_OK;
+}
+
+static int walk_unizo(struct walker *w, struct sy_config *cfg)
+{
+    static const char *const keys[] = {"base_url",        "api_key",      "ca_file",
+                                       "connect_timeout", "timeout",      "max_response",
+                                       "retry",           "integrations", NULL};
+    int rc = check_keys(w, "unizo", keys);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    if (field(w->L, "base_url")) {
+        TRY(read_string(w, "unizo.base_url", &cfg->unizo.base_url));
+        size_t n = strlen(cfg->unizo.base_url);
+        while (n > 0 && cfg->unizo.base_url[n - 1] == '/') {
+            cfg->unizo.base_url[--n] = '\0';
+        }
+        if (strncmp(cfg->unizo.base_url, "http://", 7) != 0 &&
+            strncmp(cfg->unizo.base_url, "https://", 8) != 0) {
+            return fail_at(w, "base_url", "'unizo.base_url' must start with https:// or http://");
+        }
+    }
+    if (field(w->L, "api_key")) {
+        TRY(read_string(w, "unizo.api_key", &cfg->unizo.api_key));
+        if (cfg->unizo.api_key[0] == '\0') {
+            free(cfg->unizo.api_key);
+            cfg->unizo.api_key = NULL;
+        }
+    }
+    if (field(w->L, "ca_file")) {
+        TRY(read_string(w, "unizo.ca_file", &cfg->unizo.ca_file));
+        char *abs = sy_config_resolve(cfg, cfg->unizo.ca_file);
+        free(cfg->unizo.ca_file);
+        cfg->unizo.ca_file = abs;
+    }
+    if (field(w->L, "connect_timeout")) {
+        TRY(read_unit(w, "unizo.connect_timeout", sy_parse_duration_ms, 1000, "5s",
+                      &cfg->unizo.connect_timeout_ms));
+    }
+    if (field(w->L, "timeout")) {
+        TRY(read_unit(w, "unizo.timeout", sy_parse_duration_ms, 1000, "30s",
+                      &cfg->unizo.timeout_ms));
+    }
+    if (field(w->L, "max_response")) {
+        TRY(read_unit(w, "unizo.max_response", sy_parse_size, 1, "8MiB", &cfg->unizo.max_response));
+    }
+    if (field(w->L, "retry")) {
+        static const char *const rkeys[] = {"attempts", "base", "cap", NULL};
+        rc = check_keys(w, "unizo.retry", rkeys);
+        int64_t n;
+        if (rc == SY_OK && field(w->L, "attempts")) {
+            rc = read_int(w, "unizo.retry.attempts", 1, 20, &n);
+            cfg->unizo.attempts = (int)n;
+            lua_pop(w->L, 1);
+        }
+        if (rc == SY_OK && field(w->L, "base")) {
+            rc = read_unit(w, "unizo.retry.base", sy_parse_duration_ms, 1000, "500ms",
+                           &cfg->unizo.backoff_base_ms);
+            lua_pop(w->L, 1);
+        }
+        if (rc == SY_OK && field(w->L, "cap")) {
+            rc = read_unit(w, "unizo.retry.cap", sy_parse_duration_ms, 1000, "30s",
+                           &cfg->unizo.backoff_cap_ms);
+            lua_pop(w->L, 1);
+        }
+        lua_pop(w->L, 1);
+        if (rc != SY_OK) {
+            return rc;
+        }
+    }
+    if (field(w->L, "integrations")) {
+        TRY(walk_integrations(w, cfg));
+    }
+    return SY_OK;
+}
+
 static int walk_lua(struct walker *w, struct sy_config *cfg)
 {
     static const char *const keys[] = {"instruction_limit", "memory_limit", NULL};
@@ -788,6 +934,9 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     }
     if (strcmp(key, "lua") == 0) {
         return walk_lua(w, cfg);
+    }
+    if (strcmp(key, "unizo") == 0) {
+        return walk_unizo(w, cfg);
     }
     if (strcmp(key, "listen") == 0) {
         int rc = read_strv(w, "listen", true, &cfg->listen, &cfg->n_listen);
@@ -829,7 +978,7 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     }
     return fail_at(w, NULL,
                    "unknown key '%s' (known: listen, http, admin, webhook, store, "
-                   "dedupe_retention, workers, rules, retry, lua, log)",
+                   "dedupe_retention, workers, rules, retry, lua, unizo, log)",
                    key);
 }
 

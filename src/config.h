@@ -69,6 +69,25 @@ struct sy_config {
     } retry;
 
     struct {
+        char *base_url; /* no trailing slash */
+        char *api_key;  /* NULL = dry-run: calls are logged, not sent */
+        char *ca_file;  /* NULL = the system's CA bundle */
+        uint64_t connect_timeout_ms;
+        uint64_t timeout_ms; /* one HTTP attempt */
+        uint64_t max_response;
+        int attempts; /* HTTP attempts per call, for 429, 502-504 and connection errors */
+        uint64_t backoff_base_ms;
+        uint64_t backoff_cap_ms;
+        struct sy_unizo_integration {
+            char *name;         /* the key rules use, e.g. "jira-prod" */
+            char *id;           /* sent as integrationId; defaults to the name */
+            char *organization; /* default for ticketing calls; may be NULL */
+            char *collection;   /* default for ticketing calls; may be NULL */
+        } * integrations;
+        size_t n_integrations;
+    } unizo;
+
+    struct {
         uint64_t instruction_limit; /* per call of a rule function */
         uint64_t memory_limit;      /* per worker state */
     } lua;

@@ -31,6 +31,10 @@ struct sy_metrics sy_metrics = {
                     .help = "Time of one attempt of one handler.",
                     .n_bounds = 12,
                     .bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30}},
+    .unizo_seconds = {.name = "switchyard_unizo_request_seconds",
+                      .help = "Time of one HTTP attempt to the Unizo API.",
+                      .n_bounds = 12,
+                      .bounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}},
     .batch_size = {.name = "switchyard_store_batch_size",
                    .help = "Events committed together by one group commit.",
                    .n_bounds = 10,
@@ -66,6 +70,39 @@ void sy_metrics_job(const char *rule, int outcome, double seconds)
     }
     if (i < n_rules) {
         rules[i].count[outcome]++;
+    }
+    pthread_mutex_unlock(&rules_mu);
+}
+
+#define MAX_UNIZO_SERIES 256
+
+/* Unizo requests by endpoint and status. */
+static struct {
+    char endpoint[48];
+    long status;
+    uint64_t count;
+} unizo_series[MAX_UNIZO_SERIES];
+static size_t n_unizo;
+
+void sy_metrics_unizo(const char *endpoint, long status, double seconds, bool retry)
+{
+    sy_histogram_observe(&sy_metrics.unizo_seconds, seconds);
+    if (retry) {
+        sy_metrics_add(&sy_metrics.unizo_retries, 1);
+    }
+    pthread_mutex_lock(&rules_mu);
+    size_t i = 0;
+    while (i < n_unizo &&
+           (unizo_series[i].status != status || strcmp(unizo_series[i].endpoint, endpoint) != 0)) {
+        i++;
+    }
+    if (i == n_unizo && n_unizo < MAX_UNIZO_SERIES) {
+        snprintf(unizo_series[i].endpoint, sizeof(unizo_series[i].endpoint), "%s", endpoint);
+        unizo_series[i].status = status;
+        n_unizo++;
+    }
+    if (i < n_unizo) {
+        unizo_series[i].count++;
     }
     pthread_mutex_unlock(&rules_mu);
 }
@@ -127,6 +164,22 @@ void sy_metrics_render(struct sy_buf *out)
     }
     pthread_mutex_unlock(&rules_mu);
     render_histogram(out, &sy_metrics.job_seconds);
+    sy_buf_puts(out, "# HELP switchyard_unizo_requests_total HTTP attempts to the Unizo API by "
+                     "endpoint and status (0 = no answer).\n"
+                     "# TYPE switchyard_unizo_requests_total counter\n");
+    pthread_mutex_lock(&rules_mu);
+    for (size_t i = 0; i < n_unizo; i++) {
+        sy_buf_printf(out, "switchyard_unizo_requests_total{endpoint=\"%s\",status=\"%ld\"} %llu\n",
+                      unizo_series[i].endpoint, unizo_series[i].status,
+                      (unsigned long long)unizo_series[i].count);
+    }
+    pthread_mutex_unlock(&rules_mu);
+    sy_buf_printf(out,
+                  "# HELP switchyard_unizo_retries_total Unizo API attempts that were retries.\n"
+                  "# TYPE switchyard_unizo_retries_total counter\n"
+                  "switchyard_unizo_retries_total %llu\n",
+                  (unsigned long long)load(&sy_metrics.unizo_retries));
+    render_histogram(out, &sy_metrics.unizo_seconds);
     sy_buf_printf(out,
                   "# HELP switchyard_jobs_queued Jobs runnable, running or waiting for a retry.\n"
                   "# TYPE switchyard_jobs_queued gauge\n"

@@ -1,6 +1,7 @@
 #ifndef SY_METRICS_H
 #define SY_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,9 +53,11 @@ struct sy_metrics {
     struct sy_histogram batch_size;     /* events per commit */
     uint64_t queue_depth;               /* events waiting for the writer (gauge) */
     uint64_t store_errors;
-    uint64_t jobs_queued;            /* jobs runnable, running or waiting to retry (gauge) */
-    uint64_t jobs_dead;              /* jobs waiting for a replay (gauge) */
-    struct sy_histogram job_seconds; /* one attempt of one handler */
+    uint64_t jobs_queued;              /* jobs runnable, running or waiting to retry (gauge) */
+    uint64_t jobs_dead;                /* jobs waiting for a replay (gauge) */
+    struct sy_histogram job_seconds;   /* one attempt of one handler */
+    struct sy_histogram unizo_seconds; /* one HTTP attempt to the Unizo API */
+    uint64_t unizo_retries;
 };
 
 /*
@@ -62,6 +65,9 @@ struct sy_metrics {
  * enum sy_job_outcome: done, skipped, retry, dead). Any thread.
  */
 void sy_metrics_job(const char *rule, int outcome, double seconds);
+
+/* Count one HTTP attempt to the Unizo API (status 0 = no answer). Any thread. */
+void sy_metrics_unizo(const char *endpoint, long status, double seconds, bool retry);
 
 extern struct sy_metrics sy_metrics;
 

@@ -1,5 +1,5 @@
--- A merged pull request resolves the review ticket opened for it, found
--- through the kv correlation that pr_review.lua wrote.
+-- (b) A merged pull request resolves its review ticket, found through the kv
+-- correlation pr_review.lua wrote, and records the merge commit on it.
 
 rule {
   name = "pr-merged-resolve",
@@ -12,7 +12,13 @@ rule {
       log.warn("no review ticket recorded for this PR", { pr = pr.url })
       return
     end
-    log.info("would resolve the review ticket", { title = review.title, pr = pr.url })
+    unizo.ticketing.update_ticket { integration = "jira-prod", id = review.ticket, status = "resolved" }
+    unizo.ticketing.add_comment {
+      integration = "jira-prod", id = review.ticket,
+      content = ("Merged by %s as %s"):format(pr.merged_by and pr.merged_by.login or "?",
+                                            pr.merge_commit_sha or "?"),
+    }
     kv.delete("pr:" .. pr.url)
+    log.info("review ticket resolved", { ticket = review.ticket, pr = pr.url })
   end,
 }

@@ -1,6 +1,5 @@
--- A new pull request becomes a review ticket; the ticket is remembered in kv
--- under the PR's URL so that later events about the same PR can find it.
--- Until the Unizo client lands, the rule logs the ticket it would create.
+-- (a) A new pull request becomes a review ticket in Jira (through Unizo).
+-- The ticket's id is kept in kv under the PR's URL for later events.
 
 rule {
   name = "pr-review-ticket",
@@ -8,13 +7,14 @@ rule {
   when = function(ev) return not ev.data.draft end,        -- drafts are not ready for review
   run  = function(ev)
     local pr = ev.data
-    local ticket = {
-      integration = "jira-prod",
+    local t = unizo.ticketing.create_ticket {
+      integration = "jira-prod",                           -- organization/collection from the config
       title = "Review PR: " .. pr.title,
       description = ("PR #%d needs review\n%s"):format(pr.number, pr.url),
+      labels = { "code-review" },
       custom_fields = { pr_url = pr.url, repository = pr.repository and pr.repository.name },
     }
-    log.info("would create a review ticket", { title = ticket.title, pr = pr.url })
-    kv.set("pr:" .. pr.url, { title = ticket.title, opened_by = pr.author and pr.author.login }, "30d")
+    kv.set("pr:" .. pr.url, { ticket = t.id, key = t.key }, "30d")
+    log.info("review ticket created", { ticket = t.id, pr = pr.url })
   end,
 }

@@ -1,4 +1,6 @@
 #include <getopt.h>
+
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +114,8 @@ int sy_cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* before any thread exists: libcurl's global setup is not thread-safe */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     struct sy_config cfg;
     const char *path = sy_cli_config_path(config);
     if (sy_cli_load_config(path, &cfg) != 0) {
@@ -184,6 +188,7 @@ int sy_cli_serve(int argc, char **argv)
     sy_engine_free(engine);
     sy_log(SY_LOG_INFO, "stopped", NULL);
     sy_config_dispose(&cfg);
+    curl_global_cleanup();
     return 0;
 fail:
     sy_error_format(&err, msg, sizeof(msg));

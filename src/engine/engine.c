@@ -9,6 +9,7 @@
 #include "engine/router.h"
 #include "lua/sandbox.h"
 #include "metrics.h"
+#include "unizo/client.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -33,6 +34,7 @@ struct worker {
     struct sy_engine *eng;
     pthread_t tid;
     int index;
+    struct sy_unizo *unizo; /* this worker's Unizo client */
 };
 
 struct sy_engine {
@@ -126,6 +128,25 @@ static int expand(const struct sy_config *cfg, const char *pattern, struct rules
     return rc;
 }
 
+/* While rule files load, 'unizo' exists but refuses calls. */
+static int probe_unizo_call(void *ctx, const struct sy_unizo_request *req,
+                            struct sy_unizo_response *resp)
+{
+    (void)ctx;
+    (void)req;
+    memset(resp, 0, sizeof(*resp));
+    snprintf(resp->error, sizeof(resp->error), "Unizo calls are not allowed while rules load");
+    return SY_EUNAVAIL;
+}
+
+static void probe_unizo_defaults(void *ctx, const char *integration, const char **org,
+                                 const char **collection)
+{
+    (void)ctx;
+    (void)integration;
+    *org = *collection = NULL;
+}
+
 static struct ruleset *ruleset_load(const struct sy_config *cfg, unsigned generation,
                                     struct sy_error *err)
 {
@@ -139,7 +160,9 @@ static struct ruleset *ruleset_load(const struct sy_config *cfg, unsigned genera
         rc = expand(cfg, cfg->rules[i], rs, err);
     }
     struct sy_lua_limits lim = limits_of(cfg);
-    if (rc == SY_OK && (rs->probe = sy_lua_new(&lim, NULL)) == NULL) {
+    struct sy_lua_host probe_host = {.unizo_call = probe_unizo_call,
+                                     .unizo_defaults = probe_unizo_defaults};
+    if (rc == SY_OK && (rs->probe = sy_lua_new(&lim, &probe_host)) == NULL) {
         rc = SY_ENOMEM;
     }
     for (size_t i = 0; rc == SY_OK && i < rs->n_files; i++) {
@@ -241,17 +264,33 @@ int sy_engine_reload(struct sy_engine *eng, struct sy_error *err)
 
 static int kv_get(void *ctx, const char *key, char **value)
 {
-    return sy_store_kv_get(ctx, key, value);
+    struct worker *w = ctx;
+    return sy_store_kv_get(w->eng->store, key, value);
 }
 
 static int kv_set(void *ctx, const char *key, const char *value, uint64_t ttl_ms)
 {
-    return sy_store_kv_set(ctx, key, value, ttl_ms);
+    struct worker *w = ctx;
+    return sy_store_kv_set(w->eng->store, key, value, ttl_ms);
 }
 
 static int kv_delete(void *ctx, const char *key)
 {
-    return sy_store_kv_delete(ctx, key);
+    struct worker *w = ctx;
+    return sy_store_kv_delete(w->eng->store, key);
+}
+
+static int unizo_call(void *ctx, const struct sy_unizo_request *req, struct sy_unizo_response *resp)
+{
+    struct worker *w = ctx;
+    return sy_unizo_call(w->unizo, req, resp);
+}
+
+static void unizo_defaults(void *ctx, const char *integration, const char **org,
+                           const char **collection)
+{
+    struct worker *w = ctx;
+    sy_unizo_defaults(w->unizo, integration, org, collection);
 }
 
 static const struct sy_lua_rule *find_rule(const struct ruleset *rs, const char *name)
@@ -265,11 +304,16 @@ static const struct sy_lua_rule *find_rule(const struct ruleset *rs, const char 
 }
 
 /* A worker's state with every rule file of 'rs' loaded, or NULL (logged). */
-static struct sy_lua *build_state(struct sy_engine *eng, const struct ruleset *rs)
+static struct sy_lua *build_state(struct worker *w, const struct ruleset *rs)
 {
+    struct sy_engine *eng = w->eng;
     struct sy_lua_limits lim = limits_of(eng->cfg);
-    struct sy_lua_host host = {
-        .ctx = eng->store, .kv_get = kv_get, .kv_set = kv_set, .kv_delete = kv_delete};
+    struct sy_lua_host host = {.ctx = w,
+                               .kv_get = kv_get,
+                               .kv_set = kv_set,
+                               .kv_delete = kv_delete,
+                               .unizo_call = w->unizo ? unizo_call : NULL,
+                               .unizo_defaults = unizo_defaults};
     struct sy_lua *lx = sy_lua_new(&lim, &host);
     for (size_t i = 0; lx != NULL && i < rs->n_files; i++) {
         struct sy_error err;
@@ -298,9 +342,10 @@ static enum sy_job_outcome after_failure(struct sy_engine *eng, const struct sy_
     return SY_JOB_RETRY;
 }
 
-static void run_job(struct sy_engine *eng, struct sy_job *job, struct sy_lua **lx,
-                    unsigned *generation, unsigned *seed)
+static void run_job(struct worker *w, struct sy_job *job, struct sy_lua **lx, unsigned *generation,
+                    unsigned *seed)
 {
+    struct sy_engine *eng = w->eng;
     struct ruleset *rs = current(eng);
     char err[4096] = "";
     enum sy_job_outcome outcome;
@@ -315,7 +360,7 @@ static void run_job(struct sy_engine *eng, struct sy_job *job, struct sy_lua **l
     }
     if (*lx == NULL || *generation != rs->generation) {
         sy_lua_free(*lx);
-        *lx = build_state(eng, rs);
+        *lx = build_state(w, rs);
         *generation = rs->generation;
     }
     int rc = sy_store_load_body(eng->store, job);
@@ -379,13 +424,18 @@ static void *worker_main(void *arg)
     struct sy_lua *lx = NULL;
     unsigned generation = 0;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)(w->index * 2654435761u);
+    w->unizo = sy_unizo_new(eng->cfg);
+    if (w->unizo == NULL) {
+        sy_log(SY_LOG_ERROR, "cannot create the Unizo client; rules see no 'unizo'", NULL);
+    }
     while (!__atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE)) {
         struct sy_job *job = sy_store_next_job(eng->store, 200);
         if (job != NULL) {
-            run_job(eng, job, &lx, &generation, &seed);
+            run_job(w, job, &lx, &generation, &seed);
         }
     }
     sy_lua_free(lx);
+    sy_unizo_free(w->unizo);
     return NULL;
 }
 

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,9 @@ struct sy_lua {
     bool enforce_mem; /* off while the state is being built */
     uint64_t counted; /* instructions in the current call, in HOOK_EVERY steps */
     bool limit_hit;
-    const char *rule;     /* context for log lines */
-    const char *event_id; /* context for log lines */
+    const char *rule;     /* context for log lines and idempotency keys */
+    const char *event_id; /* context for log lines and idempotency keys */
+    int calls;            /* Unizo calls made by the current run */
     /* rules registered by rule{}: parallel to the registry list, strings owned */
     struct sy_lua_rule *rules;
     size_t n_rules, cap_rules;
@@ -248,6 +250,241 @@ static int l_kv_delete(lua_State *L)
         return luaL_error(L, "kv.delete(\"%s\") failed: the store is unavailable", key);
     }
     return 0;
+}
+
+/* ---- unizo ---- */
+
+/* Push the decoded JSON body (or an empty table). */
+static void push_response_body(lua_State *L, const struct sy_unizo_response *resp)
+{
+    char err[64];
+    if (resp->len == 0 || !sy_lua_decode_json(L, resp->body, resp->len, true, err, sizeof(err))) {
+        lua_newtable(L);
+    }
+}
+
+/* Raise {status, errorCode, errorMessage, message} for a failed call. */
+static int raise_unizo_error(lua_State *L, const struct sy_unizo_request *req,
+                             const struct sy_unizo_response *resp)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, resp->status);
+    lua_setfield(L, -2, "status");
+    const char *code = NULL, *text = NULL;
+    if (resp->status != 0) {
+        push_response_body(L, resp);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "errorCode");
+            lua_setfield(L, -3, "errorCode");
+            lua_getfield(L, -1, "errorMessage");
+            lua_setfield(L, -3, "errorMessage");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "errorCode");
+        code = lua_tostring(L, -1);
+        lua_getfield(L, -2, "errorMessage");
+        text = lua_tostring(L, -1);
+    }
+    if (resp->status == 0) {
+        lua_pushfstring(L, "unizo %s %s: no answer after %d attempt(s): %s", req->method, req->path,
+                        resp->attempts, resp->error);
+    } else {
+        lua_pushfstring(L, "unizo %s %s: HTTP %d%s%s%s%s", req->method, req->path,
+                        (int)resp->status, code ? " " : "", code ? code : "", text ? ": " : "",
+                        text ? text : "");
+    }
+    if (resp->status != 0) {
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+    }
+    lua_setfield(L, -2, "message");
+    return lua_error(L);
+}
+
+/* unizo.request{method, path, query, body, integration}: the decoded answer, or an error. */
+static int l_unizo_request(lua_State *L)
+{
+    struct sy_lua *lx = self_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "method");
+    lua_getfield(L, 1, "path");
+    lua_getfield(L, 1, "integration");
+    lua_getfield(L, 1, "_endpoint");
+    const char *method = luaL_optstring(L, -4, "GET");
+    const char *path = lua_tostring(L, -3);
+    if (path == NULL || path[0] != '/') {
+        return luaL_error(L, "unizo.request: 'path' must be a string starting with '/'");
+    }
+    struct sy_unizo_request req = {
+        .method = method,
+        .path = path,
+        .integration = lua_tostring(L, -2),
+        .endpoint = lua_tostring(L, -1) ? lua_tostring(L, -1) : "request",
+    };
+    struct sy_buf query;
+    sy_buf_init(&query, 16384);
+    lua_getfield(L, 1, "query");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        sy_buf_puts(&query, lua_tostring(L, -1));
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            const char *v = luaL_tolstring(L, -1, NULL);
+            if (k != NULL) {
+                const char *parts[2] = {k, v};
+                if (query.len > 0) {
+                    sy_buf_puts(&query, "&");
+                }
+                for (int i = 0; i < 2; i++) {
+                    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++) {
+                        if (isalnum(*c) || strchr("-._~", *c)) {
+                            sy_buf_append(&query, c, 1);
+                        } else {
+                            sy_buf_printf(&query, "%%%02X", *c);
+                        }
+                    }
+                    if (i == 0) {
+                        sy_buf_puts(&query, "=");
+                    }
+                }
+            }
+            lua_pop(L, 2);
+        }
+    }
+    req.query = query.len > 0 ? query.data : NULL;
+    char *body = NULL;
+    lua_getfield(L, 1, "body");
+    if (!lua_isnil(L, -1)) {
+        char err[160];
+        json_t *v = sy_lua_to_json(L, -1, err, sizeof(err));
+        if (v == NULL) {
+            sy_buf_dispose(&query);
+            return luaL_error(L, "unizo.request: body: %s", err);
+        }
+        body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        json_decref(v);
+    }
+    req.body = body;
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s/%d", lx->event_id ? lx->event_id : "-",
+             lx->rule ? lx->rule : "-", ++lx->calls);
+    req.idempotency_key = key;
+    struct sy_unizo_response resp;
+    int rc = lx->host.unizo_call(lx->host.ctx, &req, &resp);
+    free(body);
+    sy_buf_dispose(&query);
+    req.query = NULL;
+    if (rc != SY_OK || resp.status < 200 || resp.status > 299) {
+        /* keep the body in a Lua string, so nothing leaks when the error unwinds */
+        lua_settop(L, 1);
+        lua_pushlstring(L, resp.body ? resp.body : "", resp.len);
+        free(resp.body);
+        resp.body = (char *)lua_tostring(L, -1);
+        return raise_unizo_error(L, &req, &resp);
+    }
+    lua_settop(L, 1);
+    push_response_body(L, &resp);
+    free(resp.body);
+    if (resp.dry_run) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "dry_run");
+        lua_pushfstring(L, "dry-run:%s", key);
+        lua_setfield(L, -2, "id");
+    }
+    return 1;
+}
+
+/* unizo.defaults(integration) -> organization, collection (from the config). */
+static int l_unizo_defaults(lua_State *L)
+{
+    struct sy_lua *lx = self_of(L);
+    const char *org = NULL, *col = NULL;
+    if (lua_type(L, 1) == LUA_TSTRING && lx->host.unizo_defaults) {
+        lx->host.unizo_defaults(lx->host.ctx, lua_tostring(L, 1), &org, &col);
+    }
+    lua_pushstring(L, org);
+    lua_pushstring(L, col);
+    return 2;
+}
+
+/* The ticketing helpers, in Lua over unizo.request. */
+static const char ticketing_lua[] =
+    "local request, defaults = ...\n"
+    "local function esc(s)\n"
+    "  return (tostring(s):gsub('[^%w%-%._~]', function(c) return ('%%%02X'):format(c:byte()) "
+    "end))\n"
+    "end\n"
+    "local function tickets(t, what)\n"
+    "  if type(t) ~= 'table' then error(what .. ': pass a table of fields', 3) end\n"
+    "  if type(t.integration) ~= 'string' then error(what .. \": 'integration' is required\", 3) "
+    "end\n"
+    "  local org, col = defaults(t.integration)\n"
+    "  org, col = t.organization or org, t.collection or col\n"
+    "  if not org or not col then\n"
+    "    error(what .. \": no organization or collection for integration '\" .. t.integration ..\n"
+    "          \"' (pass them, or set unizo.integrations in the config)\", 3)\n"
+    "  end\n"
+    "  return '/ticketing/' .. esc(org) .. '/collections/' .. esc(col) .. '/tickets'\n"
+    "end\n"
+    "local function id_of(t, what)\n"
+    "  local id = t.id or t.ticket_id\n"
+    "  if id == nil then error(what .. \": 'id' is required\", 3) end\n"
+    "  return esc(id)\n"
+    "end\n"
+    "local function ticket(t)\n"
+    "  return { name = t.title or t.name, description = t.description, type = t.type,\n"
+    "           priority = t.priority, status = t.status, labels = t.labels,\n"
+    "           assigneeIds = t.assignee_ids or t.assigneeIds, metadata = t.custom_fields or "
+    "t.metadata }\n"
+    "end\n"
+    "local ticketing = {}\n"
+    "function ticketing.create_ticket(t)\n"
+    "  local base = tickets(t, 'create_ticket')\n"
+    "  return request{ method = 'POST', path = base, integration = t.integration, body = "
+    "ticket(t),\n"
+    "                  _endpoint = 'create_ticket' }\n"
+    "end\n"
+    "function ticketing.update_ticket(t)\n"
+    "  local base = tickets(t, 'update_ticket')\n"
+    "  return request{ method = 'PUT', path = base .. '/' .. id_of(t, 'update_ticket'),\n"
+    "                  integration = t.integration, body = ticket(t), _endpoint = 'update_ticket' "
+    "}\n"
+    "end\n"
+    "function ticketing.add_comment(t)\n"
+    "  local base = tickets(t, 'add_comment')\n"
+    "  return request{ method = 'POST', path = base .. '/' .. id_of(t, 'add_comment') .. "
+    "'/comments',\n"
+    "                  integration = t.integration, body = { content = t.content or t.body },\n"
+    "                  _endpoint = 'add_comment' }\n"
+    "end\n"
+    "function ticketing.get_ticket(t)\n"
+    "  local base = tickets(t, 'get_ticket')\n"
+    "  return request{ method = 'GET', path = base .. '/' .. id_of(t, 'get_ticket'),\n"
+    "                  integration = t.integration, _endpoint = 'get_ticket' }\n"
+    "end\n"
+    "return { request = request, ticketing = ticketing }\n";
+
+static void make_readonly(lua_State *L, const char *name);
+
+/* Push the 'unizo' module (nothing is pushed when it cannot be built). */
+static bool open_unizo(lua_State *L)
+{
+    if (luaL_loadbufferx(L, ticketing_lua, sizeof(ticketing_lua) - 1, "=unizo", "t") != LUA_OK) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_pushcfunction(L, l_unizo_request);
+    lua_pushcfunction(L, l_unizo_defaults);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_getfield(L, -1, "ticketing");
+    make_readonly(L, "unizo.ticketing");
+    lua_setfield(L, -2, "ticketing");
+    make_readonly(L, "unizo");
+    return true;
 }
 
 /* ---- rule{} ---- */
@@ -490,6 +727,9 @@ static void build_globals(lua_State *L)
     lua_setfield(L, g, "kv");
     lua_pushcfunction(L, l_rule);
     lua_setfield(L, g, "rule");
+    if (self_of(L)->host.unizo_call != NULL && open_unizo(L)) {
+        lua_setfield(L, g, "unizo");
+    }
 
     /* make it the globals table; the originals stay reachable only from C */
     lua_pushvalue(L, g);
@@ -670,6 +910,7 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
     int ev = lua_gettop(L);
     lx->rule = name;
     lx->event_id = event_id;
+    lx->calls = 0;
     enum sy_lua_result res = SY_LUA_OK;
     lua_getfield(L, entry, "when");
     if (!lua_isnil(L, -1)) {

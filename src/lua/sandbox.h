@@ -7,6 +7,7 @@
 
 #include <lua.h>
 
+#include "unizo/client.h"
 #include "util/error.h"
 
 /*
@@ -27,6 +28,11 @@ struct sy_lua_host {
     int (*kv_get)(void *ctx, const char *key, char **value); /* *value: new string or NULL */
     int (*kv_set)(void *ctx, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(void *ctx, const char *key);
+    /* the Unizo API; when unizo_call is NULL the 'unizo' global is absent */
+    int (*unizo_call)(void *ctx, const struct sy_unizo_request *req,
+                      struct sy_unizo_response *resp);
+    void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
+                           const char **collection);
 };
 
 /* A rule as declared by rule{...} in a file. Strings borrowed from the state. */
