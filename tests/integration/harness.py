@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -188,6 +189,48 @@ store = "sqlite:store.db"
             return db.execute(sql, args).fetchall()
         finally:
             db.close()
+
+
+MOCK = os.path.join(os.path.dirname(__file__), "../mock_unizo.py")
+
+
+class Mock:
+    """The mock Unizo API (tests/mock_unizo.py) on a free loopback port."""
+
+    def __init__(self, port=0):
+        self.port_file = tempfile.mktemp(prefix="sy-mock-port-")
+        self.proc = subprocess.Popen([sys.executable, MOCK, "--port", str(port), "--port-file", self.port_file],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not (os.path.exists(self.port_file) and open(self.port_file).read()):
+            if time.time() > deadline:
+                raise RuntimeError("mock did not start")
+            time.sleep(0.02)
+        self.port = int(open(self.port_file).read())
+        self.url = "http://127.0.0.1:%d" % self.port
+        while True:
+            try:
+                self._call("GET", "/_mock/health")
+                break
+            except OSError:
+                time.sleep(0.02)
+
+    def _call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request(method, path, body=json.dumps(body) if body is not None else None)
+        data = c.getresponse().read()
+        c.close()
+        return json.loads(data)
+
+    def script(self, entries):
+        self._call("POST", "/_mock/script", entries)
+
+    def requests(self, path_contains=""):
+        return [r for r in self._call("GET", "/_mock/requests") if path_contains in r["path"]]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def raw_exchange(port, payload: bytes, expect_responses=1, timeout=10):

@@ -10,7 +10,11 @@ EXAMPLES = os.path.join(os.path.dirname(__file__), "../../examples/rules")
 
 
 def example_rules():
-    return {os.path.basename(p): open(p).read() for p in glob.glob(os.path.join(EXAMPLES, "*.lua"))}
+    out = {}
+    for p in glob.glob(os.path.join(EXAMPLES, "*.lua")):
+        with open(p) as f:
+            out[os.path.basename(p)] = f.read()
+    return out
 
 
 def sample(name):
@@ -19,23 +23,30 @@ def sample(name):
 
 
 class Examples(ServerTest):
-    server_args = {"rules": example_rules(), "config_extra": "workers = 2\n"}
+    server_args = {"rules": example_rules(), "config_extra": """
+workers = 2
+unizo = { integrations = { ["jira-prod"] = { organization = "default", collection = "ENG" },
+                           ["jira-it"] = { organization = "default", collection = "IT" } } }
+"""}
 
     def test_pr_review_then_merge_and_sev1_incident(self):
         self.assertGreaterEqual(len(self.server_args["rules"]), 3)
+        # no API key in this config: the demo's dry-run mode, calls logged and not sent
         self.srv.post(sample("scm.pull_request.created"))
-        self.srv.wait_for(lambda: self.srv.count("would create a review ticket") == 1)
+        self.srv.wait_for(lambda: self.srv.count("review ticket created") == 1)
         url = "https://github.com/acme/payments-api/pull/42"
         value = self.srv.rows("SELECT value FROM kv WHERE key = ?", ("pr:" + url,))
-        self.assertEqual(json.loads(value[0][0])["title"], "Review PR: Add OAuth login")
+        self.assertEqual(json.loads(value[0][0])["ticket"], "dry-run:evt_01HM8Q0002/pr-review-ticket/1")
 
         self.srv.post(sample("scm.pull_request.merged"))
-        self.srv.wait_for(lambda: self.srv.count("would resolve the review ticket") == 1)
+        self.srv.wait_for(lambda: self.srv.count("review ticket resolved") == 1)
         self.srv.wait_for(lambda: self.srv.rows("SELECT count(*) FROM kv")[0][0] == 0, what="kv cleared")
 
         self.srv.post(sample("incidents.incident.created"))  # sev2: skipped
         self.srv.post(sample("incidents.incident.created.sev1"))
-        self.srv.wait_for(lambda: self.srv.count("would create an incident ticket") == 1)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_01HM8Q0017-sev1") ==
+                          {"sev1-incident-ticket": ("done", 1)}, what="sev1 ticket")
+        self.assertEqual(self.srv.count("unizo dry-run"), 4)
         self.srv.wait_for(lambda: self.srv.job_states("evt_01HM8Q0017") ==
                           {"sev1-incident-ticket": ("skipped", 1)}, what="skip")
         self.assertNotIn("job failed", self.srv.log())

@@ -1,0 +1,200 @@
+"""Rules calling the Unizo API through the real binary and the mock API."""
+import json
+import os
+import time
+import unittest
+
+from harness import EVENTS, Mock, Server, event
+
+API_KEY = "uz-test-key-7c41e0"
+PR_RULE = """
+rule {
+  name = "pr-review-ticket",
+  on = "scm.pull_request.created",
+  run = function(ev)
+    local t = unizo.ticketing.create_ticket {
+      integration = "jira-prod",
+      title = "Review PR: " .. ev.data.title,
+      description = "PR needs review",
+      custom_fields = { pr_url = ev.data.url },
+    }
+    kv.set("pr:" .. ev.data.url, t.id)
+    log.info("TICKET " .. tostring(t.id) .. " dry_run=" .. tostring(t.dry_run))
+  end,
+}
+"""
+
+
+def config(mock_url, extra=""):
+    return f"""
+unizo = {{
+  base_url = "{mock_url}",
+  api_key = env("SY_TEST_UNIZO_KEY"),
+  retry = {{ attempts = 3, base = "50ms", cap = "1s" }},
+  timeout = "2s",
+  integrations = {{ ["jira-prod"] = {{ id = "int-jira-42", organization = "acme", collection = "ENG" }} }},
+}}
+retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
+workers = 2
+{extra}
+"""
+
+
+def pr_event(eid):
+    return event(eid, title="Add OAuth login", url="https://github.com/acme/x/pull/%s" % eid, number=1)
+
+
+class UnizoCalls(unittest.TestCase):
+    def setUp(self):
+        self.mock = Mock()
+        self.srv = Server(rules={"pr.lua": PR_RULE}, config_extra=config(self.mock.url),
+                          env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+
+    def tearDown(self):
+        self.assertEqual(self.srv.stop(), 0, self.srv.log()[-3000:])
+        self.mock.stop()
+        self.assertNotIn(API_KEY, self.srv.log())
+
+    def test_one_ticket_with_the_documented_request(self):
+        self.srv.post(pr_event("evt_u1"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u1").get("pr-review-ticket", ("",))[0] == "done")
+        reqs = self.mock.requests("/tickets")
+        self.assertEqual(len(reqs), 1)
+        r = reqs[0]
+        self.assertEqual((r["method"], r["path"]), ("POST", "/ticketing/acme/collections/ENG/tickets"))
+        self.assertEqual(r["body"], {"name": "Review PR: Add OAuth login", "description": "PR needs review",
+                                     "metadata": {"pr_url": "https://github.com/acme/x/pull/evt_u1"}})
+        self.assertEqual(r["headers"]["apikey"], API_KEY)
+        self.assertEqual(r["headers"]["integrationid"], "int-jira-42")
+        self.assertEqual(r["headers"]["idempotency-key"], "evt_u1/pr-review-ticket/1")
+        self.assertEqual(r["headers"]["content-type"], "application/json")
+        self.assertTrue(r["headers"]["user-agent"].startswith("switchyard/"))
+        # the answer came back to the rule as a table
+        self.assertEqual(self.srv.count("TICKET T-1 dry_run=nil"), 1)
+        self.assertGreaterEqual(self.srv.metric("switchyard_unizo_requests_total",
+                                                '{endpoint="create_ticket",status="201"}'), 1)
+
+    def test_503s_are_retried_with_the_same_idempotency_key(self):
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 2}])
+        self.srv.post(pr_event("evt_u2"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u2").get("pr-review-ticket", ("",))[0] == "done")
+        reqs = self.mock.requests("/tickets")
+        self.assertEqual(len(reqs), 3)
+        self.assertEqual({r["headers"]["idempotency-key"] for r in reqs}, {"evt_u2/pr-review-ticket/1"})
+        self.assertEqual(self.srv.job_states("evt_u2")["pr-review-ticket"], ("done", 1))  # one job attempt
+        self.assertEqual(self.srv.metric("switchyard_unizo_retries_total"), 2)
+
+    def test_429_retry_after_is_honoured(self):
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 429,
+                           "headers": {"Retry-After": "2"}, "body": {"errorCode": "RATE_LIMITED"}}])
+        self.srv.post(pr_event("evt_u3"))
+        self.srv.wait_for(lambda: len(self.mock.requests("/tickets")) == 2, timeout=15, what="the retry")
+        first, second = self.mock.requests("/tickets")
+        self.assertGreaterEqual(second["time"] - first["time"], 2.0)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u3")["pr-review-ticket"][0] == "done")
+
+    def test_400_is_not_retried_in_the_call_and_its_message_is_kept(self):
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 400, "times": 0,
+                           "body": {"errorCode": "INVALID_COLLECTION", "errorMessage": "Collection ENG does not exist"}}])
+        self.srv.post(pr_event("evt_u4"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u4")["pr-review-ticket"][0] == "dead", what="dead")
+        # one HTTP request per job attempt: three attempts (first + two retries), no in-call retries
+        self.assertEqual(len(self.mock.requests("/tickets")), 3)
+        rc, out, _ = self.srv.cli("events", "show", "evt_u4")
+        self.assertIn("HTTP 400 INVALID_COLLECTION: Collection ENG does not exist", out)
+
+    def test_api_down_then_back_and_replay_creates_one_ticket(self):
+        port = self.mock.port
+        self.mock.stop()
+        self.srv.post(pr_event("evt_u5"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u5")["pr-review-ticket"][0] == "dead",
+                          timeout=30, what="dead while the API is down")
+        rc, out, _ = self.srv.cli("events", "show", "evt_u5")
+        self.assertIn("no answer", out)
+        self.mock = Mock(port)
+        self.srv.cli("replay", "evt_u5")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u5")["pr-review-ticket"][0] == "done", what="replay")
+        reqs = self.mock.requests("/tickets")
+        self.assertEqual(len(reqs), 1)
+        self.assertEqual(reqs[0]["headers"]["idempotency-key"], "evt_u5/pr-review-ticket/1")
+
+    def test_a_dropped_connection_is_retried(self):
+        self.mock.script([{"method": "POST", "path": "/tickets$", "drop": True}])
+        self.srv.post(pr_event("evt_u6"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u6")["pr-review-ticket"][0] == "done")
+        self.assertEqual(len(self.mock.requests("/tickets")), 2)
+
+    def test_slower_than_the_timeout_is_retried(self):
+        self.mock.script([{"method": "POST", "path": "/tickets$", "delay": 3}])
+        self.srv.post(pr_event("evt_u7"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u7")["pr-review-ticket"][0] == "done", timeout=20)
+        self.assertEqual(len(self.mock.requests("/tickets")), 2)
+
+
+class DryRun(unittest.TestCase):
+    def test_without_an_api_key_calls_are_logged_not_sent(self):
+        mock = Mock()
+        srv = Server(rules={"pr.lua": PR_RULE}, config_extra=config(mock.url)).start()
+        srv.post(pr_event("evt_dry"))
+        srv.wait_for(lambda: srv.job_states("evt_dry").get("pr-review-ticket", ("",))[0] == "done")
+        self.assertEqual(mock.requests(), [])
+        line = [l for l in srv.lines if "unizo dry-run" in l][0]
+        self.assertIn("method=POST", line)
+        self.assertIn("path=/ticketing/acme/collections/ENG/tickets", line)
+        self.assertIn("Review PR: Add OAuth login", line)
+        self.assertEqual(srv.count("dry_run=true"), 1)
+        self.assertEqual(srv.stop(), 0)
+        mock.stop()
+
+
+def sample(name):
+    with open(os.path.join(EVENTS, name + ".json"), "rb") as f:
+        return f.read()
+
+
+class Workflows(unittest.TestCase):
+    """examples/rules (a)-(d) against the mock, with the demo's integrations."""
+
+    def test_examples_end_to_end(self):
+        import glob
+        rules = {os.path.basename(p): open(p).read()
+                 for p in glob.glob(os.path.join(os.path.dirname(__file__), "../../examples/rules/*.lua"))}
+        mock = Mock()
+        extra = f"""
+unizo = {{ base_url = "{mock.url}", api_key = env("SY_TEST_UNIZO_KEY"),
+  integrations = {{ ["jira-prod"] = {{ organization = "default", collection = "ENG" }},
+                   ["jira-it"] = {{ organization = "default", collection = "IT" }} }} }}
+workers = 1
+"""
+        srv = Server(rules=rules, config_extra=extra, env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        order = ["scm.pull_request.created", "scm.pull_request.merged", "incidents.incident.created",
+                 "incidents.incident.created.sev1", "incidents.incident.acknowledged.sev1",
+                 "incidents.incident.resolved.sev1", "identity.user.deactivated"]
+        for name in order:
+            self.assertEqual(srv.post(sample(name))[1]["status"], "accepted", name)
+            srv.wait_for(lambda: srv.rows("SELECT count(*) FROM jobs WHERE state IN ('pending', 'retrying')")[0][0] == 0,
+                         what=name)
+        got = [(r["method"], r["path"], r["headers"].get("integrationid")) for r in mock.requests()]
+        self.assertEqual(got, [
+            ("POST", "/ticketing/default/collections/ENG/tickets", "jira-prod"),          # (a) review ticket T-1
+            ("PUT", "/ticketing/default/collections/ENG/tickets/T-1", "jira-prod"),       # (b) resolved via kv
+            ("POST", "/ticketing/default/collections/ENG/tickets/T-1/comments", "jira-prod"),
+            ("POST", "/ticketing/default/collections/ENG/tickets", "jira-prod"),          # (c) sev1 only
+            ("POST", "/ticketing/default/collections/ENG/tickets/T-4/comments", "jira-prod"),
+            ("PUT", "/ticketing/default/collections/ENG/tickets/T-4", "jira-prod"),
+            ("POST", "/ticketing/default/collections/IT/tickets", "jira-it"),             # (d) offboarding
+        ])
+        reqs = mock.requests()
+        self.assertEqual(reqs[1]["body"], {"status": "resolved"})
+        self.assertIn("9f1c2e7b4d0a8c3e5f6a7b8c9d0e1f2a3b4c5d6e", reqs[2]["body"]["content"])
+        self.assertEqual(reqs[0]["body"]["metadata"]["pr_url"], "https://github.com/acme/payments-api/pull/42")
+        self.assertTrue(reqs[6]["body"]["name"].startswith("Offboard jdoe@acme.example"))
+        self.assertEqual(srv.rows("SELECT count(*) FROM jobs WHERE state = 'dead'"), [(0,)])
+        self.assertEqual(srv.rows("SELECT count(*) FROM kv"), [(0,)])  # correlations cleaned up
+        self.assertEqual(srv.stop(), 0)
+        mock.stop()
+        self.assertNotIn(API_KEY, srv.log())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
