@@ -93,6 +93,20 @@ class UnizoCalls(unittest.TestCase):
         self.assertGreaterEqual(second["time"] - first["time"], 2.0)
         self.srv.wait_for(lambda: self.srv.job_states("evt_u3")["pr-review-ticket"][0] == "done")
 
+    def test_retry_after_as_http_date_and_rate_limit_reset_after(self):
+        from email.utils import formatdate
+        self.mock.script([
+            {"method": "POST", "path": "/tickets$", "status": 503,
+             "headers": {"Retry-After": formatdate(time.time() + 3, usegmt=True)}},
+            {"method": "POST", "path": "/tickets$", "status": 429, "headers": {"X-RateLimit-Reset-After": "1.5"}},
+        ])
+        self.srv.post(pr_event("evt_u8"))
+        self.srv.wait_for(lambda: len(self.mock.requests("/tickets")) == 3, timeout=20, what="two retries")
+        a, b, c = self.mock.requests("/tickets")
+        self.assertGreaterEqual(b["time"] - a["time"], 1.9)  # the date has one-second resolution
+        self.assertGreaterEqual(c["time"] - b["time"], 1.5)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u8")["pr-review-ticket"][0] == "done")
+
     def test_400_is_not_retried_in_the_call_and_its_message_is_kept(self):
         self.mock.script([{"method": "POST", "path": "/tickets$", "status": 400, "times": 0,
                            "body": {"errorCode": "INVALID_COLLECTION", "errorMessage": "Collection ENG does not exist"}}])
