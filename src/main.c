@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"send", sy_cli_send, "sign files with the current time and POST them"},
     {"events", sy_cli_events, "list stored events and their jobs, or show one"},
     {"replay", sy_cli_replay, "run dead jobs again"},
+    {"test", sy_cli_test, "run *_test.lua rule tests"},
     {"version", cmd_version, "print the version"},
 };
 

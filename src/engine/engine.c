@@ -128,6 +128,34 @@ static int expand(const struct sy_config *cfg, const char *pattern, struct rules
     return rc;
 }
 
+int sy_rule_files(const struct sy_config *cfg, char ***files, char ***display, size_t *n,
+                  struct sy_error *err)
+{
+    struct ruleset tmp = {0};
+    int rc = SY_OK;
+    for (size_t i = 0; rc == SY_OK && i < cfg->n_rules; i++) {
+        rc = expand(cfg, cfg->rules[i], &tmp, err);
+    }
+    if (rc != SY_OK) {
+        sy_rule_files_free(tmp.files, tmp.display, tmp.n_files);
+        return rc;
+    }
+    *files = tmp.files;
+    *display = tmp.display;
+    *n = tmp.n_files;
+    return SY_OK;
+}
+
+void sy_rule_files_free(char **files, char **display, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(files[i]);
+        free(display[i]);
+    }
+    free(files);
+    free(display);
+}
+
 /* While rule files load, 'unizo' exists but refuses calls. */
 static int probe_unizo_call(void *ctx, const struct sy_unizo_request *req,
                             struct sy_unizo_response *resp)

@@ -40,4 +40,13 @@ void sy_engine_free(struct sy_engine *eng);
  */
 long sy_engine_check(const struct sy_config *cfg, struct sy_error *err);
 
+/*
+ * The rule files of cfg->rules, as `serve` loads them: absolute paths and
+ * the names used in messages, in load order (*_test.lua excluded). New
+ * arrays; release with sy_rule_files_free.
+ */
+int sy_rule_files(const struct sy_config *cfg, char ***files, char ***display, size_t *n,
+                  struct sy_error *err);
+void sy_rule_files_free(char **files, char **display, size_t n);
+
 #endif

@@ -100,6 +100,10 @@ static int log_at(lua_State *L, enum sy_log_level level)
 {
     struct sy_lua *lx = self_of(L);
     const char *msg = luaL_checkstring(L, 1);
+    if (lx->host.log != NULL) {
+        lx->host.log(lx->host.ctx, L, (int)level, msg, lua_type(L, 2) == LUA_TTABLE ? 2 : 0);
+        return 0;
+    }
     if (!sy_log_enabled(level)) {
         return 0;
     }
@@ -892,18 +896,18 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
                               const char *json, size_t len, char *err, size_t errlen)
 {
     lua_State *L = lx->L;
-    lua_settop(L, 0);
+    int base = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "sy.rules");
     lua_getfield(L, -1, name);
     if (!lua_istable(L, -1)) {
-        lua_settop(L, 0);
+        lua_settop(L, base);
         snprintf(err, errlen, "rule '%s' is not loaded", name);
         return SY_LUA_PERMANENT;
     }
     int entry = lua_gettop(L);
     char jerr[200];
     if (!sy_lua_decode_json(L, json, len, false, jerr, sizeof(jerr))) {
-        lua_settop(L, 0);
+        lua_settop(L, base);
         snprintf(err, errlen, "the stored event is not valid JSON: %s", jerr);
         return SY_LUA_PERMANENT;
     }
@@ -928,6 +932,6 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
     }
     lx->rule = NULL;
     lx->event_id = NULL;
-    lua_settop(L, 0);
+    lua_settop(L, base);
     return res;
 }

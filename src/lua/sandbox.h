@@ -33,6 +33,8 @@ struct sy_lua_host {
                       struct sy_unizo_response *resp);
     void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
                            const char **collection);
+    /* optional: receives log.* calls instead of the process log (the fields table at fields_idx, or 0) */
+    void (*log)(void *ctx, lua_State *L, int level, const char *msg, int fields_idx);
 };
 
 /* A rule as declared by rule{...} in a file. Strings borrowed from the state. */
@@ -75,7 +77,8 @@ enum sy_lua_result {
 /*
  * Run rule 'name' on the event (JSON text): 'when' first if it has one,
  * then 'run'. On failure 'err' gets the message with a traceback. 'event_id'
- * is used as log context.
+ * is used as log context. The Lua stack is left as it was, so a C function
+ * called from Lua (a rule test) may use it.
  */
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
                               const char *json, size_t len, char *err, size_t errlen);

@@ -1,0 +1,849 @@
+/*
+ * `switchyard test`: run *_test.lua rule tests. Each test gets a fresh
+ * sandbox with the real rule files, the real router and rule API, an
+ * in-memory kv, a fake Unizo transport answered by respond() (or failing the
+ * test when nothing matches), and an optional frozen clock.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <lauxlib.h>
+
+#include "cli/cli.h"
+#include "engine/engine.h"
+#include "engine/router.h"
+#include "ingest/envelope.h"
+#include "ingest/verify.h"
+#include "lua/json.h"
+#include "lua/sandbox.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+extern const unsigned char sy_testkit_lua[];
+extern const unsigned long sy_testkit_lua_len;
+
+static const char usage[] =
+    "usage: switchyard test [-c FILE] [--filter PATTERN] [--junit FILE] [PATH...]\n"
+    "\n"
+    "Run rule tests: every *_test.lua in PATHs (files or folders), by default in\n"
+    "the folders of the config's rule files. Each test runs in a fresh runtime with\n"
+    "the real rules, router and rule API; the network is replaced by respond()\n"
+    "declarations and kv by an in-memory store. Prints a line per test and ends\n"
+    "with \"N passed, N failed\"; exit 1 when a test failed, 2 on usage errors.\n"
+    "  --filter PATTERN  run only tests whose name contains PATTERN\n"
+    "  --junit FILE      also write a JUnit XML report\n";
+
+struct kv_entry {
+    char *key;
+    char *value;
+    int64_t expires; /* seconds; 0 = never */
+};
+
+/* One test's world. */
+struct tctx {
+    const struct sy_config *cfg;
+    struct sy_lua *lx;
+    lua_State *L;
+    const char *test_dir;
+    int64_t now; /* frozen Unix time, or 0 */
+    struct kv_entry *kv;
+    size_t n_kv;
+    int logs_ref; /* LUA_NOREF or the table receiving log lines */
+    int sy_ref;   /* the primitives table (holds sy.transport) */
+};
+
+static int64_t now_s(struct tctx *t)
+{
+    return t->now ? t->now : (int64_t)time(NULL);
+}
+
+/* ---- host callbacks: kv in memory, unizo through the Lua transport ---- */
+
+static struct kv_entry *kv_find(struct tctx *t, const char *key)
+{
+    for (size_t i = 0; i < t->n_kv; i++) {
+        if (strcmp(t->kv[i].key, key) == 0) {
+            return &t->kv[i];
+        }
+    }
+    return NULL;
+}
+
+static int kv_get(void *ctx, const char *key, char **value)
+{
+    struct tctx *t = ctx;
+    struct kv_entry *e = kv_find(t, key);
+    *value = e && (e->expires == 0 || e->expires > now_s(t)) ? strdup(e->value) : NULL;
+    return SY_OK;
+}
+
+static int kv_set(void *ctx, const char *key, const char *value, uint64_t ttl_ms)
+{
+    struct tctx *t = ctx;
+    struct kv_entry *e = kv_find(t, key);
+    if (e == NULL) {
+        struct kv_entry *list = realloc(t->kv, (t->n_kv + 1) * sizeof(*list));
+        if (list == NULL) {
+            return SY_ENOMEM;
+        }
+        t->kv = list;
+        e = &t->kv[t->n_kv++];
+        e->key = strdup(key);
+        e->value = NULL;
+    }
+    free(e->value);
+    e->value = strdup(value);
+    e->expires = ttl_ms ? now_s(t) + (int64_t)(ttl_ms / 1000) : 0;
+    return SY_OK;
+}
+
+static int kv_delete(void *ctx, const char *key)
+{
+    struct tctx *t = ctx;
+    struct kv_entry *e = kv_find(t, key);
+    if (e != NULL) {
+        free(e->key);
+        free(e->value);
+        *e = t->kv[--t->n_kv];
+    }
+    return SY_OK;
+}
+
+static void defaults(void *ctx, const char *integration, const char **org, const char **col)
+{
+    struct tctx *t = ctx;
+    *org = *col = NULL;
+    for (size_t i = 0; integration && i < t->cfg->unizo.n_integrations; i++) {
+        if (strcmp(t->cfg->unizo.integrations[i].name, integration) == 0) {
+            *org = t->cfg->unizo.integrations[i].organization;
+            *col = t->cfg->unizo.integrations[i].collection;
+        }
+    }
+}
+
+/* A rule's unizo call: hand it to sy.transport (testkit.lua) and take its answer. */
+static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_unizo_response *resp)
+{
+    struct tctx *t = ctx;
+    lua_State *L = t->L;
+    memset(resp, 0, sizeof(*resp));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->sy_ref);
+    lua_getfield(L, -1, "transport");
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, req->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, req->path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, req->query);
+    lua_setfield(L, -2, "query");
+    lua_pushstring(L, req->body);
+    lua_setfield(L, -2, "body");
+    lua_createtable(L, 0, 2);
+    const char *id = req->integration;
+    for (size_t i = 0; id && i < t->cfg->unizo.n_integrations; i++) {
+        if (strcmp(t->cfg->unizo.integrations[i].name, id) == 0) {
+            id = t->cfg->unizo.integrations[i].id;
+        }
+    }
+    lua_pushstring(L, id);
+    lua_setfield(L, -2, "integrationId");
+    lua_pushstring(L, req->idempotency_key);
+    lua_setfield(L, -2, "Idempotency-Key");
+    lua_setfield(L, -2, "headers");
+    int rc = lua_pcall(L, 1, 2, 0);
+    if (rc != LUA_OK) {
+        snprintf(resp->error, sizeof(resp->error), "test transport: %s", lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return SY_EUNAVAIL;
+    }
+    resp->status = (long)lua_tointeger(L, -2);
+    resp->attempts = 1;
+    size_t len = 0;
+    const char *body = lua_tolstring(L, -1, &len);
+    resp->body = strdup(body ? body : "");
+    resp->len = body ? len : 0;
+    lua_pop(L, 3);
+    if (resp->status == 0) {
+        snprintf(resp->error, sizeof(resp->error), "no response declared in the test");
+        return SY_EUNAVAIL;
+    }
+    return SY_OK;
+}
+
+static void capture_log(void *ctx, lua_State *L, int level, const char *msg, int fields_idx)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    struct tctx *t = ctx;
+    if (t->logs_ref == LUA_NOREF) {
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->logs_ref);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, names[level & 3]);
+    lua_setfield(L, -2, "level");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    if (fields_idx > 0) {
+        lua_pushvalue(L, fields_idx);
+        lua_setfield(L, -2, "fields");
+    }
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+}
+
+/* ---- primitives for testkit.lua ---- */
+
+static struct tctx *ctx_of(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int p_caller(lua_State *L)
+{
+    lua_Debug ar;
+    int level = (int)luaL_optinteger(L, 1, 1);
+    /* skip testkit's own frames: report the first frame in a user file */
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 &&
+            strcmp(ar.short_src, "testkit") != 0) {
+            lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int p_set_time(lua_State *L)
+{
+    ctx_of(L)->now = (int64_t)luaL_checkinteger(L, 1);
+    return 0;
+}
+
+static int p_parse_time(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL || (*end != '\0' && *end != 'Z')) {
+        return luaL_error(L, "freeze_time: \"%s\" is not like 2024-01-15T10:30:00Z", s);
+    }
+    lua_pushinteger(L, (lua_Integer)timegm(&tm));
+    return 1;
+}
+
+static int p_capture_logs(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->logs_ref);
+    t->logs_ref = LUA_NOREF;
+    if (lua_istable(L, 1)) {
+        lua_pushvalue(L, 1);
+        t->logs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 0;
+}
+
+/* load_fixture(path_or_table) -> { headers = {...}, body = raw string } */
+static int p_load_fixture(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    lua_settop(L, 1);
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "body");
+        lua_getfield(L, 1, "headers");
+        if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+            lua_pushvalue(L, 1); /* a recorded delivery given inline */
+            return 1;
+        }
+        lua_pop(L, 2);
+        char err[160];
+        json_t *v = sy_lua_to_json(L, 1, err, sizeof(err));
+        if (v == NULL) {
+            return luaL_error(L, "fire: %s", err);
+        }
+        char *s = json_dumps(v, JSON_COMPACT);
+        json_decref(v);
+        lua_createtable(L, 0, 2);
+        lua_newtable(L);
+        lua_setfield(L, -2, "headers");
+        lua_pushstring(L, s ? s : "{}");
+        lua_setfield(L, -2, "body");
+        free(s);
+        return 1;
+    }
+    const char *rel = luaL_checkstring(L, 1);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", rel[0] == '/' ? "" : t->test_dir,
+             rel[0] == '/' ? "" : "/", rel);
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+    struct sy_buf b;
+    sy_buf_init(&b, 64u << 20);
+    if (f != NULL) {
+        char chunk[8192];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+            sy_buf_append(&b, chunk, n);
+        }
+        fclose(f);
+    }
+    if (f == NULL || b.failed) {
+        sy_buf_dispose(&b);
+        return luaL_error(L, "fire: cannot read fixture %s", path);
+    }
+    len = b.len;
+    char err[200];
+    lua_createtable(L, 0, 2);
+    /* a recorded delivery is {"headers": {...}, "body": "<raw body>"}; else the file is the body */
+    if (sy_lua_decode_json(L, b.data, len, true, err, sizeof(err)) && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "headers");
+        lua_getfield(L, -2, "body");
+        if (lua_istable(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
+            lua_setfield(L, -4, "body");
+            lua_setfield(L, -3, "headers");
+            lua_pop(L, 1);
+            sy_buf_dispose(&b);
+            return 1;
+        }
+        lua_pop(L, 2);
+    }
+    lua_settop(L, 2);
+    lua_newtable(L);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, b.data ? b.data : "", len);
+    lua_setfield(L, -2, "body");
+    sy_buf_dispose(&b);
+    return 1;
+}
+
+/* verify(delivery, secret, tolerance) -> status, code, detail (as the live server would answer) */
+static int p_verify(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *secret = luaL_checkstring(L, 2);
+    int64_t tolerance = (int64_t)luaL_optinteger(L, 3, 300);
+    lua_getfield(L, 1, "headers");
+    lua_getfield(L, -1, "x-unizo-timestamp");
+    lua_getfield(L, -2, "x-unizo-signature");
+    lua_getfield(L, 1, "body");
+    size_t tslen = 0, siglen = 0, blen = 0;
+    const char *ts = lua_tolstring(L, -3, &tslen);
+    const char *sig = lua_tolstring(L, -2, &siglen);
+    const char *body = lua_tolstring(L, -1, &blen);
+    const char *code = NULL, *detail = NULL;
+    switch (sy_timestamp_check(ts, tslen, now_s(t), tolerance)) {
+    case SY_TS_MISSING:
+        code = "missing_timestamp", detail = "the x-unizo-timestamp header is missing";
+        break;
+    case SY_TS_INVALID:
+    case SY_TS_STALE:
+        code = "stale_timestamp", detail = "x-unizo-timestamp is outside the allowed window";
+        break;
+    default:
+        break;
+    }
+    if (code == NULL && sig == NULL) {
+        code = "missing_signature", detail = "the x-unizo-signature header is missing";
+    }
+    if (code == NULL) {
+        struct sy_sig_candidates c;
+        const char *secrets[] = {secret};
+        struct sy_verifier *v = sy_verifier_new(secrets, 1);
+        bool ok = v && sy_signature_parse(sig, siglen, &c) > 0 &&
+                  sy_verifier_check(v, ts, tslen, body ? body : "", blen, &c);
+        sy_verifier_free(v);
+        if (!ok) {
+            code = "invalid_signature",
+            detail = "the signature does not match the body and timestamp";
+        }
+    }
+    lua_pushinteger(L, code ? 401 : 200);
+    lua_pushstring(L, code);
+    lua_pushstring(L, detail);
+    return 3;
+}
+
+static int p_validate(lua_State *L)
+{
+    size_t len;
+    const char *body = luaL_checklstring(L, 1, &len);
+    struct sy_envelope env;
+    const char *code = NULL;
+    char detail[256];
+    if (sy_envelope_parse(body, len, &env, &code, detail, sizeof(detail)) != 0) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, code);
+        lua_pushstring(L, detail);
+        return 3;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int p_route(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    size_t len;
+    const char *type = luaL_checklstring(L, 1, &len);
+    const char *integration = lua_tostring(L, 2);
+    const struct sy_lua_rule *rules;
+    size_t n = sy_lua_rules(t->lx, &rules);
+    lua_newtable(L);
+    lua_Integer k = 1;
+    for (size_t i = 0; i < n; i++) {
+        struct sy_route r = {.name = rules[i].name,
+                             .on = rules[i].on,
+                             .n_on = rules[i].n_on,
+                             .integration = rules[i].integration};
+        if (sy_route_matches(&r, type, len, integration)) {
+            lua_pushstring(L, rules[i].name);
+            lua_rawseti(L, -2, k++);
+        }
+    }
+    return 1;
+}
+
+static int p_run_rule(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    size_t len;
+    const char *body = luaL_checklstring(L, 3, &len);
+    char err[4096] = "";
+    static const char *const outcomes[] = {
+        [SY_LUA_OK] = "done",        [SY_LUA_SKIPPED] = "skipped", [SY_LUA_ERROR] = "failed",
+        [SY_LUA_PERMANENT] = "dead", [SY_LUA_LIMIT] = "failed",
+    };
+    enum sy_lua_result r = sy_lua_run(t->lx, name, id, body, len, err, sizeof(err));
+    lua_pushstring(L, outcomes[r]);
+    if (err[0]) {
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+/* ---- building one test's world ---- */
+
+struct suite {
+    const struct sy_config *cfg;
+    char **rule_files, **rule_display;
+    size_t n_rules;
+};
+
+static void tctx_dispose(struct tctx *t)
+{
+    sy_lua_free(t->lx);
+    for (size_t i = 0; i < t->n_kv; i++) {
+        free(t->kv[i].key);
+        free(t->kv[i].value);
+    }
+    free(t->kv);
+    memset(t, 0, sizeof(*t));
+}
+
+/* os.time() that answers the frozen clock when there is one. */
+static int frozen_time(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    if (lua_isnoneornil(L, 1) && t->now) {
+        lua_pushinteger(L, (lua_Integer)t->now);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Fresh sandbox + rules + testkit + the test file. Returns false with 'msg' on a load error. */
+static bool tctx_build(struct tctx *t, const struct suite *s, const char *file, const char *dir,
+                       char *msg, size_t msglen)
+{
+    memset(t, 0, sizeof(*t));
+    t->cfg = s->cfg;
+    t->test_dir = dir;
+    t->logs_ref = LUA_NOREF;
+    struct sy_lua_limits lim = {.instructions = s->cfg->lua.instruction_limit,
+                                .memory = (size_t)s->cfg->lua.memory_limit};
+    struct sy_lua_host host = {.ctx = t,
+                               .kv_get = kv_get,
+                               .kv_set = kv_set,
+                               .kv_delete = kv_delete,
+                               .unizo_call = transport,
+                               .unizo_defaults = defaults,
+                               .log = capture_log};
+    t->lx = sy_lua_new(&lim, &host);
+    if (t->lx == NULL) {
+        snprintf(msg, msglen, "out of memory");
+        return false;
+    }
+    lua_State *L = t->L = sy_lua_state(t->lx);
+    struct sy_error err;
+    for (size_t i = 0; i < s->n_rules; i++) {
+        if (sy_lua_load_file(t->lx, s->rule_files[i], s->rule_display[i], &err) != SY_OK) {
+            sy_error_format(&err, msg, msglen);
+            return false;
+        }
+    }
+    /* os.time follows freeze_time() */
+    lua_getglobal(L, "os");
+    lua_newtable(L);
+    static const char *const os_names[] = {"date", "clock", "difftime", "time", NULL};
+    for (const char *const *n = os_names; *n; n++) {
+        lua_getfield(L, -2, *n);
+        if (strcmp(*n, "time") == 0) {
+            lua_pushlightuserdata(L, t);
+            lua_insert(L, -2);
+            lua_pushcclosure(L, frozen_time, 2);
+        }
+        lua_setfield(L, -2, *n);
+    }
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+    /* the primitives, then testkit.lua */
+    static const luaL_Reg prims[] = {
+        {"caller", p_caller},
+        {"set_time", p_set_time},
+        {"parse_time", p_parse_time},
+        {"capture_logs", p_capture_logs},
+        {"load_fixture", p_load_fixture},
+        {"verify", p_verify},
+        {"validate", p_validate},
+        {"route", p_route},
+        {"run_rule", p_run_rule},
+        {NULL, NULL},
+    };
+    lua_newtable(L);
+    lua_pushlightuserdata(L, t);
+    luaL_setfuncs(L, prims, 1);
+    lua_pushvalue(L, -1);
+    t->sy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (luaL_loadbufferx(L, (const char *)sy_testkit_lua, sy_testkit_lua_len, "=testkit", "t") !=
+            LUA_OK ||
+        (lua_insert(L, -2), lua_pcall(L, 1, 0, 0)) != LUA_OK) {
+        snprintf(msg, msglen, "testkit: %s", lua_tostring(L, -1));
+        return false;
+    }
+    char display[1100];
+    snprintf(display, sizeof(display), "%s", file);
+    if (sy_lua_load_file(t->lx, file, display, &err) != SY_OK) {
+        sy_error_format(&err, msg, msglen);
+        return false;
+    }
+    return true;
+}
+
+/* Call sy.<fn>(args...) in the test state; results stay on the stack. */
+static int call_sy(struct tctx *t, const char *fn, int nargs, int nres)
+{
+    lua_State *L = t->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->sy_ref);
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_insert(L, -(nargs + 1));
+    return lua_pcall(L, nargs, nres, 0);
+}
+
+/* ---- discovery, reporting ---- */
+
+struct result {
+    char *file;
+    char *name;
+    char *message; /* NULL = passed */
+    double seconds;
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Add the *_test.lua files of 'path' (a file, or a folder searched one level and its tests/). */
+static void discover(const char *path, char ***files, size_t *n)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return;
+    }
+    if (S_ISREG(st.st_mode)) {
+        *files = realloc(*files, (*n + 1) * sizeof(char *));
+        (*files)[(*n)++] = strdup(path);
+        return;
+    }
+    DIR *d = opendir(path);
+    struct dirent *e;
+    size_t first = *n;
+    while (d && (e = readdir(d)) != NULL) {
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+        if (ends_with(e->d_name, "_test.lua")) {
+            *files = realloc(*files, (*n + 1) * sizeof(char *));
+            (*files)[(*n)++] = strdup(p);
+        } else if (strcmp(e->d_name, "tests") == 0) {
+            discover(p, files, n);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    qsort(*files + first, *n - first, sizeof(char *), cmp_str);
+}
+
+static void xml_escape(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t') {
+                fputc(*s, f);
+            }
+        }
+    }
+}
+
+static int write_junit(const char *path, struct result *r, size_t n, size_t failed)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "switchyard test: cannot write %s\n", path);
+        return 1;
+    }
+    fprintf(
+        f,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"%zu\" failures=\"%zu\">\n",
+        n, failed);
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || strcmp(r[i].file, r[i - 1].file) != 0) {
+            if (i > 0) {
+                fputs("  </testsuite>\n", f);
+            }
+            fputs("  <testsuite name=\"", f);
+            xml_escape(f, r[i].file);
+            fputs("\">\n", f);
+        }
+        fputs("    <testcase classname=\"", f);
+        xml_escape(f, r[i].file);
+        fputs("\" name=\"", f);
+        xml_escape(f, r[i].name);
+        fprintf(f, "\" time=\"%.3f\"", r[i].seconds);
+        if (r[i].message == NULL) {
+            fputs("/>\n", f);
+        } else {
+            fputs(">\n      <failure message=\"", f);
+            xml_escape(f, r[i].message);
+            fputs("\"/>\n    </testcase>\n", f);
+        }
+    }
+    if (n > 0) {
+        fputs("  </testsuite>\n", f);
+    }
+    fputs("</testsuites>\n", f);
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void add_result(struct result **r, size_t *n, const char *file, const char *name,
+                       const char *message, double seconds)
+{
+    *r = realloc(*r, (*n + 1) * sizeof(**r));
+    (*r)[*n] =
+        (struct result){strdup(file), strdup(name), message ? strdup(message) : NULL, seconds};
+    (*n)++;
+}
+
+/* Run every test of one file; results appended. */
+static void run_file(const struct suite *s, const char *file, const char *filter,
+                     struct result **res, size_t *n_res)
+{
+    char *copy = strdup(file);
+    const char *dir = dirname(copy);
+    char msg[8192];
+    struct tctx t;
+    if (!tctx_build(&t, s, file, dir, msg, sizeof(msg))) {
+        printf("FAIL %s: cannot load\n     %s\n", file, msg);
+        add_result(res, n_res, file, "(load)", msg, 0);
+        tctx_dispose(&t);
+        free(copy);
+        return;
+    }
+    int count = 0;
+    if (call_sy(&t, "count", 0, 1) == LUA_OK) {
+        count = (int)lua_tointeger(t.L, -1);
+    }
+    tctx_dispose(&t);
+    for (int i = 1; i <= count; i++) {
+        double t0 = mono();
+        bool ok = tctx_build(&t, s, file, dir, msg, sizeof(msg));
+        char name[512] = "?";
+        if (ok) {
+            lua_pushinteger(t.L, i);
+            if (call_sy(&t, "name", 1, 1) == LUA_OK) {
+                snprintf(name, sizeof(name), "%s", lua_tostring(t.L, -1));
+            }
+            lua_pop(t.L, 1);
+        }
+        if (filter != NULL && strstr(name, filter) == NULL) {
+            tctx_dispose(&t);
+            continue;
+        }
+        if (ok) {
+            lua_pushinteger(t.L, i);
+            if (call_sy(&t, "run_test", 1, 3) != LUA_OK) {
+                snprintf(msg, sizeof(msg), "%s", lua_tostring(t.L, -1));
+                ok = false;
+            } else if (!lua_toboolean(t.L, -3)) {
+                snprintf(msg, sizeof(msg), "%s: %s",
+                         lua_tostring(t.L, -1) ? lua_tostring(t.L, -1) : file,
+                         lua_tostring(t.L, -2) ? lua_tostring(t.L, -2) : "failed");
+                ok = false;
+            }
+        }
+        double took = mono() - t0;
+        if (ok) {
+            printf("ok   %s: %s\n", file, name);
+        } else {
+            printf("FAIL %s: %s\n", file, name);
+            /* indent every line of the message */
+            for (char *line = msg, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                nl = strchr(line, '\n');
+                printf("     %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+            }
+        }
+        add_result(res, n_res, file, name, ok ? NULL : msg, took);
+        tctx_dispose(&t);
+    }
+    free(copy);
+}
+
+int sy_cli_test(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"filter", required_argument, NULL, 'f'},
+        {"junit", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL, *filter = NULL, *junit = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'f':
+            filter = optarg;
+            break;
+        case 'j':
+            junit = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    struct sy_config cfg;
+    if (sy_cli_load_config(sy_cli_config_path(config), &cfg) != 0) {
+        return 1;
+    }
+    sy_log_configure(SY_LOG_ERROR, false);
+    struct suite s = {.cfg = &cfg};
+    struct sy_error err = {0};
+    if (sy_rule_files(&cfg, &s.rule_files, &s.rule_display, &s.n_rules, &err) != SY_OK) {
+        char msg[1024];
+        sy_error_format(&err, msg, sizeof(msg));
+        fprintf(stderr, "%s\n", msg);
+        sy_config_dispose(&cfg);
+        return 1;
+    }
+    char **files = NULL;
+    size_t n_files = 0;
+    if (optind < argc) {
+        for (int i = optind; i < argc; i++) {
+            size_t before = n_files;
+            discover(argv[i], &files, &n_files);
+            if (n_files == before) {
+                fprintf(stderr, "switchyard test: %s: no *_test.lua there\n", argv[i]);
+            }
+        }
+    } else {
+        /* the folders the rule files live in */
+        for (size_t i = 0; i < s.n_rules; i++) {
+            char *copy = strdup(s.rule_files[i]);
+            char *dir = dirname(copy);
+            bool seen = false;
+            for (size_t k = 0; k < i && !seen; k++) {
+                char *other = strdup(s.rule_files[k]);
+                seen = strcmp(dirname(other), dir) == 0;
+                free(other);
+            }
+            if (!seen) {
+                discover(dir, &files, &n_files);
+            }
+            free(copy);
+        }
+    }
+    struct result *res = NULL;
+    size_t n_res = 0, failed = 0;
+    for (size_t i = 0; i < n_files; i++) {
+        run_file(&s, files[i], filter, &res, &n_res);
+    }
+    for (size_t i = 0; i < n_res; i++) {
+        failed += res[i].message != NULL;
+    }
+    int rc = failed > 0 ? 1 : 0;
+    if (junit != NULL && write_junit(junit, res, n_res, failed) != 0) {
+        rc = 1;
+    }
+    printf("%zu passed, %zu failed\n", n_res - failed, failed);
+    for (size_t i = 0; i < n_res; i++) {
+        free(res[i].file);
+        free(res[i].name);
+        free(res[i].message);
+    }
+    free(res);
+    for (size_t i = 0; i < n_files; i++) {
+        free(files[i]);
+    }
+    free(files);
+    sy_rule_files_free(s.rule_files, s.rule_display, s.n_rules);
+    sy_config_dispose(&cfg);
+    return rc;
+}
