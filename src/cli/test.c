@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -574,6 +575,17 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* 'path' relative to the current folder when it lies inside it. */
+static const char *shown(const char *path)
+{
+    static char cwd[4096];
+    if (cwd[0] == '\0' && getcwd(cwd, sizeof(cwd)) == NULL) {
+        return path;
+    }
+    size_t n = strlen(cwd);
+    return strncmp(path, cwd, n) == 0 && path[n] == '/' ? path + n + 1 : path;
+}
+
 /* Add the *_test.lua files of 'path' (a file, or a folder searched one level and its tests/). */
 static void discover(const char *path, char ***files, size_t *n)
 {
@@ -583,7 +595,7 @@ static void discover(const char *path, char ***files, size_t *n)
     }
     if (S_ISREG(st.st_mode)) {
         *files = realloc(*files, (*n + 1) * sizeof(char *));
-        (*files)[(*n)++] = strdup(path);
+        (*files)[(*n)++] = strdup(shown(path));
         return;
     }
     DIR *d = opendir(path);
@@ -594,7 +606,7 @@ static void discover(const char *path, char ***files, size_t *n)
         snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
         if (ends_with(e->d_name, "_test.lua")) {
             *files = realloc(*files, (*n + 1) * sizeof(char *));
-            (*files)[(*n)++] = strdup(p);
+            (*files)[(*n)++] = strdup(shown(p));
         } else if (strcmp(e->d_name, "tests") == 0) {
             discover(p, files, n);
         }

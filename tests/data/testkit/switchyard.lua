@@ -1,0 +1,3 @@
+webhook = { secrets = { "unused" } }
+rules = { "rules/*.lua" }
+unizo = { integrations = { ["jira"] = { id = "int-9", organization = "acme", collection = "OPS" } } }
