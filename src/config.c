@@ -119,6 +119,7 @@ void sy_config_dispose(struct sy_config *cfg)
         free(in->collection);
     }
     free(cfg->unizo.integrations);
+    free(cfg->record_dir);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -96,6 +96,9 @@ struct sy_config {
         int level; /* enum sy_log_level */
         bool json;
     } log;
+
+    /* serve --record DIR: deliveries and Unizo exchanges are saved here (NULL = off) */
+    char *record_dir;
 };
 
 /* Fill 'cfg' with every default. Owns nothing the caller must free beyond sy_config_dispose. */

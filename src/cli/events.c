@@ -56,7 +56,7 @@ static void print_table(json_t *list)
 {
     size_t i;
     json_t *ev;
-    printf("%-24s %-36s %-20s %-9s %s\n", "RECEIVED (UTC)", "ID", "TYPE", "STATE", "JOBS");
+    printf("%-20s %-36s %-34s %-9s %s\n", "RECEIVED (UTC)", "ID", "TYPE", "STATE", "JOBS");
     json_array_foreach(list, i, ev)
     {
         time_t t = (time_t)(json_integer_value(json_object_get(ev, "received_at")) / 1000);
@@ -74,7 +74,7 @@ static void print_table(json_t *list)
                 (size_t)snprintf(jobs + off, off < sizeof(jobs) ? sizeof(jobs) - off : 0,
                                  "%s%s=%lld", off ? " " : "", k, (long long)json_integer_value(v));
         }
-        printf("%-24s %-36s %-20s %-9s %s\n", when, json_string_value(json_object_get(ev, "id")),
+        printf("%-20s %-36s %-34s %-9s %s\n", when, json_string_value(json_object_get(ev, "id")),
                json_string_value(json_object_get(ev, "type")),
                json_string_value(json_object_get(ev, "state")), jobs[0] ? jobs : "-");
     }

@@ -1,7 +1,9 @@
 #include <getopt.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +18,16 @@
 
 static const char usage[] =
     "usage: switchyard serve [-c FILE] [--listen ADDR:PORT] [--store URL] [--workers N]\n"
+    "                        [--record DIR]\n"
     "\n"
     "Run the webhook server until SIGTERM or SIGINT.\n"
     "  -c, --config FILE   config file (default: $SWITCHYARD_CONFIG, ./switchyard.lua,\n"
     "                      then the demo config in examples/)\n"
     "  --listen ADDR:PORT  listen here instead of the config's 'listen'\n"
     "  --store URL         use this store instead of the config's 'store' (sqlite:PATH)\n"
-    "  --workers N         run N workers instead of the config's 'workers' (0 = none)\n";
+    "  --workers N         run N workers instead of the config's 'workers' (0 = none)\n"
+    "  --record DIR        save every accepted delivery as a test fixture in DIR/deliveries\n"
+    "                      and every Unizo exchange in DIR/cassettes (API key redacted)\n";
 
 /* Apply command-line overrides; relative store paths are relative to the current folder. */
 static int apply_overrides(struct sy_config *cfg, const char *listen, const char *store)
@@ -69,11 +74,14 @@ int sy_cli_serve(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
         {"store", required_argument, NULL, 's'},
+        {"workers", required_argument, NULL, 'w'},
+        {"record", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *listen = NULL, *store_url = NULL;
     int64_t workers = -1;
+    const char *record = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
@@ -85,6 +93,9 @@ int sy_cli_serve(int argc, char **argv)
             break;
         case 's':
             store_url = optarg;
+            break;
+        case 'r':
+            record = optarg;
             break;
         case 'w':
             if (!sy_parse_int64(optarg, strlen(optarg), &workers) || workers < 0 || workers > 256) {
@@ -124,6 +135,21 @@ int sy_cli_serve(int argc, char **argv)
     int rc = apply_overrides(&cfg, listen, store_url);
     if (workers >= 0) {
         cfg.workers = (int)workers;
+    }
+    if (record != NULL) {
+        char sub[4200];
+        bool ok = true;
+        for (int i = 0; i < 3 && ok; i++) {
+            static const char *const parts[] = {"", "/deliveries", "/cassettes"};
+            snprintf(sub, sizeof(sub), "%s%s", record, parts[i]);
+            ok = mkdir(sub, 0750) == 0 || errno == EEXIST;
+        }
+        cfg.record_dir = ok ? realpath(record, NULL) : NULL;
+        if (cfg.record_dir == NULL) {
+            fprintf(stderr, "switchyard serve: --record %s: %s\n", record, strerror(errno));
+            sy_config_dispose(&cfg);
+            return 1;
+        }
     }
     if (rc != 0) {
         sy_config_dispose(&cfg);

@@ -324,6 +324,30 @@ static int p_load_fixture(lua_State *L)
     return 1;
 }
 
+/* read_file(path relative to the test file) -> its text */
+static int p_read_file(lua_State *L)
+{
+    struct tctx *t = ctx_of(L);
+    const char *rel = luaL_checkstring(L, 1);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", rel[0] == '/' ? "" : t->test_dir,
+             rel[0] == '/' ? "" : "/", rel);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return luaL_error(L, "cannot read %s", path);
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        luaL_addlstring(&b, chunk, n);
+    }
+    fclose(f);
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* verify(delivery, secret, tolerance) -> status, code, detail (as the live server would answer) */
 static int p_verify(lua_State *L)
 {
@@ -522,6 +546,7 @@ static bool tctx_build(struct tctx *t, const struct suite *s, const char *file, 
         {"validate", p_validate},
         {"route", p_route},
         {"run_rule", p_run_rule},
+        {"read_file", p_read_file},
         {NULL, NULL},
     };
     lua_newtable(L);

@@ -12,6 +12,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/record.h"
 
 /*
  * A request waiting for the store. Allocated on the loop thread, handed to
@@ -102,6 +103,10 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                 reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE,
                        "the event could not be stored; retry later", p->t0, p->peer);
             } else {
+                if (a->is_new && lp->srv->cfg->record_dir != NULL) {
+                    sy_record_delivery(lp->srv->cfg->record_dir, a->type, a->type_len, a->id,
+                                       a->id_len, a->headers, a->headers_len, a->body, a->body_len);
+                }
                 send_status(req, a->is_new ? "accepted" : "duplicate", a->id, a->id_len);
                 finish(req, a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 200, a->id, a->id_len,
                        p->t0, p->peer);

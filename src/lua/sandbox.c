@@ -374,6 +374,7 @@ static int l_unizo_request(lua_State *L)
     snprintf(key, sizeof(key), "%s/%s/%d", lx->event_id ? lx->event_id : "-",
              lx->rule ? lx->rule : "-", ++lx->calls);
     req.idempotency_key = key;
+    req.event_id = lx->event_id;
     struct sy_unizo_response resp;
     int rc = lx->host.unizo_call(lx->host.ctx, &req, &resp);
     free(body);

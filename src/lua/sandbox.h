@@ -33,7 +33,8 @@ struct sy_lua_host {
                       struct sy_unizo_response *resp);
     void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
                            const char **collection);
-    /* optional: receives log.* calls instead of the process log (the fields table at fields_idx, or 0) */
+    /* optional: receives log.* calls instead of the process log (the fields table at fields_idx, or
+     * 0) */
     void (*log)(void *ctx, lua_State *L, int level, const char *msg, int fields_idx);
 };
 

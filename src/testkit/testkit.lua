@@ -5,6 +5,7 @@ local sy = ...
 
 local tests, befores = {}, {}
 local responders = {}
+local cassette = nil           -- recorded exchanges answering the fire in progress
 local calls_now = nil          -- the calls of the fire in progress
 local unmatched = {}           -- outbound calls nothing answered
 local frozen = nil
@@ -42,6 +43,14 @@ function sy.transport(req)
     call.body = ok and decoded or req.body
   end
   if calls_now then calls_now[#calls_now + 1] = call end
+  for _, x in ipairs(cassette or {}) do   -- recorded answers first, each used once, in order
+    if not x.used and x.method == req.method and x.path == req.path then
+      x.used = true
+      local body = x.response
+      if type(body) == "table" then body = json.encode(body) end
+      return x.status, body or "{}"
+    end
+  end
   for i = #responders, 1, -1 do          -- the latest declaration wins
     local r = responders[i]
     if r.method == req.method and req.path:find(r.pattern) then
@@ -56,13 +65,28 @@ function sy.transport(req)
   return 0, nil
 end
 
+-- A cassette written by `serve --record`: one JSON object per line.
+local function load_cassette(path)
+  local list = {}
+  for line in sy.read_file(path):gmatch("[^\n]+") do list[#list + 1] = json.decode(line) end
+  return list
+end
+
+-- fixture(path): a fixture as fire() would read it: { headers = {...}, body = "..." }
+function fixture(path) return sy.load_fixture(path) end
+
 -- fire(fixture, opts): run the real router and rules on one event.
 -- fixture: a path (relative to the test file) or a table; a table with
--- 'headers' and 'body' is a recorded delivery. opts.secret verifies it.
+-- 'headers' and 'body' is a recorded delivery. opts.secret verifies it;
+-- opts.cassette (a path) answers the rules' Unizo calls as they were recorded.
 function fire(fixture, opts)
   opts = opts or {}
   local delivery = sy.load_fixture(fixture, 2)
   local run = { calls = {}, jobs = {}, logs = {} }
+  if opts.cassette then
+    cassette = load_cassette(opts.cassette)
+    run.cassette = cassette
+  end
   if opts.secret then
     local status, code, detail = sy.verify(delivery, opts.secret, opts.tolerance or 300)
     if status ~= 200 then
@@ -85,6 +109,7 @@ function fire(fixture, opts)
   end
   sy.capture_logs(nil)
   calls_now = nil
+  cassette = nil
   return run
 end
 

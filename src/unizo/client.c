@@ -6,12 +6,14 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "metrics.h"
 #include "unizo/client.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/record.h"
 
 struct sy_unizo {
     const struct sy_config *cfg;
@@ -127,10 +129,37 @@ static void sleep_s(double s)
     }
 }
 
+/* Record mode: one line per call with what the rule sent and got back (never the key). */
+static void record(const struct sy_unizo *u, const struct sy_unizo_request *req,
+                   const struct sy_unizo_response *resp)
+{
+    const char *dir = u->cfg->record_dir;
+    if (dir == NULL || req->event_id == NULL) {
+        return;
+    }
+    json_t *request = req->body ? json_loads(req->body, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *response = resp->len ? json_loadb(resp->body, resp->len, JSON_DECODE_ANY, NULL) : NULL;
+    if (response == NULL && resp->body != NULL) {
+        response = json_stringn(resp->body, resp->len);
+    }
+    json_t *line = json_pack(
+        "{s:s?, s:s, s:s, s:s?, s:s, s:s?, s:o?, s:I, s:o?, s:b}", "key", req->idempotency_key,
+        "method", req->method, "path", req->path, "query", req->query, "apikey", "(redacted)",
+        "integration", req->integration, "request", request, "status", (json_int_t)resp->status,
+        "response", response, "dry_run", resp->dry_run);
+    char *s = line ? json_dumps(line, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (s != NULL) {
+        size_t n = strlen(s);
+        s[n] = '\n'; /* json_dumps leaves room for the terminator it wrote */
+        sy_record_exchange(dir, req->event_id, s, n + 1);
+    }
+    free(s);
+    json_decref(line);
+}
+
 static int dry_run(struct sy_unizo *u, const struct sy_unizo_request *req,
                    struct sy_unizo_response *resp)
 {
-    (void)u;
     sy_log(SY_LOG_INFO, "unizo dry-run (no api_key): not sent", "method", req->method, "path",
            req->path, "query", req->query, "integration", req->integration, "body", req->body,
            NULL);
@@ -138,6 +167,7 @@ static int dry_run(struct sy_unizo *u, const struct sy_unizo_request *req,
     resp->status = 200;
     resp->body = strdup("{}");
     resp->len = 2;
+    record(u, req, resp);
     return resp->body ? SY_OK : SY_ENOMEM;
 }
 
@@ -261,5 +291,6 @@ int sy_unizo_call(struct sy_unizo *u, const struct sy_unizo_request *req,
         snprintf(resp->error, sizeof(resp->error), "the response is larger than %llu bytes",
                  (unsigned long long)cfg->unizo.max_response);
     }
+    record(u, req, resp);
     return rc;
 }

@@ -21,6 +21,7 @@ struct sy_unizo_request {
     const char *integration;     /* a name from unizo.integrations (or a raw id); may be NULL */
     const char *idempotency_key; /* "<event id>/<handler>/<call index>"; may be NULL */
     const char *endpoint;        /* label for metrics: "create_ticket", "request", ... */
+    const char *event_id;        /* the event whose job calls; names the record-mode cassette */
 };
 
 struct sy_unizo_response {

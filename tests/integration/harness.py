@@ -103,7 +103,8 @@ store = "sqlite:store.db"
 
     def start(self, timeout=10):
         self.lines = []
-        self.proc = subprocess.Popen([BIN, "serve", "-c", self.config], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([BIN, "serve", "-c", self.config, *getattr(self, "start_args", [])],
+                                     stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=self.env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

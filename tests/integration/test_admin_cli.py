@@ -107,6 +107,14 @@ class Cli(unittest.TestCase):
             self.assertIn("usage: switchyard " + cmd, out)
             self.assertEqual(run(cmd, "--bogus-flag")[0], 2, cmd)
 
+    def test_serve_overrides_workers(self):
+        srv = Server()
+        srv.start_args = ["--workers", "0"]
+        srv.start()
+        self.assertIn("workers=0", [l for l in srv.lines if "switchyard started" in l][0])
+        self.assertEqual(srv.stop(), 0)
+        self.assertEqual(run("serve", "--workers", "-1")[0], 2)
+
     def test_check_reports_file_and_line(self):
         cfg = os.path.join(self.dir, "bad.lua")
         with open(cfg, "w") as f:

@@ -145,6 +145,67 @@ class UnizoCalls(unittest.TestCase):
         self.assertEqual(len(self.mock.requests("/tickets")), 2)
 
 
+REPLAY_TEST = """
+local d = "deliveries/scm.pull_request.created--evt_rec_1.json"
+test("the recorded delivery replays with its cassette like it ran live", function()
+  freeze_time(tonumber(fixture(d).headers["x-unizo-timestamp"]))
+  local run = fire(d, { secret = "%s", cassette = "cassettes/evt_rec_1.jsonl" })
+  expect(run.status).to_be(200)
+  expect(#run.cassette).to_be(1)
+  expect(#run.calls).to_be(#run.cassette)
+  for i, c in ipairs(run.cassette) do
+    expect(run.calls[i].method).to_be(c.method)
+    expect(run.calls[i].path).to_be(c.path)
+    expect(run.calls[i].body).to_equal(c.request)
+    expect(run.calls[i].headers["Idempotency-Key"]).to_be(c.key)
+  end
+  expect(run.jobs[1].outcome).to_be("done")
+  expect(kv.get("pr:https://github.com/acme/x/pull/evt_rec_1")).to_be(run.cassette[1].response.id)
+end)
+"""
+
+
+class Record(unittest.TestCase):
+    def test_record_then_replay_in_a_rule_test(self):
+        import subprocess
+        import tempfile
+        from harness import BIN, SECRET
+        mock = Mock()
+        rec = tempfile.mkdtemp(prefix="sy-rec-")
+        srv = Server(rules={"pr.lua": PR_RULE}, config_extra=config(mock.url),
+                     env={"SY_TEST_UNIZO_KEY": API_KEY})
+        srv.proc = None
+        # start with --record: the harness passes extra args through the environment-free path
+        srv.start_args = ["--record", rec]
+        srv.start()
+        body = pr_event("evt_rec_1")
+        self.assertEqual(srv.post(body)[1]["status"], "accepted")
+        srv.wait_for(lambda: srv.job_states("evt_rec_1").get("pr-review-ticket", ("",))[0] == "done")
+        self.assertEqual(srv.stop(), 0)
+        mock.stop()
+        saved = os.path.join(rec, "deliveries", "scm.pull_request.created--evt_rec_1.json")
+        with open(saved) as f:
+            delivery = json.load(f)
+        self.assertEqual(delivery["body"].encode(), body)  # the raw body, byte for byte
+        self.assertIn("x-unizo-signature", delivery["headers"])
+        with open(os.path.join(rec, "cassettes", "evt_rec_1.jsonl")) as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual((lines[0]["method"], lines[0]["status"], lines[0]["apikey"]),
+                         ("POST", 201, "(redacted)"))
+        for root, _, files in os.walk(rec):
+            for name in files:
+                with open(os.path.join(root, name)) as f:
+                    self.assertNotIn(API_KEY, f.read())
+        with open(os.path.join(rec, "replay_test.lua"), "w") as f:
+            f.write(REPLAY_TEST % SECRET)
+        p = subprocess.run([BIN, "test", "-c", srv.config, os.path.join(rec, "replay_test.lua")],
+                           capture_output=True, timeout=60)
+        out = p.stdout.decode()
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        self.assertIn("1 passed, 0 failed", out)
+
+
 class DryRun(unittest.TestCase):
     def test_without_an_api_key_calls_are_logged_not_sent(self):
         mock = Mock()

@@ -1,0 +1,22 @@
+#ifndef SY_RECORD_H
+#define SY_RECORD_H
+
+#include <stddef.h>
+
+/*
+ * Record mode (`serve --record DIR`): files a rule test can replay. Each
+ * call writes or appends one file with a single write(2); any thread.
+ */
+
+/* DIR/deliveries/<type>--<id>.json: {"headers": {...}, "body": "<raw body>"}. */
+void sy_record_delivery(const char *dir, const char *type, size_t type_len, const char *id,
+                        size_t id_len, const char *headers_json, size_t headers_len,
+                        const char *body, size_t body_len);
+
+/* Append one JSON line (already formatted) to DIR/cassettes/<event id>.jsonl. */
+void sy_record_exchange(const char *dir, const char *event_id, const char *line, size_t len);
+
+/* Copy 's' into out (cap bytes) keeping only [A-Za-z0-9._-]; others become '_'. */
+void sy_record_safe_name(const char *s, size_t len, char *out, size_t cap);
+
+#endif
