@@ -12,6 +12,7 @@
 #include <lualib.h>
 
 #include "config.h"
+#include "lua/json.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -120,6 +121,13 @@ void sy_config_dispose(struct sy_config *cfg)
     }
     free(cfg->unizo.integrations);
     free(cfg->record_dir);
+    free(cfg->plugin_dir);
+    for (size_t i = 0; i < cfg->n_plugins; i++) {
+        free(cfg->plugins[i].name);
+        free(cfg->plugins[i].path);
+        free(cfg->plugins[i].config_json);
+    }
+    free(cfg->plugins);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -898,6 +906,74 @@ static int walk_unizo(struct walker *w, struct sy_config *cfg)
     return SY_OK;
 }
 
+/* plugins = { name = { config = {...} }, { path = "x.so", config = {...} } } */
+static int walk_plugins(struct walker *w, struct sy_config *cfg)
+{
+    lua_State *L = w->L;
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        return fail_at(w, "plugins", "'plugins' must be a table");
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        bool named = lua_type(L, -2) == LUA_TSTRING;
+        char path[200];
+        if (named) {
+            snprintf(path, sizeof(path), "plugins.%s", lua_tostring(L, -2));
+        } else {
+            snprintf(path, sizeof(path), "plugins[%lld]", (long long)lua_tointeger(L, -2));
+        }
+        static const char *const keys[] = {"path", "config", NULL};
+        int rc = check_keys(w, path, keys);
+        struct sy_plugin_conf *list =
+            rc == SY_OK ? realloc(cfg->plugins, (cfg->n_plugins + 1) * sizeof(*list)) : NULL;
+        if (list == NULL) {
+            lua_pop(L, 2);
+            return rc == SY_OK ? SY_ENOMEM : rc;
+        }
+        cfg->plugins = list;
+        struct sy_plugin_conf *pc = &list[cfg->n_plugins++];
+        memset(pc, 0, sizeof(*pc));
+        pc->line = w->base_line;
+        if (named) {
+            pc->name = strdup(lua_tostring(L, -2));
+        }
+        if (rc == SY_OK && field(L, "path")) {
+            char *rel = NULL;
+            rc = read_string(w, "plugins.path", &rel);
+            lua_pop(L, 1);
+            if (rc == SY_OK) {
+                pc->path = sy_config_resolve(cfg, rel);
+            }
+            free(rel);
+        }
+        if (rc == SY_OK && !named && pc->path == NULL) {
+            rc = fail_at(w, "plugins", "'%s' needs a path = \"....so\" (or use a name = { ... } "
+                                       "entry for a plugin in plugin_dir)", path);
+        }
+        if (rc == SY_OK && field(L, "config")) {
+            char err[160];
+            json_t *v = lua_type(L, -1) == LUA_TTABLE ? sy_lua_to_json(L, -1, err, sizeof(err)) : NULL;
+            lua_pop(L, 1);
+            if (v == NULL || !json_is_object(v)) {
+                json_decref(v);
+                rc = fail_at(w, "config", "'%s.config' must be a table of settings", path);
+            } else {
+                pc->config_json = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+                json_decref(v);
+            }
+        }
+        if (rc == SY_OK && pc->config_json == NULL) {
+            pc->config_json = strdup("{}");
+        }
+        lua_pop(L, 1);
+        if (rc != SY_OK) {
+            lua_pop(L, 1);
+            return rc;
+        }
+    }
+    return SY_OK;
+}
+
 static int walk_lua(struct walker *w, struct sy_config *cfg)
 {
     static const char *const keys[] = {"instruction_limit", "memory_limit", NULL};
@@ -939,6 +1015,19 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     if (strcmp(key, "unizo") == 0) {
         return walk_unizo(w, cfg);
     }
+    if (strcmp(key, "plugins") == 0) {
+        return walk_plugins(w, cfg);
+    }
+    if (strcmp(key, "plugin_dir") == 0) {
+        char *rel = NULL;
+        int rc = read_string(w, "plugin_dir", &rel);
+        if (rc == SY_OK) {
+            free(cfg->plugin_dir);
+            cfg->plugin_dir = sy_config_resolve(cfg, rel);
+        }
+        free(rel);
+        return rc;
+    }
     if (strcmp(key, "listen") == 0) {
         int rc = read_strv(w, "listen", true, &cfg->listen, &cfg->n_listen);
         for (size_t i = 0; rc == SY_OK && i < cfg->n_listen; i++) {
@@ -979,7 +1068,7 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     }
     return fail_at(w, NULL,
                    "unknown key '%s' (known: listen, http, admin, webhook, store, "
-                   "dedupe_retention, workers, rules, retry, lua, unizo, log)",
+                   "dedupe_retention, workers, rules, retry, lua, unizo, plugin_dir, plugins, log)",
                    key);
 }
 

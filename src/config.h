@@ -97,6 +97,15 @@ struct sy_config {
         bool json;
     } log;
 
+    char *plugin_dir; /* every *.so here is loaded (NULL = none) */
+    struct sy_plugin_conf {
+        char *name;        /* configures the plugin of this name (from plugin_dir); may be NULL */
+        char *path;        /* or loads this file; may be NULL */
+        char *config_json; /* its config table as JSON ("{}" when none) */
+        int line;          /* where it is in the config file */
+    } *plugins;
+    size_t n_plugins;
+
     /* serve --record DIR: deliveries and Unizo exchanges are saved here (NULL = off) */
     char *record_dir;
 };

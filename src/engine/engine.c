@@ -1,4 +1,7 @@
 #include <glob.h>
+
+#include <jansson.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 #include "engine/router.h"
 #include "lua/sandbox.h"
 #include "metrics.h"
+#include "plugin/plugins.h"
 #include "unizo/client.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -40,6 +44,8 @@ struct worker {
 struct sy_engine {
     const struct sy_config *cfg;
     struct sy_store *store;
+    struct sy_loaded_plugin *plugins; /* loaded at start; not reloaded */
+    size_t n_plugins;
     struct ruleset *current; /* atomic pointer */
     pthread_mutex_t reload_mu;
     struct worker *workers;
@@ -228,25 +234,64 @@ static struct ruleset *current(struct sy_engine *eng)
 static size_t route(void *ctx, const char *type, size_t type_len, const char *integration,
                     const char **names, size_t max)
 {
-    struct ruleset *rs = current(ctx);
+    struct sy_engine *eng = ctx;
+    struct ruleset *rs = current(eng);
     size_t n = 0;
     for (size_t i = 0; i < rs->n_rules && n < max; i++) {
         if (sy_route_matches(&rs->routes[i], type, type_len, integration)) {
             names[n++] = rs->routes[i].name;
         }
     }
+    /* plugins after the rules, in load order */
+    for (size_t i = 0; i < eng->n_plugins && n < max; i++) {
+        const struct sy_plugin *d = eng->plugins[i].desc;
+        for (size_t k = 0; k < eng->plugins[i].n_events; k++) {
+            if (sy_pattern_match(d->events[k], type, type_len)) {
+                names[n++] = d->name;
+                break;
+            }
+        }
+    }
     return n;
 }
 
-long sy_engine_check(const struct sy_config *cfg, struct sy_error *err)
+/* A plugin may not take a rule's name: jobs refer to handlers by name. */
+static int check_names(const struct ruleset *rs, const struct sy_loaded_plugin *p, size_t n,
+                       struct sy_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < rs->n_rules; k++) {
+            if (strcmp(rs->rules[k].name, p[i].desc->name) == 0) {
+                return sy_error_set(err, p[i].file, 0,
+                                    "plugin name '%s' is already a rule's (%s:%d)", p[i].desc->name,
+                                    rs->rules[k].file, rs->rules[k].line);
+            }
+        }
+    }
+    return SY_OK;
+}
+
+long sy_engine_check(const struct sy_config *cfg, long *n_plugins, struct sy_error *err)
 {
     struct ruleset *rs = ruleset_load(cfg, 0, err);
     if (rs == NULL) {
         return SY_EINVAL;
     }
+    struct sy_loaded_plugin *p = NULL;
+    size_t np = 0;
+    int rc = sy_plugins_load(cfg, NULL, &p, &np, err);
+    if (rc == SY_OK) {
+        rc = check_names(rs, p, np, err);
+        for (size_t i = 0; rc == SY_OK && i < np; i++) {
+            printf("plugin %s %s (%s)\n", p[i].desc->name,
+                   p[i].desc->version ? p[i].desc->version : "", p[i].file);
+        }
+        sy_plugins_unload(p, np);
+    }
     long n = (long)rs->n_rules;
     ruleset_free(rs);
-    return n;
+    *n_plugins = (long)np;
+    return rc == SY_OK ? n : rc;
 }
 
 struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *store,
@@ -260,9 +305,10 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
     eng->store = store;
     pthread_mutex_init(&eng->reload_mu, NULL);
     eng->current = ruleset_load(cfg, 1, err);
-    if (eng->current == NULL) {
-        pthread_mutex_destroy(&eng->reload_mu);
-        free(eng);
+    if (eng->current == NULL ||
+        sy_plugins_load(cfg, store, &eng->plugins, &eng->n_plugins, err) != SY_OK ||
+        check_names(eng->current, eng->plugins, eng->n_plugins, err) != SY_OK) {
+        sy_engine_free(eng);
         return NULL;
     }
     return eng;
@@ -319,6 +365,16 @@ static void unizo_defaults(void *ctx, const char *integration, const char **org,
 {
     struct worker *w = ctx;
     sy_unizo_defaults(w->unizo, integration, org, collection);
+}
+
+static const struct sy_loaded_plugin *find_plugin(const struct sy_engine *eng, const char *name)
+{
+    for (size_t i = 0; i < eng->n_plugins; i++) {
+        if (strcmp(eng->plugins[i].desc->name, name) == 0) {
+            return &eng->plugins[i];
+        }
+    }
+    return NULL;
 }
 
 static const struct sy_lua_rule *find_rule(const struct ruleset *rs, const char *name)
@@ -380,10 +436,42 @@ static void run_job(struct worker *w, struct sy_job *job, struct sy_lua **lx, un
     int64_t retry_at = 0;
     double t0 = sy_mono_s();
 
-    if (find_rule(rs, job->handler) == NULL) {
+    const struct sy_loaded_plugin *plugin = find_plugin(eng, job->handler);
+    if (plugin == NULL && find_rule(rs, job->handler) == NULL) {
         snprintf(err, sizeof(err), "rule '%s' no longer exists (removed by a reload)",
                  job->handler);
         outcome = SY_JOB_DEAD;
+        goto finish;
+    }
+    if (plugin != NULL) {
+        int brc = sy_store_load_body(eng->store, job);
+        if (brc != SY_OK) {
+            snprintf(err, sizeof(err), "cannot run: the event could not be read");
+            outcome = brc == SY_ENOTFOUND ? SY_JOB_DEAD : after_failure(eng, job, seed, &retry_at);
+            goto finish;
+        }
+        json_t *obj = json_loadb(job->body, job->body_len, 0, NULL);
+        json_t *integ = json_object_get(json_object_get(obj, "integration"), "type");
+        struct sy_event ev = {.id = job->event_id,
+                              .type = json_string_value(json_object_get(obj, "type")),
+                              .integration = json_string_value(integ),
+                              .json = job->body,
+                              .len = job->body_len,
+                              .obj = obj};
+        struct sy_plugin_call call = {
+            .unizo = w->unizo, .event_id = job->event_id, .handler = job->handler};
+        int prc = plugin->desc->handle(plugin->state, &ev, &call);
+        json_decref(obj);
+        if (prc == SY_OK) {
+            outcome = SY_JOB_DONE;
+        } else if (prc == SY_FAIL) {
+            snprintf(err, sizeof(err), "plugin '%s' failed (SY_FAIL)", job->handler);
+            outcome = SY_JOB_DEAD;
+        } else {
+            snprintf(err, sizeof(err), "plugin '%s' asked for a retry (%s)", job->handler,
+                     prc == SY_RETRY ? "SY_RETRY" : "unknown return value");
+            outcome = after_failure(eng, job, seed, &retry_at);
+        }
         goto finish;
     }
     if (*lx == NULL || *generation != rs->generation) {
@@ -501,6 +589,9 @@ void sy_engine_free(struct sy_engine *eng)
         return;
     }
     free(eng->workers);
+    if (eng->plugins != NULL) {
+        sy_plugins_unload(eng->plugins, eng->n_plugins);
+    }
     ruleset_free(eng->current);
     pthread_mutex_destroy(&eng->reload_mu);
     free(eng);

@@ -35,10 +35,11 @@ void sy_engine_stop(struct sy_engine *eng, int grace_ms);
 void sy_engine_free(struct sy_engine *eng);
 
 /*
- * Load the rule files of 'cfg' into a fresh sandbox and validate them (for
- * `switchyard check`). Returns the number of rules or a negative SY_E* with 'err'.
+ * Load the rule files and plugins of 'cfg' and validate them (for `switchyard
+ * check`; each plugin is initialised and finalised, and listed on stdout).
+ * Returns the number of rules and sets *n_plugins, or a negative SY_E* with 'err'.
  */
-long sy_engine_check(const struct sy_config *cfg, struct sy_error *err);
+long sy_engine_check(const struct sy_config *cfg, long *n_plugins, struct sy_error *err);
 
 /*
  * The rule files of cfg->rules, as `serve` loads them: absolute paths and

@@ -3,9 +3,11 @@
 
 #include <stdarg.h>
 
-/* Status codes: SY_OK or a negative SY_E*. */
+/* Status codes: SY_OK or a negative SY_E*. (SY_OK is shared with the plugin ABI.) */
+#ifndef SY_OK
+#define SY_OK 0
+#endif
 enum {
-    SY_OK = 0,
     SY_ENOMEM = -1,   /* allocation failed */
     SY_EINVAL = -2,   /* bad input (user's config, payload, arguments) */
     SY_EIO = -3,      /* I/O or storage failure */

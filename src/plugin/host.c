@@ -1,0 +1,290 @@
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "plugin/plugins.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+static struct sy_store *kv_store; /* set once at load, before any worker starts */
+
+void sy_plugin_host_set_store(struct sy_store *store);
+void sy_plugin_host_set_store(struct sy_store *store)
+{
+    kv_store = store;
+}
+
+static void h_log(int level, const char *plugin, const char *message)
+{
+    enum sy_log_level lv = level <= 0   ? SY_LOG_DEBUG
+                           : level >= 3 ? SY_LOG_ERROR
+                                        : (enum sy_log_level)level;
+    sy_log(lv, message ? message : "", "plugin", plugin ? plugin : "?", NULL);
+}
+
+static void h_free(void *p)
+{
+    free(p);
+}
+
+static const char *ev_id(const struct sy_event *ev)
+{
+    return ev->id;
+}
+
+static const char *ev_type(const struct sy_event *ev)
+{
+    return ev->type;
+}
+
+static const char *ev_integration(const struct sy_event *ev)
+{
+    return ev->integration;
+}
+
+static const char *ev_json(const struct sy_event *ev, size_t *len)
+{
+    if (len) {
+        *len = ev->len;
+    }
+    return ev->json;
+}
+
+static struct json_t *ev_object(const struct sy_event *ev)
+{
+    return ev->obj;
+}
+
+static int h_request(struct sy_plugin_call *call, const char *method, const char *path,
+                     const char *query, const char *body_json, const char *integration,
+                     long *status, char **response)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s/%d", call->event_id, call->handler, ++call->calls);
+    struct sy_unizo_request req = {.method = method,
+                                   .path = path,
+                                   .query = query,
+                                   .body = body_json,
+                                   .integration = integration,
+                                   .idempotency_key = key,
+                                   .endpoint = "plugin",
+                                   .event_id = call->event_id};
+    struct sy_unizo_response resp;
+    int rc = call->unizo ? sy_unizo_call(call->unizo, &req, &resp) : SY_EUNAVAIL;
+    if (call->unizo == NULL) {
+        memset(&resp, 0, sizeof(resp));
+    }
+    if (status) {
+        *status = resp.status;
+    }
+    if (resp.dry_run) {
+        free(resp.body);
+        resp.body = NULL;
+        char buf[700];
+        snprintf(buf, sizeof(buf), "{\"dry_run\":true,\"id\":\"dry-run:%s\"}", key);
+        resp.body = strdup(buf);
+    }
+    if (response) {
+        *response = resp.body;
+    } else {
+        free(resp.body);
+    }
+    return rc == SY_OK && resp.status >= 200 && resp.status <= 299 ? SY_OK : SY_EUNAVAIL;
+}
+
+static void esc(struct sy_buf *b, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (isalnum(*c) || strchr("-._~", *c)) {
+            sy_buf_append(b, c, 1);
+        } else {
+            sy_buf_printf(b, "%%%02X", *c);
+        }
+    }
+}
+
+/* ".../tickets[/id][suffix]" for an integration and the fields' organization/collection. */
+static bool tickets_path(struct sy_plugin_call *call, const char *integration, json_t *fields,
+                         const char *id, const char *suffix, struct sy_buf *b)
+{
+    const char *org = NULL, *col = NULL;
+    if (call->unizo) {
+        sy_unizo_defaults(call->unizo, integration, &org, &col);
+    }
+    json_t *o = json_object_get(fields, "organization"), *c = json_object_get(fields, "collection");
+    org = json_is_string(o) ? json_string_value(o) : org;
+    col = json_is_string(c) ? json_string_value(c) : col;
+    if (org == NULL || col == NULL) {
+        sy_log(SY_LOG_ERROR, "plugin ticketing call: no organization or collection", "plugin",
+               call->handler, "integration", integration, NULL);
+        return false;
+    }
+    sy_buf_puts(b, "/ticketing/");
+    esc(b, org);
+    sy_buf_puts(b, "/collections/");
+    esc(b, col);
+    sy_buf_puts(b, "/tickets");
+    if (id) {
+        sy_buf_puts(b, "/");
+        esc(b, id);
+    }
+    if (suffix) {
+        sy_buf_puts(b, suffix);
+    }
+    return !b->failed;
+}
+
+/* Map the helper fields onto the Unizo ticket body (title -> name, custom_fields -> metadata). */
+static char *ticket_body(json_t *fields)
+{
+    static const char *const map[][2] = {
+        {"title", "name"},
+        {"name", "name"},
+        {"description", "description"},
+        {"type", "type"},
+        {"priority", "priority"},
+        {"status", "status"},
+        {"labels", "labels"},
+        {"assignee_ids", "assigneeIds"},
+        {"custom_fields", "metadata"},
+    };
+    json_t *body = json_object();
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        json_t *v = json_object_get(fields, map[i][0]);
+        if (v != NULL) {
+            json_object_set(body, map[i][1], v);
+        }
+    }
+    char *s = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(body);
+    return s;
+}
+
+static int ticket_call(struct sy_plugin_call *call, const char *method, const char *integration,
+                       const char *id, const char *suffix, const char *fields_json,
+                       const char *content, char **response)
+{
+    if (response) {
+        *response = NULL;
+    }
+    json_t *fields = fields_json ? json_loads(fields_json, 0, NULL) : json_object();
+    if (fields == NULL || !json_is_object(fields)) {
+        json_decref(fields);
+        return SY_EINVAL;
+    }
+    struct sy_buf path;
+    sy_buf_init(&path, 4096);
+    char *body = NULL;
+    int rc = SY_EINVAL;
+    if (tickets_path(call, integration, fields, id, suffix, &path)) {
+        if (content != NULL) {
+            json_t *c = json_pack("{s:s}", "content", content);
+            body = json_dumps(c, JSON_COMPACT);
+            json_decref(c);
+        } else if (strcmp(method, "GET") != 0) {
+            body = ticket_body(fields);
+        }
+        rc = h_request(call, method, path.data, NULL, body, integration, NULL, response);
+    }
+    free(body);
+    sy_buf_dispose(&path);
+    json_decref(fields);
+    return rc;
+}
+
+static int h_create_ticket(struct sy_plugin_call *call, const char *integration,
+                           const char *fields_json, char **response)
+{
+    return ticket_call(call, "POST", integration, NULL, NULL, fields_json, NULL, response);
+}
+
+static int h_update_ticket(struct sy_plugin_call *call, const char *integration, const char *id,
+                           const char *fields_json, char **response)
+{
+    return ticket_call(call, "PUT", integration, id, NULL, fields_json, NULL, response);
+}
+
+static int h_add_comment(struct sy_plugin_call *call, const char *integration, const char *id,
+                         const char *content, char **response)
+{
+    return ticket_call(call, "POST", integration, id, "/comments", NULL, content ? content : "",
+                       response);
+}
+
+static int h_get_ticket(struct sy_plugin_call *call, const char *integration, const char *id,
+                        char **response)
+{
+    return ticket_call(call, "GET", integration, id, NULL, NULL, NULL, response);
+}
+
+static int h_kv_get(const char *key, char **value)
+{
+    return kv_store ? sy_store_kv_get(kv_store, key, value) : SY_EUNAVAIL;
+}
+
+static int h_kv_set(const char *key, const char *value, uint64_t ttl_ms)
+{
+    json_t *check = json_loads(value, JSON_DECODE_ANY, NULL);
+    json_decref(check);
+    if (check == NULL) {
+        return SY_EINVAL; /* values are JSON, as for rules */
+    }
+    return kv_store ? sy_store_kv_set(kv_store, key, value, ttl_ms) : SY_EUNAVAIL;
+}
+
+static int h_kv_delete(const char *key)
+{
+    return kv_store ? sy_store_kv_delete(kv_store, key) : SY_EUNAVAIL;
+}
+
+static char *h_config_get(const char *config_json, const char *path)
+{
+    json_t *root = json_loads(config_json ? config_json : "{}", 0, NULL);
+    json_t *v = root;
+    /* walk "a.b.c" one segment at a time */
+    const char *p = path ? path : "";
+    while (v != NULL && *p != '\0') {
+        size_t n = strcspn(p, ".");
+        char part[256];
+        snprintf(part, sizeof(part), "%.*s", (int)(n < sizeof(part) ? n : sizeof(part) - 1), p);
+        v = json_is_object(v) ? json_object_get(v, part) : NULL;
+        p += n + (p[n] == '.');
+    }
+    char *out = NULL;
+    if (v != NULL) {
+        out = json_is_string(v) ? strdup(json_string_value(v))
+                                : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    json_decref(root);
+    return out;
+}
+
+static const struct sy_plugin_host host = {
+    .abi_version = SY_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(struct sy_plugin_host),
+    .log = h_log,
+    .free = h_free,
+    .event_id = ev_id,
+    .event_type = ev_type,
+    .event_integration = ev_integration,
+    .event_json = ev_json,
+    .event_object = ev_object,
+    .unizo_request = h_request,
+    .create_ticket = h_create_ticket,
+    .update_ticket = h_update_ticket,
+    .add_comment = h_add_comment,
+    .get_ticket = h_get_ticket,
+    .kv_get = h_kv_get,
+    .kv_set = h_kv_set,
+    .kv_delete = h_kv_delete,
+    .config_get = h_config_get,
+};
+
+const struct sy_plugin_host *sy_plugin_host(void)
+{
+    return &host;
+}

@@ -1,0 +1,54 @@
+#ifndef SY_PLUGINS_H
+#define SY_PLUGINS_H
+
+#include <stddef.h>
+
+#include <switchyard/plugin.h>
+
+#include "config.h"
+#include "store/store.h"
+#include "unizo/client.h"
+#include "util/error.h"
+
+/* A loaded plugin. */
+struct sy_loaded_plugin {
+    char *file;
+    void *dl;
+    const struct sy_plugin *desc; /* borrowed from the shared object */
+    void *state;
+    size_t n_events;
+};
+
+/* The context of one handle(): what the host functions need (see plugin.h). */
+struct sy_plugin_call {
+    struct sy_unizo *unizo;
+    const char *event_id;
+    const char *handler;
+    int calls;
+};
+
+/* The event handed to handle(). */
+struct sy_event {
+    const char *id;
+    const char *type;
+    const char *integration;
+    const char *json;
+    size_t len;
+    struct json_t *obj;
+};
+
+/*
+ * Load every plugin of cfg (plugin_dir's *.so and plugins = {...}), check
+ * its ABI, and init it. 'store' backs host->kv_*. On error nothing stays
+ * loaded and 'err' names the file and the reason. Main thread.
+ */
+int sy_plugins_load(const struct sy_config *cfg, struct sy_store *store,
+                    struct sy_loaded_plugin **out, size_t *n, struct sy_error *err);
+
+/* fini and dlclose each (after the last handle()). */
+void sy_plugins_unload(struct sy_loaded_plugin *list, size_t n);
+
+/* The host table given to plugins. */
+const struct sy_plugin_host *sy_plugin_host(void);
+
+#endif
