@@ -80,11 +80,10 @@ static int load_one(const char *file, const char *config_json, struct sy_loaded_
     if (d->init != NULL) {
         int irc = d->init(sy_plugin_host(), config_json ? config_json : "{}", &p->state);
         if (irc != SY_OK) {
-            char code[24];
-            snprintf(code, sizeof(code), "%d", irc);
+            /* the message first: d->name lives in the object dlclose unmaps */
+            rc = refuse(err, file, "plugin '%s' refused to start (init returned %d)", d->name, irc);
             dlclose(p->dl);
-            return refuse(err, file, "plugin '%s' refused to start (init returned %s)", d->name,
-                          code);
+            return rc;
         }
     }
     while (d->events[p->n_events] != NULL) {

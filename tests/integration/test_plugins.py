@@ -1,0 +1,141 @@
+"""C plugins: the loader's refusals, a plugin end to end, its retries, and the SDK out of tree."""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from harness import BIN, Mock, Server, event
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
+BUILD = os.path.dirname(os.path.abspath(BIN))
+PLUGINS = os.path.join(BUILD, "tests")
+
+
+def plugin(name):
+    return os.path.join(PLUGINS, "test_plugin_%s.so" % name)
+
+
+def check_with(entry):
+    d = tempfile.mkdtemp(prefix="sy-plug-")
+    cfg = os.path.join(d, "switchyard.lua")
+    with open(cfg, "w") as f:
+        f.write('webhook = { secrets = { "s" } }\nplugins = { %s }\n' % entry)
+    p = subprocess.run([BIN, "check", "-c", cfg], capture_output=True, timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class Refusals(unittest.TestCase):
+    def refused(self, path, message):
+        rc, out, err = check_with('{ path = "%s", config = { integration = "x" } }' % path)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn(path, err)
+        self.assertIn(message, err)
+
+    def test_each_broken_plugin_is_refused_with_the_reason(self):
+        self.refused(plugin("wrong_abi"), "plugin built for ABI 2.0; this switchyard speaks ABI 1.0")
+        self.refused(plugin("short_struct"), "plugin descriptor is 16 bytes; ABI 1 needs at least")
+        self.refused(plugin("no_symbol"), "does not export 'switchyard_plugin'")
+        self.refused(plugin("failing_init"), "plugin 'failing_init' refused to start (init returned 7)")
+        self.refused("/nonexistent/p.so", "No such file or directory")
+
+    def test_a_group_writable_file_is_refused(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "good.so")
+        shutil.copy(plugin("good"), path)
+        os.chmod(path, 0o664)
+        self.refused(path, "writable by its group (chmod go-w)")
+        os.chmod(path, 0o646)
+        self.refused(path, "writable by everyone")
+        os.chmod(path, 0o644)
+        rc, out, err = check_with('{ path = "%s", config = { integration = "x" } }' % path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("plugin good 1.0", out)
+        self.assertIn("1 plugin", out)
+
+    def test_a_plugin_cannot_take_a_rules_name(self):
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "r.lua"), "w") as f:
+            f.write('rule { name = "good", on = "*", run = function() end }\n')
+        cfg = os.path.join(d, "switchyard.lua")
+        with open(cfg, "w") as f:
+            f.write('webhook = { secrets = { "s" } }\nrules = { "*.lua" }\n'
+                    'plugins = { { path = "%s", config = { integration = "x" } } }\n' % plugin("good"))
+        p = subprocess.run([BIN, "check", "-c", cfg], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("plugin name 'good' is already a rule's (r.lua:1)", p.stderr.decode())
+
+
+LUA_SIBLING = 'rule { name = "sibling", on = "scm.*", run = function(ev) log.info("SIBLING " .. ev.id) end }'
+
+
+class EndToEnd(unittest.TestCase):
+    def setUp(self):
+        self.mock = Mock()
+        extra = f"""
+plugins = {{ {{ path = "{plugin('good')}", config = {{ integration = "jira-prod" }} }} }}
+unizo = {{ base_url = "{self.mock.url}", api_key = env("SY_K"),
+  integrations = {{ ["jira-prod"] = {{ id = "int-7", organization = "acme", collection = "ENG" }} }} }}
+retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
+"""
+        self.srv = Server(rules={"s.lua": LUA_SIBLING}, config_extra=extra, env={"SY_K": "plugin-key-1"}).start()
+
+    def tearDown(self):
+        self.assertEqual(self.srv.stop(), 0, self.srv.log()[-2000:])
+        self.mock.stop()
+        self.assertNotIn("plugin-key-1", self.srv.log())
+
+    def test_plugin_and_rule_on_one_event_each_run_once(self):
+        self.srv.post(event("evt_p1"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_p1") == {"good": ("done", 1), "sibling": ("done", 1)})
+        reqs = self.mock.requests("/tickets")
+        self.assertEqual(len(reqs), 1)
+        self.assertEqual(reqs[0]["path"], "/ticketing/acme/collections/ENG/tickets")
+        self.assertEqual(reqs[0]["body"], {"name": "from a plugin"})
+        self.assertEqual(reqs[0]["headers"]["idempotency-key"], "evt_p1/good/1")
+        self.assertEqual(reqs[0]["headers"]["integrationid"], "int-7")
+        self.assertEqual(self.srv.count("PLUGIN RAN"), 1)
+        self.assertEqual(self.srv.count("SIBLING evt_p1"), 1)
+
+    def test_retry_goes_on_the_schedule_and_fail_is_dead_at_once(self):
+        self.srv.post(event("evt_retry", mode="retry"))
+        self.srv.post(event("evt_fail", mode="fail"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_fail").get("good") == ("dead", 1), what="SY_FAIL")
+        self.assertEqual(self.srv.job_states("evt_retry")["good"][0], "retrying")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_retry").get("good") == ("dead", 3), what="SY_RETRY")
+        self.assertEqual(self.srv.job_states("evt_retry")["sibling"], ("done", 1))
+        rc, out, _ = self.srv.cli("events", "show", "evt_fail")
+        self.assertIn("plugin 'good' failed (SY_FAIL)", out)
+
+
+class Sdk(unittest.TestCase):
+    def test_out_of_tree_build_against_an_installed_prefix(self):
+        prefix = tempfile.mkdtemp(prefix="sy-prefix-")
+        p = subprocess.run(["cmake", "--install", BUILD, "--prefix", prefix], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertTrue(os.path.exists(os.path.join(prefix, "include/switchyard/plugin.h")))
+        pcdir = os.path.dirname(glob.glob(os.path.join(prefix, "lib*/**/switchyard-plugin.pc"), recursive=True)[0])
+        src = os.path.join(ROOT, "plugins/audit_log")
+        out = tempfile.mkdtemp(prefix="sy-oot-")
+        # one compiler command
+        env = dict(os.environ, PKG_CONFIG_PATH=pcdir)
+        flags = subprocess.run(["pkg-config", "--cflags", "switchyard-plugin"], capture_output=True,
+                               env=env, check=True).stdout.decode().split()
+        so1 = os.path.join(out, "audit_log.so")
+        subprocess.run(["cc", "-shared", *flags, "-o", so1, os.path.join(src, "audit_log.c")], check=True)
+        # three CMake lines (plugins/audit_log/CMakeLists.txt), found through CMAKE_PREFIX_PATH
+        b = os.path.join(out, "cmake-build")
+        subprocess.run(["cmake", "-S", src, "-B", b, "-DCMAKE_PREFIX_PATH=" + prefix], check=True,
+                       capture_output=True)
+        subprocess.run(["cmake", "--build", b], check=True, capture_output=True)
+        so2 = os.path.join(b, "audit_log.so")
+        for so in (so1, so2):
+            audit = os.path.join(out, "audit-%d.jsonl" % len(so))
+            rc, stdout, err = check_with('{ path = "%s", config = { path = "%s" } }' % (so, audit))
+            self.assertEqual(rc, 0, err)
+            self.assertIn("plugin audit_log 1.0.0", stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
