@@ -115,6 +115,15 @@ class Sdk(unittest.TestCase):
         p = subprocess.run(["cmake", "--install", BUILD, "--prefix", prefix], capture_output=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertTrue(os.path.exists(os.path.join(prefix, "include/switchyard/plugin.h")))
+        self.assertTrue(os.access(os.path.join(prefix, "bin/switchyard"), os.X_OK))
+        # the service kit: the unit and a config that passes `check` once its secret is set
+        unit = open(os.path.join(prefix, "share/switchyard/switchyard.service")).read()
+        self.assertIn("ExecReload=/bin/kill -HUP $MAINPID", unit)
+        self.assertIn("StateDirectory=switchyard", unit)
+        example = os.path.join(prefix, "share/switchyard/switchyard.example.lua")
+        p = subprocess.run([BIN, "check", "-c", example], capture_output=True,
+                           env=dict(os.environ, UNIZO_WEBHOOK_SECRET="x"))
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
         pcdir = os.path.dirname(glob.glob(os.path.join(prefix, "lib*/**/switchyard-plugin.pc"), recursive=True)[0])
         src = os.path.join(ROOT, "plugins/audit_log")
         out = tempfile.mkdtemp(prefix="sy-oot-")
