@@ -70,10 +70,10 @@ int sy_cli_check(int argc, char **argv)
         rc = 1;
     }
     if (rc == 0) {
-        printf("%s: ok (%zu listener%s, %zu secret%s, %ld rule%s, %ld plugin%s, store %s)\n",
-               where, cfg.n_listen, cfg.n_listen == 1 ? "" : "s", cfg.webhook.n_secrets,
-               cfg.webhook.n_secrets == 1 ? "" : "s", n_rules, n_rules == 1 ? "" : "s",
-               n_plugins, n_plugins == 1 ? "" : "s", cfg.store.url);
+        printf("%s: ok (%zu listener%s, %zu secret%s, %ld rule%s, %ld plugin%s, store %s)\n", where,
+               cfg.n_listen, cfg.n_listen == 1 ? "" : "s", cfg.webhook.n_secrets,
+               cfg.webhook.n_secrets == 1 ? "" : "s", n_rules, n_rules == 1 ? "" : "s", n_plugins,
+               n_plugins == 1 ? "" : "s", cfg.store.url);
     }
     sy_config_dispose(&cfg);
     return rc;

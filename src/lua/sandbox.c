@@ -10,6 +10,7 @@
 #include "engine/router.h"
 #include "lua/json.h"
 #include "lua/sandbox.h"
+#include "unizo/ticketing.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -305,90 +306,25 @@ static int raise_unizo_error(lua_State *L, const struct sy_unizo_request *req,
     return lua_error(L);
 }
 
-/* unizo.request{method, path, query, body, integration}: the decoded answer, or an error. */
-static int l_unizo_request(lua_State *L)
+/* Make the call and push the decoded answer, or raise the error table. */
+static int finish_call(lua_State *L, struct sy_lua *lx, struct sy_unizo_request *req)
 {
-    struct sy_lua *lx = self_of(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "method");
-    lua_getfield(L, 1, "path");
-    lua_getfield(L, 1, "integration");
-    lua_getfield(L, 1, "_endpoint");
-    const char *method = luaL_optstring(L, -4, "GET");
-    const char *path = lua_tostring(L, -3);
-    if (path == NULL || path[0] != '/') {
-        return luaL_error(L, "unizo.request: 'path' must be a string starting with '/'");
-    }
-    struct sy_unizo_request req = {
-        .method = method,
-        .path = path,
-        .integration = lua_tostring(L, -2),
-        .endpoint = lua_tostring(L, -1) ? lua_tostring(L, -1) : "request",
-    };
-    struct sy_buf query;
-    sy_buf_init(&query, 16384);
-    lua_getfield(L, 1, "query");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        sy_buf_puts(&query, lua_tostring(L, -1));
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            const char *v = luaL_tolstring(L, -1, NULL);
-            if (k != NULL) {
-                const char *parts[2] = {k, v};
-                if (query.len > 0) {
-                    sy_buf_puts(&query, "&");
-                }
-                for (int i = 0; i < 2; i++) {
-                    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++) {
-                        if (isalnum(*c) || strchr("-._~", *c)) {
-                            sy_buf_append(&query, c, 1);
-                        } else {
-                            sy_buf_printf(&query, "%%%02X", *c);
-                        }
-                    }
-                    if (i == 0) {
-                        sy_buf_puts(&query, "=");
-                    }
-                }
-            }
-            lua_pop(L, 2);
-        }
-    }
-    req.query = query.len > 0 ? query.data : NULL;
-    char *body = NULL;
-    lua_getfield(L, 1, "body");
-    if (!lua_isnil(L, -1)) {
-        char err[160];
-        json_t *v = sy_lua_to_json(L, -1, err, sizeof(err));
-        if (v == NULL) {
-            sy_buf_dispose(&query);
-            return luaL_error(L, "unizo.request: body: %s", err);
-        }
-        body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-        json_decref(v);
-    }
-    req.body = body;
     char key[600];
     snprintf(key, sizeof(key), "%s/%s/%d", lx->event_id ? lx->event_id : "-",
              lx->rule ? lx->rule : "-", ++lx->calls);
-    req.idempotency_key = key;
-    req.event_id = lx->event_id;
+    req->idempotency_key = key;
+    req->event_id = lx->event_id;
     struct sy_unizo_response resp;
-    int rc = lx->host.unizo_call(lx->host.ctx, &req, &resp);
-    free(body);
-    sy_buf_dispose(&query);
-    req.query = NULL;
+    int rc = lx->host.unizo_call(lx->host.ctx, req, &resp);
+    req->query = NULL;
+    req->body = NULL;
     if (rc != SY_OK || resp.status < 200 || resp.status > 299) {
         /* keep the body in a Lua string, so nothing leaks when the error unwinds */
-        lua_settop(L, 1);
         lua_pushlstring(L, resp.body ? resp.body : "", resp.len);
         free(resp.body);
         resp.body = (char *)lua_tostring(L, -1);
-        return raise_unizo_error(L, &req, &resp);
+        return raise_unizo_error(L, req, &resp);
     }
-    lua_settop(L, 1);
     push_response_body(L, &resp);
     free(resp.body);
     if (resp.dry_run) {
@@ -400,92 +336,144 @@ static int l_unizo_request(lua_State *L)
     return 1;
 }
 
-/* unizo.defaults(integration) -> organization, collection (from the config). */
-static int l_unizo_defaults(lua_State *L)
+/* The JSON text of the value at idx, or a Lua error naming 'what'. New string. */
+static char *json_text(lua_State *L, int idx, const char *what)
 {
-    struct sy_lua *lx = self_of(L);
-    const char *org = NULL, *col = NULL;
-    if (lua_type(L, 1) == LUA_TSTRING && lx->host.unizo_defaults) {
-        lx->host.unizo_defaults(lx->host.ctx, lua_tostring(L, 1), &org, &col);
+    char err[160];
+    json_t *v = sy_lua_to_json(L, idx, err, sizeof(err));
+    if (v == NULL) {
+        luaL_error(L, "%s: %s", what, err);
+        return NULL;
     }
-    lua_pushstring(L, org);
-    lua_pushstring(L, col);
-    return 2;
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    json_decref(v);
+    return s;
 }
 
-/* The ticketing helpers, in Lua over unizo.request. */
-static const char ticketing_lua[] =
-    "local request, defaults = ...\n"
-    "local function esc(s)\n"
-    "  return (tostring(s):gsub('[^%w%-%._~]', function(c) return ('%%%02X'):format(c:byte()) "
-    "end))\n"
-    "end\n"
-    "local function tickets(t, what)\n"
-    "  if type(t) ~= 'table' then error(what .. ': pass a table of fields', 3) end\n"
-    "  if type(t.integration) ~= 'string' then error(what .. \": 'integration' is required\", 3) "
-    "end\n"
-    "  local org, col = defaults(t.integration)\n"
-    "  org, col = t.organization or org, t.collection or col\n"
-    "  if not org or not col then\n"
-    "    error(what .. \": no organization or collection for integration '\" .. t.integration ..\n"
-    "          \"' (pass them, or set unizo.integrations in the config)\", 3)\n"
-    "  end\n"
-    "  return '/ticketing/' .. esc(org) .. '/collections/' .. esc(col) .. '/tickets'\n"
-    "end\n"
-    "local function id_of(t, what)\n"
-    "  local id = t.id or t.ticket_id\n"
-    "  if id == nil then error(what .. \": 'id' is required\", 3) end\n"
-    "  return esc(id)\n"
-    "end\n"
-    "local function ticket(t)\n"
-    "  return { name = t.title or t.name, description = t.description, type = t.type,\n"
-    "           priority = t.priority, status = t.status, labels = t.labels,\n"
-    "           assigneeIds = t.assignee_ids or t.assigneeIds, metadata = t.custom_fields or "
-    "t.metadata }\n"
-    "end\n"
-    "local ticketing = {}\n"
-    "function ticketing.create_ticket(t)\n"
-    "  local base = tickets(t, 'create_ticket')\n"
-    "  return request{ method = 'POST', path = base, integration = t.integration, body = "
-    "ticket(t),\n"
-    "                  _endpoint = 'create_ticket' }\n"
-    "end\n"
-    "function ticketing.update_ticket(t)\n"
-    "  local base = tickets(t, 'update_ticket')\n"
-    "  return request{ method = 'PUT', path = base .. '/' .. id_of(t, 'update_ticket'),\n"
-    "                  integration = t.integration, body = ticket(t), _endpoint = 'update_ticket' "
-    "}\n"
-    "end\n"
-    "function ticketing.add_comment(t)\n"
-    "  local base = tickets(t, 'add_comment')\n"
-    "  return request{ method = 'POST', path = base .. '/' .. id_of(t, 'add_comment') .. "
-    "'/comments',\n"
-    "                  integration = t.integration, body = { content = t.content or t.body },\n"
-    "                  _endpoint = 'add_comment' }\n"
-    "end\n"
-    "function ticketing.get_ticket(t)\n"
-    "  local base = tickets(t, 'get_ticket')\n"
-    "  return request{ method = 'GET', path = base .. '/' .. id_of(t, 'get_ticket'),\n"
-    "                  integration = t.integration, _endpoint = 'get_ticket' }\n"
-    "end\n"
-    "return { request = request, ticketing = ticketing }\n";
+/* unizo.request{method, path, query, body, integration}: the decoded answer, or an error. */
+static int l_unizo_request(lua_State *L)
+{
+    struct sy_lua *lx = self_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "method");
+    lua_getfield(L, 1, "path");
+    lua_getfield(L, 1, "integration");
+    const char *path = lua_tostring(L, 3);
+    if (path == NULL || path[0] != '/') {
+        return luaL_error(L, "unizo.request: 'path' must be a string starting with '/'");
+    }
+    struct sy_unizo_request req = {
+        .method = luaL_optstring(L, 2, "GET"),
+        .path = path,
+        .integration = lua_tostring(L, 4),
+        .endpoint = "request",
+    };
+    /* the query, escaped, and the body, as JSON: kept on the Lua stack while the call runs */
+    struct sy_buf q;
+    sy_buf_init(&q, 16384);
+    lua_getfield(L, 1, "query");
+    int qidx = lua_gettop(L);
+    if (lua_type(L, qidx) == LUA_TSTRING) {
+        sy_buf_puts(&q, lua_tostring(L, qidx));
+    } else if (lua_type(L, qidx) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, qidx) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                const char *parts[2] = {lua_tostring(L, -2), luaL_tolstring(L, -1, NULL)};
+                if (q.len > 0) {
+                    sy_buf_puts(&q, "&");
+                }
+                for (int i = 0; i < 2; i++) {
+                    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++) {
+                        if (isalnum(*c) || strchr("-._~", *c)) {
+                            sy_buf_append(&q, c, 1);
+                        } else {
+                            sy_buf_printf(&q, "%%%02X", *c);
+                        }
+                    }
+                    if (i == 0) {
+                        sy_buf_puts(&q, "=");
+                    }
+                }
+                lua_pop(L, 1); /* the tolstring copy */
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushlstring(L, q.data ? q.data : "", q.len);
+    sy_buf_dispose(&q);
+    size_t qlen = 0;
+    const char *query = lua_tolstring(L, -1, &qlen);
+    req.query = qlen > 0 ? query : NULL;
+    lua_getfield(L, 1, "body");
+    if (!lua_isnil(L, -1)) {
+        char *body = json_text(L, -1, "unizo.request: body");
+        lua_pushstring(L, body);
+        free(body);
+        req.body = lua_tostring(L, -1);
+    }
+    return finish_call(L, lx, &req);
+}
+
+/* unizo.ticketing.<helper>{integration = ..., ...}: see unizo/ticketing.h. */
+static int l_ticketing(lua_State *L)
+{
+    struct sy_lua *lx = self_of(L);
+    enum sy_ticketing_op op = (enum sy_ticketing_op)lua_tointeger(L, lua_upvalueindex(1));
+    const char *name = sy_ticketing_name(op);
+    if (!lua_istable(L, 1)) {
+        return luaL_error(L, "%s: pass a table of fields", name);
+    }
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "integration");
+    const char *integration = lua_tostring(L, 2);
+    if (integration == NULL) {
+        return luaL_error(L, "%s: 'integration' is required", name);
+    }
+    const char *org = NULL, *col = NULL;
+    if (lx->host.unizo_defaults != NULL) {
+        lx->host.unizo_defaults(lx->host.ctx, integration, &org, &col);
+    }
+    char err[300];
+    json_t *fields = sy_lua_to_json(L, 1, err, sizeof(err));
+    if (fields == NULL) {
+        return luaL_error(L, "%s: %s", name, err);
+    }
+    const char *method = NULL;
+    char *path = NULL, *body = NULL;
+    int rc = sy_ticketing_request(op, fields, org, col, &method, &path, &body, err, sizeof(err));
+    json_decref(fields);
+    if (rc != 0) {
+        return luaL_error(L, "%s [integration '%s']", err, integration);
+    }
+    /* Lua owns the strings from here, so an error raised by the call frees them */
+    lua_pushstring(L, path);
+    free(path);
+    lua_pushstring(L, body);
+    free(body);
+    struct sy_unizo_request req = {.method = method,
+                                   .path = lua_tostring(L, 3),
+                                   .body = lua_tostring(L, 4),
+                                   .integration = integration,
+                                   .endpoint = name};
+    return finish_call(L, lx, &req);
+}
 
 static void make_readonly(lua_State *L, const char *name);
 
-/* Push the 'unizo' module (nothing is pushed when it cannot be built). */
+/* Push the 'unizo' module: request, and the ticketing helpers. */
 static bool open_unizo(lua_State *L)
 {
-    if (luaL_loadbufferx(L, ticketing_lua, sizeof(ticketing_lua) - 1, "=unizo", "t") != LUA_OK) {
-        lua_pop(L, 1);
-        return false;
-    }
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_unizo_request);
-    lua_pushcfunction(L, l_unizo_defaults);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        return false;
+    lua_setfield(L, -2, "request");
+    lua_createtable(L, 0, 4);
+    for (int op = SY_TICKET_CREATE; op <= SY_TICKET_GET; op++) {
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, l_ticketing, 1);
+        lua_setfield(L, -2, sy_ticketing_name((enum sy_ticketing_op)op));
     }
-    lua_getfield(L, -1, "ticketing");
     make_readonly(L, "unizo.ticketing");
     lua_setfield(L, -2, "ticketing");
     make_readonly(L, "unizo");

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "plugin/plugins.h"
+#include "unizo/ticketing.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -96,76 +97,8 @@ static int h_request(struct sy_plugin_call *call, const char *method, const char
     return rc == SY_OK && resp.status >= 200 && resp.status <= 299 ? SY_OK : SY_EUNAVAIL;
 }
 
-static void esc(struct sy_buf *b, const char *s)
-{
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (isalnum(*c) || strchr("-._~", *c)) {
-            sy_buf_append(b, c, 1);
-        } else {
-            sy_buf_printf(b, "%%%02X", *c);
-        }
-    }
-}
-
-/* ".../tickets[/id][suffix]" for an integration and the fields' organization/collection. */
-static bool tickets_path(struct sy_plugin_call *call, const char *integration, json_t *fields,
-                         const char *id, const char *suffix, struct sy_buf *b)
-{
-    const char *org = NULL, *col = NULL;
-    if (call->unizo) {
-        sy_unizo_defaults(call->unizo, integration, &org, &col);
-    }
-    json_t *o = json_object_get(fields, "organization"), *c = json_object_get(fields, "collection");
-    org = json_is_string(o) ? json_string_value(o) : org;
-    col = json_is_string(c) ? json_string_value(c) : col;
-    if (org == NULL || col == NULL) {
-        sy_log(SY_LOG_ERROR, "plugin ticketing call: no organization or collection", "plugin",
-               call->handler, "integration", integration, NULL);
-        return false;
-    }
-    sy_buf_puts(b, "/ticketing/");
-    esc(b, org);
-    sy_buf_puts(b, "/collections/");
-    esc(b, col);
-    sy_buf_puts(b, "/tickets");
-    if (id) {
-        sy_buf_puts(b, "/");
-        esc(b, id);
-    }
-    if (suffix) {
-        sy_buf_puts(b, suffix);
-    }
-    return !b->failed;
-}
-
-/* Map the helper fields onto the Unizo ticket body (title -> name, custom_fields -> metadata). */
-static char *ticket_body(json_t *fields)
-{
-    static const char *const map[][2] = {
-        {"title", "name"},
-        {"name", "name"},
-        {"description", "description"},
-        {"type", "type"},
-        {"priority", "priority"},
-        {"status", "status"},
-        {"labels", "labels"},
-        {"assignee_ids", "assigneeIds"},
-        {"custom_fields", "metadata"},
-    };
-    json_t *body = json_object();
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
-        json_t *v = json_object_get(fields, map[i][0]);
-        if (v != NULL) {
-            json_object_set(body, map[i][1], v);
-        }
-    }
-    char *s = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(body);
-    return s;
-}
-
-static int ticket_call(struct sy_plugin_call *call, const char *method, const char *integration,
-                       const char *id, const char *suffix, const char *fields_json,
+static int ticket_call(struct sy_plugin_call *call, enum sy_ticketing_op op,
+                       const char *integration, const char *id, const char *fields_json,
                        const char *content, char **response)
 {
     if (response) {
@@ -176,49 +109,53 @@ static int ticket_call(struct sy_plugin_call *call, const char *method, const ch
         json_decref(fields);
         return SY_EINVAL;
     }
-    struct sy_buf path;
-    sy_buf_init(&path, 4096);
-    char *body = NULL;
-    int rc = SY_EINVAL;
-    if (tickets_path(call, integration, fields, id, suffix, &path)) {
-        if (content != NULL) {
-            json_t *c = json_pack("{s:s}", "content", content);
-            body = json_dumps(c, JSON_COMPACT);
-            json_decref(c);
-        } else if (strcmp(method, "GET") != 0) {
-            body = ticket_body(fields);
-        }
-        rc = h_request(call, method, path.data, NULL, body, integration, NULL, response);
+    if (id != NULL) {
+        json_object_set_new(fields, "id", json_string(id));
     }
-    free(body);
-    sy_buf_dispose(&path);
+    if (content != NULL) {
+        json_object_set_new(fields, "content", json_string(content));
+    }
+    const char *org = NULL, *col = NULL;
+    if (call->unizo) {
+        sy_unizo_defaults(call->unizo, integration, &org, &col);
+    }
+    const char *method = NULL;
+    char *path = NULL, *body = NULL, err[300];
+    int rc = sy_ticketing_request(op, fields, org, col, &method, &path, &body, err, sizeof(err));
     json_decref(fields);
+    if (rc != 0) {
+        sy_log(SY_LOG_ERROR, err, "plugin", call->handler, NULL);
+        return SY_EINVAL;
+    }
+    rc = h_request(call, method, path, NULL, body, integration, NULL, response);
+    free(path);
+    free(body);
     return rc;
 }
 
 static int h_create_ticket(struct sy_plugin_call *call, const char *integration,
                            const char *fields_json, char **response)
 {
-    return ticket_call(call, "POST", integration, NULL, NULL, fields_json, NULL, response);
+    return ticket_call(call, SY_TICKET_CREATE, integration, NULL, fields_json, NULL, response);
 }
 
 static int h_update_ticket(struct sy_plugin_call *call, const char *integration, const char *id,
                            const char *fields_json, char **response)
 {
-    return ticket_call(call, "PUT", integration, id, NULL, fields_json, NULL, response);
+    return ticket_call(call, SY_TICKET_UPDATE, integration, id, fields_json, NULL, response);
 }
 
 static int h_add_comment(struct sy_plugin_call *call, const char *integration, const char *id,
                          const char *content, char **response)
 {
-    return ticket_call(call, "POST", integration, id, "/comments", NULL, content ? content : "",
+    return ticket_call(call, SY_TICKET_COMMENT, integration, id, NULL, content ? content : "",
                        response);
 }
 
 static int h_get_ticket(struct sy_plugin_call *call, const char *integration, const char *id,
                         char **response)
 {
-    return ticket_call(call, "GET", integration, id, NULL, NULL, NULL, response);
+    return ticket_call(call, SY_TICKET_GET, integration, id, NULL, NULL, response);
 }
 
 static int h_kv_get(const char *key, char **value)
