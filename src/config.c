@@ -58,6 +58,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->log.level = SY_LOG_INFO;
     cfg->log.json = false;
     cfg->workers = 4;
+    cfg->shutdown_grace_ms = 30000;
     static const uint64_t schedule[] = {60000, 300000, 1800000, 7200000, 43200000};
     cfg->retry.schedule_ms = malloc(sizeof(schedule));
     if (cfg->retry.schedule_ms == NULL) {
@@ -1003,6 +1004,10 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
         cfg->workers = (int)n;
         return rc;
     }
+    if (strcmp(key, "shutdown_grace") == 0) {
+        return read_unit(w, "shutdown_grace", sy_parse_duration_ms, 1000, "30s",
+                         &cfg->shutdown_grace_ms);
+    }
     if (strcmp(key, "rules") == 0) {
         return read_strv(w, "rules", true, &cfg->rules, &cfg->n_rules);
     }
@@ -1068,7 +1073,8 @@ static int walk_global(struct walker *w, struct sy_config *cfg, const char *key)
     }
     return fail_at(w, NULL,
                    "unknown key '%s' (known: listen, http, admin, webhook, store, "
-                   "dedupe_retention, workers, rules, retry, lua, unizo, plugin_dir, plugins, log)",
+                   "dedupe_retention, workers, shutdown_grace, rules, retry, lua, unizo, plugin_dir, "
+                   "plugins, log)",
                    key);
 }
 

@@ -59,6 +59,7 @@ struct sy_config {
     uint64_t dedupe_retention_ms;
 
     int workers;  /* worker threads running rules */
+    uint64_t shutdown_grace_ms; /* how long SIGTERM waits for running jobs */
     char **rules; /* glob patterns of rule files, resolved against dir */
     size_t n_rules;
 

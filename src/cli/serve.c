@@ -208,7 +208,15 @@ int sy_cli_serve(int argc, char **argv)
         break;
     }
     sy_server_shutdown(srv, 10000);
-    sy_engine_stop(engine, 10000);
+    if (!sy_engine_stop(engine, cfg.shutdown_grace_ms)) {
+        /*
+         * A worker is still inside a job. Everything acknowledged is committed
+         * and the unfinished jobs are pending in the store, so leaving now
+         * loses nothing; closing the store under a running worker would be unsafe.
+         */
+        sy_log(SY_LOG_INFO, "stopped", NULL);
+        _exit(0);
+    }
     sy_store_close(store);
     sy_server_free(srv);
     sy_engine_free(engine);
@@ -223,8 +231,8 @@ fail:
         sy_server_shutdown(srv, 0);
     }
     sy_server_free(srv);
-    if (engine != NULL) {
-        sy_engine_stop(engine, 0);
+    if (engine != NULL && !sy_engine_stop(engine, cfg.shutdown_grace_ms)) {
+        _exit(1);
     }
     sy_store_close(store);
     sy_engine_free(engine);

@@ -573,14 +573,34 @@ int sy_engine_start(struct sy_engine *eng)
     return SY_OK;
 }
 
-void sy_engine_stop(struct sy_engine *eng, int grace_ms)
+bool sy_engine_stop(struct sy_engine *eng, uint64_t grace_ms)
 {
-    (void)grace_ms; /* a running job is bounded by the instruction limit */
     __atomic_store_n(&eng->stop, 1, __ATOMIC_RELEASE);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(grace_ms / 1000);
+    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    size_t left = 0;
     for (size_t i = 0; i < eng->n_workers; i++) {
-        pthread_join(eng->workers[i].tid, NULL);
+        if (pthread_timedjoin_np(eng->workers[i].tid, NULL, &until) != 0) {
+            left++;
+        }
+    }
+    if (left > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", left);
+        sy_log(SY_LOG_WARN,
+               "shutdown_grace is over with jobs still running; they stay pending and run "
+               "again after the restart",
+               "workers", n, NULL);
+        return false;
     }
     eng->n_workers = 0;
+    return true;
 }
 
 void sy_engine_free(struct sy_engine *eng)

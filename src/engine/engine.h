@@ -1,7 +1,9 @@
 #ifndef SY_ENGINE_H
 #define SY_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "store/store.h"
@@ -30,8 +32,13 @@ int sy_engine_reload(struct sy_engine *eng, struct sy_error *err);
 /* Number of rules in the current set. */
 size_t sy_engine_rule_count(struct sy_engine *eng);
 
-/* Stop the workers (a running job finishes first, up to grace_ms) and join them. */
-void sy_engine_stop(struct sy_engine *eng, int grace_ms);
+/*
+ * Stop the workers: each finishes the job it is running. Returns true when
+ * all stopped within grace_ms; false when some are still running (their
+ * jobs stay pending in the store and run again after a restart), in which
+ * case the engine and the store must not be freed.
+ */
+bool sy_engine_stop(struct sy_engine *eng, uint64_t grace_ms);
 void sy_engine_free(struct sy_engine *eng);
 
 /*

@@ -140,6 +140,25 @@ class Crash(unittest.TestCase):
         self.assertEqual(srv.count("FINISHED slow evt_slow"), 1)
         self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
 
+    def test_sigterm_waits_for_a_running_job_up_to_shutdown_grace(self):
+        spin = SLOW.replace("2.5", "30")
+        srv = Server(rules={"slow.lua": spin},
+                     config_extra='lua = { instruction_limit = 100000000000 }\nshutdown_grace = "1s"\n').start()
+        srv.post(event("evt_grace"))
+        srv.wait_for(lambda: srv.count("STARTED slow evt_grace") == 1, what="start")
+        t0 = time.time()
+        self.assertEqual(srv.stop(), 0)
+        self.assertLess(time.time() - t0, 10)
+        self.assertIn("shutdown_grace is over", srv.log())
+        self.assertEqual(srv.job_states("evt_grace"), {"slow": ("pending", 0)})
+        # a job that finishes within the grace is waited for
+        srv2 = Server(rules={"slow.lua": SLOW},
+                      config_extra='lua = { instruction_limit = 100000000000 }\nshutdown_grace = "20s"\n').start()
+        srv2.post(event("evt_grace2"))
+        srv2.wait_for(lambda: srv2.count("STARTED slow evt_grace2") == 1, what="start")
+        self.assertEqual(srv2.stop(), 0)
+        self.assertEqual(srv2.job_states("evt_grace2"), {"slow": ("done", 1)})
+
     def test_restart_keeps_retry_attempts(self):
         failing = 'rule { name = "f", on = "*", run = function(ev) error("nope") end }'
         srv = Server(rules={"f.lua": failing},
