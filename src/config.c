@@ -54,6 +54,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->store.synchronous = SY_SYNC_FULL;
     cfg->store.queue = 16384;
     cfg->store.max_batch = 1024;
+    cfg->store.prefix = strdup("switchyard:");
     cfg->dedupe_retention_ms = UINT64_C(7) * 86400 * 1000;
     cfg->log.level = SY_LOG_INFO;
     cfg->log.json = false;
@@ -105,6 +106,8 @@ void sy_config_dispose(struct sy_config *cfg)
     free(cfg->webhook.allow);
     free(cfg->webhook.trusted_proxies);
     free(cfg->store.url);
+    free(cfg->store.prefix);
+    free(cfg->store.instance);
     free_strv(cfg->rules, cfg->n_rules);
     free(cfg->retry.schedule_ms);
     free(cfg->unizo.base_url);
@@ -644,7 +647,10 @@ static int check_store_url(struct walker *w, struct sy_config *cfg)
         cfg->store.url = url;
         return SY_OK;
     }
-    return fail_at(w, "store", "'store' must be \"sqlite:PATH\", got \"%s\"", u);
+    if (strncmp(u, "redis://", 8) == 0 && u[8] != '\0') {
+        return SY_OK;
+    }
+    return fail_at(w, "store", "'store' must be \"sqlite:PATH\" or \"redis://HOST:PORT/DB\", got \"%s\"", u);
 }
 
 static int walk_store(struct walker *w, struct sy_config *cfg)
@@ -653,7 +659,8 @@ static int walk_store(struct walker *w, struct sy_config *cfg)
         int rc = read_string(w, "store", &cfg->store.url);
         return rc == SY_OK ? check_store_url(w, cfg) : rc;
     }
-    static const char *const keys[] = {"url", "synchronous", "queue", "max_batch", NULL};
+    static const char *const keys[] = {"url",       "synchronous", "queue",
+                                       "max_batch", "prefix",      "instance", NULL};
     int rc = check_keys(w, "store", keys);
     if (rc != SY_OK) {
         return rc;
@@ -692,6 +699,12 @@ static int walk_store(struct walker *w, struct sy_config *cfg)
     if (field(w->L, "max_batch")) {
         TRY(read_int(w, "store.max_batch", 1, 100000, &n));
         cfg->store.max_batch = (size_t)n;
+    }
+    if (field(w->L, "prefix")) {
+        TRY(read_string(w, "store.prefix", &cfg->store.prefix));
+    }
+    if (field(w->L, "instance")) {
+        TRY(read_string(w, "store.instance", &cfg->store.instance));
     }
     return check_store_url(w, cfg);
 }

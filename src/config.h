@@ -54,6 +54,8 @@ struct sy_config {
         enum sy_sync_mode synchronous;
         size_t queue;     /* bounded write queue, in events */
         size_t max_batch; /* events per commit at most */
+        char *prefix;     /* Redis key prefix */
+        char *instance;   /* Redis: this instance's name (default: the host name); unique per instance */
     } store;
 
     uint64_t dedupe_retention_ms;

@@ -114,6 +114,11 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
 static int admin_events(h2o_req_t *req, struct sy_server *srv)
 {
     const char *db = sy_inspect_db_path(srv->cfg->store.url);
+    if (db == NULL) {
+        sy_http_send_error(req, 501, "Not Implemented", "not_implemented",
+                           "event inspection is available for the SQLite store only");
+        return 0;
+    }
     const char *rest = req->path_normalized.base + 13;
     size_t rlen = req->path_normalized.len - 13;
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));

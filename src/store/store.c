@@ -9,6 +9,9 @@ struct sy_store *sy_store_open(const struct sy_config *cfg, struct sy_error *err
     if (strncmp(url, "sqlite:", 7) == 0) {
         return sy_store_sqlite_open(cfg, url + 7, err);
     }
+    if (strncmp(url, "redis://", 8) == 0) {
+        return sy_store_redis_open(cfg, url, err);
+    }
     sy_error_set(err, cfg->path, 0, "unsupported store \"%s\" (use sqlite:PATH)", url);
     return NULL;
 }
@@ -57,6 +60,7 @@ void sy_job_free(struct sy_job *job)
         free(job->event_id);
         free(job->handler);
         free(job->body);
+        free(job->entry);
         free(job);
     }
 }

@@ -77,6 +77,7 @@ struct sy_job {
     char *body;   /* the event's raw JSON; NULL until loaded */
     size_t body_len;
     int64_t due_ms;      /* store-internal */
+    char *entry;         /* store-internal (the Redis stream entry) */
     struct sy_job *next; /* store-internal */
 };
 
@@ -148,5 +149,7 @@ struct sy_store {
 
 struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *path,
                                       struct sy_error *err);
+struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
+                                     struct sy_error *err);
 
 #endif

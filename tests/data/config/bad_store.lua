@@ -1,2 +1,2 @@
--- expect: 2: 'store' must be "sqlite:PATH", got "mysql://x"
+-- expect: 2: 'store' must be "sqlite:PATH" or "redis://HOST:PORT/DB", got "mysql://x"
 store = "mysql://x"

@@ -1,0 +1,718 @@
+/*
+ * The Redis store, for several instances sharing dedupe, jobs and kv.
+ *
+ *   <p>seen:<id>          SET NX EX retention: the dedupe marker
+ *   <p>ev:<id>            hash: type, integration, received_at, headers, body, state (same expiry)
+ *   <p>events             sorted set of ids by arrival, for listing
+ *   <p>job:<id>\n<h>      hash: event, handler, state, attempts, due, error
+ *   <p>evjobs:<id>        set of an event's job refs
+ *   <p>jobs               stream of runnable job refs; consumer group "workers"
+ *   <p>delayed            sorted set of job refs by retry time
+ *   <p>dead               set of dead job refs
+ *   <p>kv:<key>           kv values (PX ttl)
+ *
+ * An event and its jobs are written by one Lua script, so they exist
+ * together or not at all. Appends are pipelined by one writer thread (group
+ * commit: durability is Redis's appendfsync); every other call uses the
+ * calling thread's own connection.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "metrics.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define MAX_ROUTES 64
+#define GROUP "workers"
+
+static const char append_lua[] =
+    "local p, id = ARGV[1], ARGV[2]\n"
+    "if not redis.call('SET', p..'seen:'..id, '1', 'NX', 'EX', ARGV[3]) then return 0 end\n"
+    "local n = #ARGV - 8\n"
+    "redis.call('HSET', p..'ev:'..id, 'type', ARGV[4], 'integration', ARGV[5], 'received_at',\n"
+    "  ARGV[6], 'headers', ARGV[7], 'body', ARGV[8], 'state', n > 0 and 'routed' or 'unrouted')\n"
+    "redis.call('EXPIRE', p..'ev:'..id, ARGV[3])\n"
+    "redis.call('ZADD', p..'events', ARGV[6], id)\n"
+    "for i = 9, #ARGV do\n"
+    "  local ref = id .. '\\n' .. ARGV[i]\n"
+    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', ARGV[i], 'state', 'pending',\n"
+    "    'attempts', 0, 'due', ARGV[6])\n"
+    "  redis.call('SADD', p..'evjobs:'..id, ref)\n"
+    "  redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "end\n"
+    "return 1\n";
+
+static const char release_lua[] =
+    "local p = ARGV[1]\n"
+    "local refs = redis.call('ZRANGEBYSCORE', p..'delayed', '-inf', ARGV[2], 'LIMIT', 0, 100)\n"
+    "for _, ref in ipairs(refs) do\n"
+    "  if redis.call('ZREM', p..'delayed', ref) == 1 then\n"
+    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "  end\n"
+    "end\n"
+    "return #refs\n";
+
+static const char replay_lua[] =
+    "local p, ev = ARGV[1], ARGV[2]\n"
+    "local refs = ev == '' and redis.call('SMEMBERS', p..'dead') or\n"
+    "  redis.call('SMEMBERS', p..'evjobs:'..ev)\n"
+    "local n = 0\n"
+    "for _, ref in ipairs(refs) do\n"
+    "  if redis.call('HGET', p..'job:'..ref, 'state') == 'dead' then\n"
+    "    redis.call('HSET', p..'job:'..ref, 'state', 'pending', 'attempts', 0)\n"
+    "    redis.call('SREM', p..'dead', ref)\n"
+    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+struct redis_store {
+    struct sy_store base;
+    char host[256];
+    int port;
+    int db;
+    char prefix[128];
+    char instance[128]; /* consumer names start with it: "<host>-<pid>" */
+    uint64_t retention_s;
+    uint64_t visibility_ms; /* a job not finished for this long is taken over */
+
+    pthread_key_t conn_key; /* each thread's own connection */
+    int next_consumer;      /* atomic */
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sy_append *head, *tail;
+    size_t depth, limit, max_batch;
+    bool closing;
+    bool healthy;
+    sy_route_fn route;
+    void *route_ctx;
+
+    /* jobs taken over from dead consumers, handed out before new ones */
+    struct sy_job *claimed;
+    int64_t last_release_ms; /* atomic: last move of due retries */
+    int64_t last_claim_ms;   /* atomic: last XAUTOCLAIM */
+};
+
+struct conn {
+    redisContext *c;
+    char consumer[200];
+};
+
+static void conn_free(void *p)
+{
+    struct conn *cn = p;
+    if (cn != NULL) {
+        if (cn->c) {
+            redisFree(cn->c);
+        }
+        free(cn);
+    }
+}
+
+static redisContext *connect_to(struct redis_store *s)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+    if (c == NULL || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return NULL;
+    }
+    redisSetTimeout(c, (struct timeval){10, 0});
+    if (s->db != 0) {
+        redisReply *r = redisCommand(c, "SELECT %d", s->db);
+        bool ok = r && r->type != REDIS_REPLY_ERROR;
+        freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* The calling thread's connection (reconnecting after an error), or NULL. */
+static struct conn *my_conn(struct redis_store *s)
+{
+    struct conn *cn = pthread_getspecific(s->conn_key);
+    if (cn == NULL) {
+        cn = calloc(1, sizeof(*cn));
+        if (cn == NULL) {
+            return NULL;
+        }
+        /* unique per process and thread; starts with "<instance>-" */
+        snprintf(cn->consumer, sizeof(cn->consumer), "%s-%d-%d", s->instance, (int)getpid(),
+                 __atomic_fetch_add(&s->next_consumer, 1, __ATOMIC_RELAXED));
+        pthread_setspecific(s->conn_key, cn);
+    }
+    if (cn->c != NULL && cn->c->err) {
+        redisFree(cn->c);
+        cn->c = NULL;
+    }
+    if (cn->c == NULL) {
+        cn->c = connect_to(s);
+    }
+    return cn->c ? cn : NULL;
+}
+
+static redisReply *cmd(struct redis_store *s, const char *fmt, ...)
+{
+    struct conn *cn = my_conn(s);
+    if (cn == NULL) {
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(cn->c, fmt, ap);
+    va_end(ap);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        sy_log(SY_LOG_WARN, "redis command failed", "error", r->str, NULL);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- appends: the writer thread ---- */
+
+static void append_one(struct redis_store *s, redisContext *c, struct sy_append *a)
+{
+    const char *names[MAX_ROUTES];
+    size_t n = 0;
+    if (s->route != NULL) {
+        n = s->route(s->route_ctx, a->type, a->type_len, a->integration, names, MAX_ROUTES);
+    }
+    const char *argv[11 + MAX_ROUTES];
+    size_t lens[11 + MAX_ROUTES];
+    char retention[32], received[32];
+    snprintf(retention, sizeof(retention), "%llu", (unsigned long long)s->retention_s);
+    snprintf(received, sizeof(received), "%lld", (long long)a->received_ms);
+    int k = 0;
+    argv[k] = "EVAL", lens[k++] = 4;
+    argv[k] = append_lua, lens[k++] = sizeof(append_lua) - 1;
+    argv[k] = "0", lens[k++] = 1;
+    argv[k] = s->prefix, lens[k++] = strlen(s->prefix);
+    argv[k] = a->id, lens[k++] = a->id_len;
+    argv[k] = retention, lens[k++] = strlen(retention);
+    argv[k] = a->type, lens[k++] = a->type_len;
+    argv[k] = a->integration ? a->integration : "",
+    lens[k++] = a->integration ? strlen(a->integration) : 0;
+    argv[k] = received, lens[k++] = strlen(received);
+    argv[k] = a->headers, lens[k++] = a->headers_len;
+    argv[k] = a->body, lens[k++] = a->body_len;
+    for (size_t i = 0; i < n; i++) {
+        argv[k] = names[i], lens[k++] = strlen(names[i]);
+    }
+    redisAppendCommandArgv(c, k, argv, lens);
+}
+
+static void *writer_main(void *arg)
+{
+    struct redis_store *s = arg;
+    pthread_setname_np(pthread_self(), "sy-store");
+    redisContext *c = NULL;
+    int64_t next_trim = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->head == NULL && !s->closing) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->cv, &s->mu, &until);
+        }
+        if (s->head == NULL) {
+            break;
+        }
+        struct sy_append *batch = s->head, *last = s->head;
+        size_t n = 1;
+        while (last->next != NULL && n < s->max_batch) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (s->head == NULL) {
+            s->tail = NULL;
+        }
+        last->next = NULL;
+        s->depth -= n;
+        sy_metrics_set(&sy_metrics.queue_depth, s->depth);
+        pthread_mutex_unlock(&s->mu);
+
+        double t0 = sy_mono_s();
+        if (c != NULL && c->err) {
+            redisFree(c);
+            c = NULL;
+        }
+        if (c == NULL) {
+            c = connect_to(s);
+        }
+        int status = c ? SY_OK : SY_EUNAVAIL;
+        for (struct sy_append *a = batch; status == SY_OK && a != NULL; a = a->next) {
+            append_one(s, c, a);
+        }
+        for (struct sy_append *a = batch; a != NULL; a = a->next) {
+            redisReply *r = NULL;
+            a->status = status;
+            a->is_new = false;
+            if (status == SY_OK && redisGetReply(c, (void **)&r) == REDIS_OK && r != NULL &&
+                r->type == REDIS_REPLY_INTEGER) {
+                a->is_new = r->integer == 1;
+            } else {
+                a->status = SY_EUNAVAIL;
+                status = SY_EUNAVAIL; /* the connection is out of step: fail the rest */
+            }
+            freeReplyObject(r);
+        }
+        if (status != SY_OK) {
+            sy_metrics_add(&sy_metrics.store_errors, 1);
+        }
+        sy_histogram_observe(&sy_metrics.commit_seconds, sy_mono_s() - t0);
+        sy_histogram_observe(&sy_metrics.batch_size, (double)n);
+        pthread_mutex_lock(&s->mu);
+        s->healthy = status == SY_OK;
+        pthread_mutex_unlock(&s->mu);
+        while (batch != NULL) {
+            struct sy_append *next = batch->next;
+            batch->next = NULL;
+            batch->done(batch);
+            batch = next;
+        }
+        if (c != NULL && sy_wall_ms() > next_trim) {
+            /* the listing index forgets events past the retention (their keys expire) */
+            redisReply *r =
+                redisCommand(c, "ZREMRANGEBYSCORE %sevents -inf %lld", s->prefix,
+                             (long long)(sy_wall_ms() - (int64_t)s->retention_s * 1000));
+            freeReplyObject(r);
+            next_trim = sy_wall_ms() + 60000;
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (c) {
+        redisFree(c);
+    }
+    return NULL;
+}
+
+static int redis_submit(struct sy_store *st, struct sy_append *a)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    int rc = SY_OK;
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        rc = SY_EUNAVAIL;
+    } else if (s->depth >= s->limit) {
+        rc = SY_EFULL;
+    } else {
+        a->next = NULL;
+        if (s->tail) {
+            s->tail->next = a;
+        } else {
+            s->head = a;
+        }
+        s->tail = a;
+        s->depth++;
+        if (s->depth == 1) {
+            pthread_cond_signal(&s->cv);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static bool redis_ready(struct sy_store *st)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *r = cmd(s, "PING");
+    bool up = r != NULL;
+    freeReplyObject(r);
+    pthread_mutex_lock(&s->mu);
+    bool ok = up && s->healthy && !s->closing;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void redis_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    pthread_mutex_lock(&s->mu);
+    s->route = route;
+    s->route_ctx = ctx;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- jobs ---- */
+
+/* A job for stream entry 'entry' carrying 'ref', read from its hash; NULL if gone. */
+static struct sy_job *job_from_ref(struct redis_store *s, const char *entry, const char *ref,
+                                   size_t reflen)
+{
+    redisReply *r = cmd(s, "HMGET %sjob:%b event handler attempts", s->prefix, ref, reflen);
+    struct sy_job *j = NULL;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        j = calloc(1, sizeof(*j));
+        if (j) {
+            j->event_id = strdup(r->element[0]->str);
+            j->handler = strdup(r->element[1]->str);
+            j->attempts = r->element[2]->type == REDIS_REPLY_STRING ? atoi(r->element[2]->str) : 0;
+            j->entry = strdup(entry);
+        }
+    }
+    freeReplyObject(r);
+    if (j == NULL) {
+        /* its hash is gone (the event expired): drop the entry */
+        redisReply *a = cmd(s, "XACK %sjobs " GROUP " %s", s->prefix, entry);
+        freeReplyObject(a);
+    }
+    return j;
+}
+
+/* Entries of [[id, [field, value, ...]], ...] into jobs appended to *list. */
+static void take_entries(struct redis_store *s, redisReply *entries, struct sy_job **list)
+{
+    for (size_t i = 0; entries && i < entries->elements; i++) {
+        redisReply *e = entries->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            e->element[1]->type != REDIS_REPLY_ARRAY || e->element[1]->elements < 2) {
+            continue;
+        }
+        redisReply *ref = e->element[1]->element[1];
+        struct sy_job *j = job_from_ref(s, e->element[0]->str, ref->str, ref->len);
+        if (j) {
+            j->next = *list;
+            *list = j;
+        }
+    }
+}
+
+/* Move due retries to the stream, and take over entries idle too long; at most a few times a
+ * second. */
+static void housekeeping(struct redis_store *s, struct conn *cn)
+{
+    int64_t now = sy_wall_ms();
+    int64_t last = __atomic_load_n(&s->last_release_ms, __ATOMIC_RELAXED);
+    if (now - last >= 100 && __atomic_compare_exchange_n(&s->last_release_ms, &last, now, false,
+                                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        redisReply *r = cmd(s, "EVAL %s 0 %s %lld", release_lua, s->prefix, (long long)now);
+        freeReplyObject(r);
+    }
+    last = __atomic_load_n(&s->last_claim_ms, __ATOMIC_RELAXED);
+    if (now - last >= 1000 && __atomic_compare_exchange_n(&s->last_claim_ms, &last, now, false,
+                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        redisReply *r = cmd(s, "XAUTOCLAIM %sjobs " GROUP " %s %llu 0-0 COUNT 50", s->prefix,
+                            cn->consumer, (unsigned long long)s->visibility_ms);
+        struct sy_job *got = NULL;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+            take_entries(s, r->element[1], &got);
+        }
+        freeReplyObject(r);
+        pthread_mutex_lock(&s->mu);
+        while (got) {
+            struct sy_job *next = got->next;
+            got->next = s->claimed;
+            s->claimed = got;
+            got = next;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static struct sy_job *redis_next_job(struct sy_store *st, int timeout_ms)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    double deadline = sy_mono_s() + timeout_ms / 1000.0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool closing = s->closing;
+        struct sy_job *j = s->claimed;
+        if (j) {
+            s->claimed = j->next;
+            j->next = NULL;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (closing || j) {
+            return j;
+        }
+        struct conn *cn = my_conn(s);
+        if (cn == NULL) {
+            struct timespec nap = {0, 100 * 1000 * 1000};
+            nanosleep(&nap, NULL); /* Redis is down: wait, do not spin */
+        } else {
+            housekeeping(s, cn);
+            double left = deadline - sy_mono_s();
+            int block = left > 0.1 ? 100 : (left > 0 ? (int)(left * 1000) + 1 : 1);
+            redisReply *r =
+                cmd(s, "XREADGROUP GROUP " GROUP " %s COUNT 1 BLOCK %d STREAMS %sjobs >",
+                    cn->consumer, block, s->prefix);
+            struct sy_job *got = NULL;
+            if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                r->element[0]->elements == 2) {
+                take_entries(s, r->element[0]->element[1], &got);
+            }
+            freeReplyObject(r);
+            if (got) {
+                return got;
+            }
+        }
+        if (sy_mono_s() >= deadline) {
+            return NULL;
+        }
+    }
+}
+
+static int redis_load_body(struct sy_store *st, struct sy_job *job)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    struct conn *cn = my_conn(s);
+    if (cn == NULL) {
+        return SY_EIO;
+    }
+    redisReply *r = redisCommand(cn->c, "HGET %sev:%s body", s->prefix, job->event_id);
+    int rc = SY_EIO;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        job->body = malloc(r->len + 1);
+        if (job->body) {
+            memcpy(job->body, r->str, r->len);
+            job->body[r->len] = '\0';
+            job->body_len = r->len;
+            rc = SY_OK;
+        }
+    } else if (r && r->type == REDIS_REPLY_NIL) {
+        rc = SY_ENOTFOUND;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
+                         const char *error, int64_t retry_at_ms)
+{
+    static const char *const states[] = {"done", "skipped", "retrying", "dead"};
+    struct redis_store *s = (struct redis_store *)st;
+    struct conn *cn = my_conn(s);
+    char ref[1024];
+    snprintf(ref, sizeof(ref), "%s\n%s", job->event_id, job->handler);
+    if (cn != NULL) {
+        redisContext *c = cn->c;
+        redisAppendCommand(c, "MULTI");
+        redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d due %lld error %s", s->prefix,
+                           ref, states[outcome], job->attempts + 1,
+                           (long long)(outcome == SY_JOB_RETRY ? retry_at_ms : sy_wall_ms()),
+                           error ? error : "");
+        if (outcome == SY_JOB_RETRY) {
+            redisAppendCommand(c, "ZADD %sdelayed %lld %s", s->prefix, (long long)retry_at_ms, ref);
+        } else if (outcome == SY_JOB_DEAD) {
+            redisAppendCommand(c, "SADD %sdead %s", s->prefix, ref);
+        }
+        redisAppendCommand(c, "XACK %sjobs " GROUP " %s", s->prefix, job->entry);
+        redisAppendCommand(c, "XDEL %sjobs %s", s->prefix, job->entry);
+        redisAppendCommand(c, "EXEC");
+        int replies = outcome == SY_JOB_RETRY || outcome == SY_JOB_DEAD ? 6 : 5;
+        for (int i = 0; i < replies; i++) {
+            redisReply *r = NULL;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+                break; /* not recorded: the entry stays pending and is taken over later */
+            }
+            freeReplyObject(r);
+        }
+    }
+    sy_job_free(job);
+}
+
+/* ---- kv, replay ---- */
+
+static int redis_kv_get(struct sy_store *st, const char *key, char **value)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    *value = NULL;
+    struct conn *cn = my_conn(s);
+    redisReply *r = cn ? redisCommand(cn->c, "GET %skv:%s", s->prefix, key) : NULL;
+    int rc = r == NULL || r->type == REDIS_REPLY_ERROR ? SY_EIO : SY_OK;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        *value = strdup(r->str);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *r =
+        ttl_ms ? cmd(s, "SET %skv:%s %s PX %llu", s->prefix, key, value, (unsigned long long)ttl_ms)
+               : cmd(s, "SET %skv:%s %s", s->prefix, key, value);
+    int rc = r ? SY_OK : SY_EIO;
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_kv_delete(struct sy_store *st, const char *key)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *r = cmd(s, "DEL %skv:%s", s->prefix, key);
+    int rc = r ? SY_OK : SY_EIO;
+    freeReplyObject(r);
+    return rc;
+}
+
+static int redis_replay(struct sy_store *st, const char *event_id, long *count)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *r = cmd(s, "EVAL %s 0 %s %s", replay_lua, s->prefix, event_id ? event_id : "");
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? SY_OK : SY_EIO;
+    *count = rc == SY_OK ? (long)r->integer : 0;
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * At start: entries still pending for this instance's consumers belong to
+ * its previous incarnation, which is gone, so take them back now rather than
+ * after the visibility timeout. Other instances' entries are left alone.
+ */
+static void reclaim_own(struct redis_store *s, struct conn *cn)
+{
+    redisReply *r = cmd(s, "XPENDING %sjobs " GROUP " - + 10000", s->prefix);
+    size_t plen = strlen(s->instance);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) {
+            continue;
+        }
+        const char *owner = e->element[1]->str;
+        if (strncmp(owner, s->instance, plen) != 0 || owner[plen] != '-') {
+            continue;
+        }
+        redisReply *c =
+            cmd(s, "XCLAIM %sjobs " GROUP " %s 0 %s", s->prefix, cn->consumer, e->element[0]->str);
+        struct sy_job *got = NULL;
+        if (c && c->type == REDIS_REPLY_ARRAY) {
+            take_entries(s, c, &got);
+        }
+        freeReplyObject(c);
+        while (got) {
+            struct sy_job *next = got->next;
+            got->next = s->claimed;
+            s->claimed = got;
+            got = next;
+        }
+    }
+    freeReplyObject(r);
+}
+
+/* ---- open, close ---- */
+
+static void release(struct redis_store *s)
+{
+    while (s->claimed) {
+        struct sy_job *next = s->claimed->next;
+        sy_job_free(s->claimed);
+        s->claimed = next;
+    }
+    conn_free(pthread_getspecific(s->conn_key));
+    pthread_setspecific(s->conn_key, NULL);
+    pthread_key_delete(s->conn_key);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void redis_close(struct sy_store *st)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    release(s);
+}
+
+static const struct sy_store_ops redis_ops = {
+    .submit = redis_submit,
+    .ready = redis_ready,
+    .close = redis_close,
+    .set_router = redis_set_router,
+    .next_job = redis_next_job,
+    .load_body = redis_load_body,
+    .finish = redis_finish,
+    .kv_get = redis_kv_get,
+    .kv_set = redis_kv_set,
+    .kv_delete = redis_kv_delete,
+    .replay = redis_replay,
+};
+
+/* "redis://host:port/db" */
+static bool parse_url(const char *url, struct redis_store *s)
+{
+    const char *p = url + 8;
+    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+    size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
+    if (hl == 0 || hl >= sizeof(s->host)) {
+        return false;
+    }
+    memcpy(s->host, p, hl);
+    s->host[hl] = '\0';
+    s->port = colon ? atoi(colon + 1) : 6379;
+    s->db = slash ? atoi(slash + 1) : 0;
+    return s->port > 0 && s->port < 65536 && s->db >= 0;
+}
+
+struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
+                                     struct sy_error *err)
+{
+    struct redis_store *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->base.ops = &redis_ops;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_key_create(&s->conn_key, conn_free);
+    s->limit = cfg->store.queue;
+    s->max_batch = cfg->store.max_batch;
+    s->retention_s = cfg->dedupe_retention_ms / 1000;
+    s->visibility_ms = 600000;
+    s->healthy = true;
+    snprintf(s->prefix, sizeof(s->prefix), "%s", cfg->store.prefix);
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(s->instance, sizeof(s->instance), "%s",
+             cfg->store.instance ? cfg->store.instance : host);
+    if (!parse_url(url, s)) {
+        sy_error_set(err, cfg->path, 0, "store \"%s\" is not redis://HOST:PORT/DB", url);
+        goto fail;
+    }
+    struct conn *cn = my_conn(s);
+    redisReply *r =
+        cn ? redisCommand(cn->c, "XGROUP CREATE %sjobs " GROUP " 0 MKSTREAM", s->prefix) : NULL;
+    if (cn == NULL) {
+        sy_error_set(err, cfg->path, 0, "cannot reach Redis at %s:%d", s->host, s->port);
+        freeReplyObject(r);
+        goto fail;
+    }
+    freeReplyObject(r); /* BUSYGROUP (it exists) is fine */
+    reclaim_own(s, cn);
+    if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
+        sy_error_set(err, cfg->path, 0, "cannot start the store writer thread");
+        goto fail;
+    }
+    return &s->base;
+fail:
+    release(s);
+    return NULL;
+}
