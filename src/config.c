@@ -55,6 +55,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->store.queue = 16384;
     cfg->store.max_batch = 1024;
     cfg->store.prefix = strdup("switchyard:");
+    cfg->store.visibility_ms = 600000;
     cfg->dedupe_retention_ms = UINT64_C(7) * 86400 * 1000;
     cfg->log.level = SY_LOG_INFO;
     cfg->log.json = false;
@@ -659,8 +660,8 @@ static int walk_store(struct walker *w, struct sy_config *cfg)
         int rc = read_string(w, "store", &cfg->store.url);
         return rc == SY_OK ? check_store_url(w, cfg) : rc;
     }
-    static const char *const keys[] = {"url",       "synchronous", "queue",
-                                       "max_batch", "prefix",      "instance", NULL};
+    static const char *const keys[] = {"url",    "synchronous", "queue",      "max_batch",
+                                       "prefix", "instance",    "visibility", NULL};
     int rc = check_keys(w, "store", keys);
     if (rc != SY_OK) {
         return rc;
@@ -705,6 +706,10 @@ static int walk_store(struct walker *w, struct sy_config *cfg)
     }
     if (field(w->L, "instance")) {
         TRY(read_string(w, "store.instance", &cfg->store.instance));
+    }
+    if (field(w->L, "visibility")) {
+        TRY(read_unit(w, "store.visibility", sy_parse_duration_ms, 1000, "10m",
+                      &cfg->store.visibility_ms));
     }
     return check_store_url(w, cfg);
 }

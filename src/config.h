@@ -56,6 +56,7 @@ struct sy_config {
         size_t max_batch; /* events per commit at most */
         char *prefix;     /* Redis key prefix */
         char *instance;   /* Redis: this instance's name (default: the host name); unique per instance */
+        uint64_t visibility_ms; /* Redis: a job unfinished this long is taken over by another instance */
     } store;
 
     uint64_t dedupe_retention_ms;

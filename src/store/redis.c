@@ -340,6 +340,9 @@ static bool redis_ready(struct sy_store *st)
     bool up = r != NULL;
     freeReplyObject(r);
     pthread_mutex_lock(&s->mu);
+    if (up) {
+        s->healthy = true; /* reachable again: the next append reconnects */
+    }
     bool ok = up && s->healthy && !s->closing;
     pthread_mutex_unlock(&s->mu);
     return ok;
@@ -686,7 +689,7 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
     s->limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->retention_s = cfg->dedupe_retention_ms / 1000;
-    s->visibility_ms = 600000;
+    s->visibility_ms = cfg->store.visibility_ms;
     s->healthy = true;
     snprintf(s->prefix, sizeof(s->prefix), "%s", cfg->store.prefix);
     char host[64] = "host";
