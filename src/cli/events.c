@@ -9,6 +9,8 @@
 
 #include "cli/cli.h"
 #include "store/inspect.h"
+#include "store/store.h"
+#include "util/log.h"
 #include "util/parse.h"
 
 static const char events_usage[] =
@@ -28,21 +30,40 @@ static const char replay_usage[] = "usage: switchyard replay [-c FILE] ID...\n"
                                    "starts them within a second; a stopped one\nat its "
                                    "next start.\n";
 
-/* The store file named by the config; prints why not and returns NULL. */
-static char *db_path_of(const char *config)
-{
+/*
+ * What the commands read: a SQLite file directly (beside a running server),
+ * or a Redis store opened like a server would (its stream is shared).
+ */
+struct target {
     struct sy_config cfg;
-    if (sy_cli_load_config(sy_cli_config_path(config), &cfg) != 0) {
-        return NULL;
+    const char *db_path;    /* SQLite */
+    struct sy_store *store; /* Redis */
+};
+
+static bool open_target(const char *config, struct target *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (sy_cli_load_config(sy_cli_config_path(config), &t->cfg) != 0) {
+        return false;
     }
-    const char *p = sy_inspect_db_path(cfg.store.url);
-    char *out = p ? strdup(p) : NULL;
-    if (p == NULL) {
-        fprintf(stderr, "switchyard: store %s cannot be inspected from the command line\n",
-                cfg.store.url);
+    t->db_path = sy_inspect_db_path(t->cfg.store.url);
+    if (t->db_path == NULL) {
+        struct sy_error err = {0};
+        sy_log_configure(SY_LOG_ERROR, false);
+        t->store = sy_store_open(&t->cfg, &err);
+        if (t->store == NULL) {
+            fprintf(stderr, "switchyard: %s\n", err.msg);
+            sy_config_dispose(&t->cfg);
+            return false;
+        }
     }
-    sy_config_dispose(&cfg);
-    return out;
+    return true;
+}
+
+static void close_target(struct target *t)
+{
+    sy_store_close(t->store);
+    sy_config_dispose(&t->cfg);
 }
 
 static void print_error(const struct sy_error *err)
@@ -121,14 +142,20 @@ int sy_cli_events(int argc, char **argv)
         fputs(events_usage, stderr);
         return 2;
     }
-    char *path = db_path_of(config);
-    if (path == NULL) {
+    struct target t;
+    if (!open_target(config, &t)) {
         return 1;
     }
     struct sy_error err = {0};
-    json_t *out = show ? sy_inspect_show(path, argv[optind + 1], &err)
-                       : sy_inspect_list(path, status, (int)limit, &err);
-    free(path);
+    json_t *out;
+    if (t.store != NULL) {
+        out = show ? sy_store_show(t.store, argv[optind + 1], &err)
+                   : sy_store_list(t.store, status, (int)limit, &err);
+    } else {
+        out = show ? sy_inspect_show(t.db_path, argv[optind + 1], &err)
+                   : sy_inspect_list(t.db_path, status, (int)limit, &err);
+    }
+    close_target(&t);
     if (out == NULL) {
         print_error(&err);
         return 1;
@@ -174,8 +201,8 @@ int sy_cli_replay(int argc, char **argv)
         fputs(replay_usage, stderr);
         return 2;
     }
-    char *path = db_path_of(config);
-    if (path == NULL) {
+    struct target t;
+    if (!open_target(config, &t)) {
         return 1;
     }
     int rc = 0;
@@ -183,7 +210,12 @@ int sy_cli_replay(int argc, char **argv)
         const char *id = all ? NULL : argv[i];
         long dead = 0;
         struct sy_error err = {0};
-        if (sy_inspect_request_replay(path, id, &dead, &err) != SY_OK) {
+        json_t *ev = t.store && id ? sy_store_show(t.store, id, &err) : NULL;
+        int rrc = t.store == NULL      ? sy_inspect_request_replay(t.db_path, id, &dead, &err)
+                  : (id && ev == NULL) ? SY_ENOTFOUND
+                                       : sy_store_replay(t.store, id, &dead);
+        json_decref(ev);
+        if (rrc != SY_OK) {
             print_error(&err);
             rc = 1;
             continue;
@@ -195,6 +227,6 @@ int sy_cli_replay(int argc, char **argv)
                    dead == 1 ? "" : "s");
         }
     }
-    free(path);
+    close_target(&t);
     return rc;
 }

@@ -113,12 +113,6 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
 /* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
 static int admin_events(h2o_req_t *req, struct sy_server *srv)
 {
-    const char *db = sy_inspect_db_path(srv->cfg->store.url);
-    if (db == NULL) {
-        sy_http_send_error(req, 501, "Not Implemented", "not_implemented",
-                           "event inspection is available for the SQLite store only");
-        return 0;
-    }
     const char *rest = req->path_normalized.base + 13;
     size_t rlen = req->path_normalized.len - 13;
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
@@ -138,7 +132,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
                                "limit must be 1 to 10000");
             return 0;
         }
-        json_t *list = sy_inspect_list(db, has_status ? status : NULL, (int)lim, &err);
+        json_t *list = sy_store_list(srv->store, has_status ? status : NULL, (int)lim, &err);
         if (list == NULL) {
             sy_error_format(&err, msg, sizeof(msg));
             sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
@@ -164,7 +158,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
         if (!is_post) {
             return method_not_allowed(req, "POST");
         }
-        json_t *ev = sy_inspect_show(db, id, &err);
+        json_t *ev = sy_store_show(srv->store, id, &err);
         if (ev == NULL) {
             sy_error_format(&err, msg, sizeof(msg));
             sy_http_send_error(req, 404, "Not Found", "not_found", msg);
@@ -183,7 +177,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     if (!is_get) {
         return method_not_allowed(req, "GET");
     }
-    json_t *ev = sy_inspect_show(db, id, &err);
+    json_t *ev = sy_store_show(srv->store, id, &err);
     if (ev == NULL) {
         sy_error_format(&err, msg, sizeof(msg));
         sy_http_send_error(req, 404, "Not Found", "not_found", msg);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "metrics.h"
 #include "store/store.h"
@@ -348,6 +349,9 @@ static bool redis_ready(struct sy_store *st)
     return ok;
 }
 
+static void reclaim_own(struct redis_store *s, struct conn *cn);
+
+/* Only a server installs a router; that is when it takes back its previous incarnation's jobs. */
 static void redis_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
 {
     struct redis_store *s = (struct redis_store *)st;
@@ -355,6 +359,10 @@ static void redis_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
     s->route = route;
     s->route_ctx = ctx;
     pthread_mutex_unlock(&s->mu);
+    struct conn *cn = my_conn(s);
+    if (cn != NULL) {
+        reclaim_own(s, cn);
+    }
 }
 
 /* ---- jobs ---- */
@@ -645,6 +653,9 @@ static void redis_close(struct sy_store *st)
     release(s);
 }
 
+static json_t *redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err);
+static json_t *redis_show(struct sy_store *st, const char *id, struct sy_error *err);
+
 static const struct sy_store_ops redis_ops = {
     .submit = redis_submit,
     .ready = redis_ready,
@@ -657,6 +668,8 @@ static const struct sy_store_ops redis_ops = {
     .kv_set = redis_kv_set,
     .kv_delete = redis_kv_delete,
     .replay = redis_replay,
+    .list = redis_list,
+    .show = redis_show,
 };
 
 /* "redis://host:port/db" */
@@ -709,7 +722,6 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
         goto fail;
     }
     freeReplyObject(r); /* BUSYGROUP (it exists) is fine */
-    reclaim_own(s, cn);
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         sy_error_set(err, cfg->path, 0, "cannot start the store writer thread");
         goto fail;
@@ -718,4 +730,100 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
 fail:
     release(s);
     return NULL;
+}
+
+/* ---- inspection (the shapes of store/inspect.h) ---- */
+
+/* The jobs of an event: per-state counts, or (full) the list with attempts and errors. */
+static json_t *event_jobs(struct redis_store *s, const char *id, bool full)
+{
+    json_t *out = full ? json_array() : json_object();
+    redisReply *refs = cmd(s, "SMEMBERS %sevjobs:%s", s->prefix, id);
+    for (size_t i = 0; refs && refs->type == REDIS_REPLY_ARRAY && i < refs->elements; i++) {
+        redisReply *j = cmd(s, "HMGET %sjob:%b handler state attempts due error", s->prefix,
+                            refs->element[i]->str, refs->element[i]->len);
+        if (j && j->type == REDIS_REPLY_ARRAY && j->elements == 5 &&
+            j->element[1]->type == REDIS_REPLY_STRING) {
+            const char *state = j->element[1]->str;
+            if (full) {
+                json_array_append_new(
+                    out, json_pack("{s:s?, s:s, s:I, s:I, s:s?}", "handler", j->element[0]->str,
+                                   "state", state, "attempts",
+                                   (json_int_t)atoll(j->element[2]->str ? j->element[2]->str : "0"),
+                                   "due_at",
+                                   (json_int_t)atoll(j->element[3]->str ? j->element[3]->str : "0"),
+                                   "last_error",
+                                   j->element[4]->str && j->element[4]->str[0] ? j->element[4]->str
+                                                                               : NULL));
+            } else {
+                json_t *n = json_object_get(out, state);
+                json_object_set_new(out, state, json_integer(n ? json_integer_value(n) + 1 : 1));
+            }
+        }
+        freeReplyObject(j);
+    }
+    freeReplyObject(refs);
+    return out;
+}
+
+static json_t *redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *ids = cmd(s, "ZREVRANGE %sevents 0 %d", s->prefix, (limit > 0 ? limit : 50) * 20);
+    if (ids == NULL) {
+        sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
+        return NULL;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements &&
+                       json_array_size(out) < (size_t)(limit > 0 ? limit : 50);
+         i++) {
+        const char *id = ids->element[i]->str;
+        redisReply *ev = cmd(s, "HMGET %sev:%s type integration received_at state", s->prefix, id);
+        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 4 &&
+            ev->element[0]->type == REDIS_REPLY_STRING) {
+            json_t *jobs = event_jobs(s, id, false);
+            const char *state = ev->element[3]->str ? ev->element[3]->str : "";
+            bool keep = status == NULL ||
+                        (strcmp(status, "unrouted") == 0 ? strcmp(state, "unrouted") == 0
+                                                         : json_object_get(jobs, status) != NULL);
+            if (keep) {
+                json_array_append_new(out, json_pack("{s:s, s:s, s:s?, s:I, s:s, s:o}", "id", id,
+                                                     "type", ev->element[0]->str, "integration",
+                                                     ev->element[1]->str, "received_at",
+                                                     (json_int_t)atoll(ev->element[2]->str),
+                                                     "state", state, "jobs", jobs));
+            } else {
+                json_decref(jobs);
+            }
+        }
+        freeReplyObject(ev);
+    }
+    freeReplyObject(ids);
+    return out;
+}
+
+static json_t *redis_show(struct sy_store *st, const char *id, struct sy_error *err)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *ev =
+        cmd(s, "HMGET %sev:%s type integration received_at state headers body", s->prefix, id);
+    json_t *out = NULL;
+    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
+        ev->element[0]->type == REDIS_REPLY_STRING) {
+        json_t *headers = json_loads(ev->element[4]->str ? ev->element[4]->str : "{}", 0, NULL);
+        if (headers && json_object_get(headers, "x-unizo-signature")) {
+            json_object_set_new(headers, "x-unizo-signature", json_string("(redacted)"));
+        }
+        json_t *body = json_loads(ev->element[5]->str ? ev->element[5]->str : "null", 0, NULL);
+        out = json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:o, s:o, s:o}", "id", id, "type",
+                        ev->element[0]->str, "integration", ev->element[1]->str, "received_at",
+                        (json_int_t)atoll(ev->element[2]->str), "state", ev->element[3]->str,
+                        "headers", headers ? headers : json_object(), "event",
+                        body ? body : json_null(), "jobs", event_jobs(s, id, true));
+    } else {
+        sy_error_set(err, NULL, 0, "no event with id '%s'", id);
+    }
+    freeReplyObject(ev);
+    return out;
 }

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "metrics.h"
+#include "store/inspect.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -1126,6 +1127,17 @@ static int sqlite_replay(struct sy_store *st, const char *event_id, long *count)
     return rc;
 }
 
+static struct json_t *sqlite_list(struct sy_store *st, const char *status, int limit,
+                                  struct sy_error *err)
+{
+    return sy_inspect_list(((struct sqlite_store *)st)->path, status, limit, err);
+}
+
+static struct json_t *sqlite_show(struct sy_store *st, const char *id, struct sy_error *err)
+{
+    return sy_inspect_show(((struct sqlite_store *)st)->path, id, err);
+}
+
 static void release(struct sqlite_store *s)
 {
     if (s->ckpt_started) {
@@ -1192,6 +1204,8 @@ static const struct sy_store_ops sqlite_ops = {
     .kv_set = sqlite_kv_set,
     .kv_delete = sqlite_kv_delete,
     .replay = sqlite_replay,
+    .list = sqlite_list,
+    .show = sqlite_show,
 };
 
 /* Jobs waiting for a retry go back on the heap; pending ones are read by the refill. */

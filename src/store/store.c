@@ -84,3 +84,14 @@ int sy_store_replay(struct sy_store *st, const char *event_id, long *count)
 {
     return st->ops->replay(st, event_id, count);
 }
+
+struct json_t *sy_store_list(struct sy_store *st, const char *status, int limit,
+                             struct sy_error *err)
+{
+    return st->ops->list(st, status, limit, err);
+}
+
+struct json_t *sy_store_show(struct sy_store *st, const char *id, struct sy_error *err)
+{
+    return st->ops->show(st, id, err);
+}

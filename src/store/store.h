@@ -126,6 +126,16 @@ int sy_store_kv_delete(struct sy_store *st, const char *key);
  */
 int sy_store_replay(struct sy_store *st, const char *event_id, long *count);
 
+/*
+ * Views for `switchyard events` and the admin API, in the shapes of
+ * store/inspect.h: a list of events with job counts (status may be NULL),
+ * and one event with its jobs. New JSON, or NULL with 'err'. Any thread.
+ */
+struct json_t;
+struct json_t *sy_store_list(struct sy_store *st, const char *status, int limit,
+                             struct sy_error *err);
+struct json_t *sy_store_show(struct sy_store *st, const char *id, struct sy_error *err);
+
 /* ---- backend interface ---- */
 
 struct sy_store_ops {
@@ -141,6 +151,9 @@ struct sy_store_ops {
     int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(struct sy_store *st, const char *key);
     int (*replay)(struct sy_store *st, const char *event_id, long *count);
+    struct json_t *(*list)(struct sy_store *st, const char *status, int limit,
+                           struct sy_error *err);
+    struct json_t *(*show)(struct sy_store *st, const char *id, struct sy_error *err);
 };
 
 struct sy_store {

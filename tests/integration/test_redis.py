@@ -177,6 +177,55 @@ class SeveralInstances(unittest.TestCase):
         self.assertEqual(self.redis.cmd("HGET", "switchyard:job:evt_slow\nonce", "state"), "done")
 
 
+FLAKY = """
+rule {
+  name = "needs-fix",
+  on = "scm.*",
+  run = function(ev)
+    if not kv.get("fixed") then error("not fixed for " .. ev.id) end
+    log.info("FIXED " .. ev.id)
+  end,
+}
+"""
+
+
+class InspectAndReplay(unittest.TestCase):
+    def test_events_show_and_replay_on_redis(self):
+        import json
+        redis = Redis()
+        extra = f"""
+store = {{ url = "redis://127.0.0.1:{redis.port}/0", instance = "i" }}
+retry = {{ schedule = {{}}, jitter = 0 }}
+"""
+        srv = Server(rules={"f.lua": FLAKY}, config_extra=extra).start()
+        for eid in ("evt_f1", "evt_f2"):
+            srv.post(event(eid))
+        key = "switchyard:job:%s\nneeds-fix"
+        srv.wait_for(lambda: redis.cmd("HGET", key % "evt_f2", "state") == "dead"
+                     and redis.cmd("HGET", key % "evt_f1", "state") == "dead", what="dead")
+        rc, out, _ = srv.cli("events", "--status", "dead")
+        self.assertEqual(rc, 0)
+        self.assertIn("evt_f1", out)
+        rc, out, _ = srv.cli("events", "show", "evt_f1")
+        shown = json.loads(out)
+        self.assertEqual(shown["jobs"][0]["state"], "dead")
+        self.assertIn("not fixed for evt_f1", shown["jobs"][0]["last_error"])
+        self.assertEqual(shown["headers"]["x-unizo-signature"], "(redacted)")
+        status, body, _ = srv.admin("/admin/events?status=dead")
+        self.assertEqual(len(json.loads(body)["events"]), 2)
+        self.assertEqual(srv.admin("/admin/events/nope")[0], 404)
+        redis.cmd("SET", "switchyard:kv:fixed", "true")
+        rc, out, _ = srv.cli("replay", "evt_f1")
+        self.assertEqual(rc, 0, out)
+        srv.wait_for(lambda: srv.count("FIXED evt_f1") == 1, what="CLI replay")
+        status, body, _ = srv.admin("/admin/events/evt_f2/replay", method="POST")
+        self.assertEqual(json.loads(body)["replayed"], 1)
+        srv.wait_for(lambda: srv.count("FIXED evt_f2") == 1, what="admin replay")
+        self.assertEqual(redis.cmd("SCARD", "switchyard:dead"), 0)
+        self.assertEqual(srv.stop(), 0)
+        redis.close()
+
+
 class RedisRestart(unittest.TestCase):
     def test_redis_restarted_mid_run_loses_nothing_and_servers_recover(self):
         redis = Redis()
