@@ -48,6 +48,7 @@ static const char append_lua[] =
     "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', ARGV[i], 'state', 'pending',\n"
     "    'attempts', 0, 'due', ARGV[6])\n"
     "  redis.call('SADD', p..'evjobs:'..id, ref)\n"
+    "  redis.call('EXPIRE', p..'evjobs:'..id, ARGV[3])\n"
     "  redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
     "end\n"
     "return 1\n";
@@ -528,11 +529,15 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
             redisAppendCommand(c, "ZADD %sdelayed %lld %s", s->prefix, (long long)retry_at_ms, ref);
         } else if (outcome == SY_JOB_DEAD) {
             redisAppendCommand(c, "SADD %sdead %s", s->prefix, ref);
+        } else {
+            /* finished: kept as long as its event, for inspection */
+            redisAppendCommand(c, "EXPIRE %sjob:%s %llu", s->prefix, ref,
+                               (unsigned long long)s->retention_s);
         }
         redisAppendCommand(c, "XACK %sjobs " GROUP " %s", s->prefix, job->entry);
         redisAppendCommand(c, "XDEL %sjobs %s", s->prefix, job->entry);
         redisAppendCommand(c, "EXEC");
-        int replies = outcome == SY_JOB_RETRY || outcome == SY_JOB_DEAD ? 6 : 5;
+        int replies = 6;
         for (int i = 0; i < replies; i++) {
             redisReply *r = NULL;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {

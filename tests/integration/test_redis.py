@@ -135,6 +135,11 @@ class SeveralInstances(unittest.TestCase):
         self.a.wait_for(lambda: ran((self.a, self.b), "evt_both") == 1)
         time.sleep(1)
         self.assertEqual(ran((self.a, self.b), "evt_both"), 1)
+        # nothing is kept forever: the finished job and the event's job set expire with the event
+        self.a.wait_for(lambda: self.redis.cmd("HGET", "switchyard:job:evt_both\nonce", "state") == "done")
+        for key in ("switchyard:job:evt_both\nonce", "switchyard:evjobs:evt_both", "switchyard:ev:evt_both",
+                    "switchyard:seen:evt_both"):
+            self.assertGreater(self.redis.cmd("TTL", key), 0, key)
 
     def test_a_thousand_events_over_both_run_once_each(self):
         def send(srv, lo, hi):
