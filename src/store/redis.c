@@ -190,7 +190,7 @@ static redisReply *cmd(struct redis_store *s, const char *fmt, ...)
 
 /* ---- appends: the writer thread ---- */
 
-static void append_one(struct redis_store *s, redisContext *c, struct sy_append *a)
+static void append_one(struct redis_store *s, redisContext *c, const char *sha, struct sy_append *a)
 {
     const char *names[MAX_ROUTES];
     size_t n = 0;
@@ -203,8 +203,8 @@ static void append_one(struct redis_store *s, redisContext *c, struct sy_append 
     snprintf(retention, sizeof(retention), "%llu", (unsigned long long)s->retention_s);
     snprintf(received, sizeof(received), "%lld", (long long)a->received_ms);
     int k = 0;
-    argv[k] = "EVAL", lens[k++] = 4;
-    argv[k] = append_lua, lens[k++] = sizeof(append_lua) - 1;
+    argv[k] = "EVALSHA", lens[k++] = 7;
+    argv[k] = sha, lens[k++] = strlen(sha);
     argv[k] = "0", lens[k++] = 1;
     argv[k] = s->prefix, lens[k++] = strlen(s->prefix);
     argv[k] = a->id, lens[k++] = a->id_len;
@@ -226,6 +226,7 @@ static void *writer_main(void *arg)
     struct redis_store *s = arg;
     pthread_setname_np(pthread_self(), "sy-store");
     redisContext *c = NULL;
+    char sha[64] = "";
     int64_t next_trim = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -258,12 +259,20 @@ static void *writer_main(void *arg)
             redisFree(c);
             c = NULL;
         }
-        if (c == NULL) {
-            c = connect_to(s);
+        if (c == NULL && (c = connect_to(s)) != NULL) {
+            /* the script is sent once per connection, then called by its SHA */
+            redisReply *r = redisCommand(c, "SCRIPT LOAD %s", append_lua);
+            if (r && r->type == REDIS_REPLY_STRING) {
+                snprintf(sha, sizeof(sha), "%s", r->str);
+            } else {
+                redisFree(c);
+                c = NULL;
+            }
+            freeReplyObject(r);
         }
         int status = c ? SY_OK : SY_EUNAVAIL;
         for (struct sy_append *a = batch; status == SY_OK && a != NULL; a = a->next) {
-            append_one(s, c, a);
+            append_one(s, c, sha, a);
         }
         for (struct sy_append *a = batch; a != NULL; a = a->next) {
             redisReply *r = NULL;
@@ -273,6 +282,10 @@ static void *writer_main(void *arg)
                 r->type == REDIS_REPLY_INTEGER) {
                 a->is_new = r->integer == 1;
             } else {
+                if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
+                    c != NULL) {
+                    c->err = REDIS_ERR_OTHER; /* script cache flushed: reconnect and load again */
+                }
                 a->status = SY_EUNAVAIL;
                 status = SY_EUNAVAIL; /* the connection is out of step: fail the rest */
             }
