@@ -228,6 +228,7 @@ static void *writer_main(void *arg)
     redisContext *c = NULL;
     char sha[64] = "";
     int64_t next_trim = 0;
+    int64_t retry_at = 0, backoff = 100; /* reconnect attempts while Redis is down (ms) */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->head == NULL && !s->closing) {
@@ -258,12 +259,18 @@ static void *writer_main(void *arg)
         if (c != NULL && c->err) {
             redisFree(c);
             c = NULL;
+            sha[0] = '\0';
         }
-        if (c == NULL && (c = connect_to(s)) != NULL) {
+        if (c == NULL && sy_wall_ms() >= retry_at && (c = connect_to(s)) == NULL) {
+            /* down: answer 503 at once until the next attempt, doubling up to 2 s */
+            retry_at = sy_wall_ms() + backoff;
+            backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+        } else if (c != NULL && sha[0] == '\0') {
             /* the script is sent once per connection, then called by its SHA */
             redisReply *r = redisCommand(c, "SCRIPT LOAD %s", append_lua);
             if (r && r->type == REDIS_REPLY_STRING) {
                 snprintf(sha, sizeof(sha), "%s", r->str);
+                backoff = 100;
             } else {
                 redisFree(c);
                 c = NULL;
