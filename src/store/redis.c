@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "metrics.h"
+#include "store/queue.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -94,8 +95,8 @@ struct redis_store {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct sy_append *head, *tail;
-    size_t depth, limit, max_batch;
+    struct sy_append_queue queue;
+    size_t max_batch;
     bool closing;
     bool healthy;
     sy_route_fn route;
@@ -231,28 +232,17 @@ static void *writer_main(void *arg)
     int64_t retry_at = 0, backoff = 100; /* reconnect attempts while Redis is down (ms) */
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && !s->closing) {
+        while (s->queue.head == NULL && !s->closing) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;
             pthread_cond_timedwait(&s->cv, &s->mu, &until);
         }
-        if (s->head == NULL) {
+        if (s->queue.head == NULL) {
             break;
         }
-        struct sy_append *batch = s->head, *last = s->head;
-        size_t n = 1;
-        while (last->next != NULL && n < s->max_batch) {
-            last = last->next;
-            n++;
-        }
-        s->head = last->next;
-        if (s->head == NULL) {
-            s->tail = NULL;
-        }
-        last->next = NULL;
-        s->depth -= n;
-        sy_metrics_set(&sy_metrics.queue_depth, s->depth);
+        size_t n = 0;
+        struct sy_append *batch = sy_append_queue_take(&s->queue, s->max_batch, &n);
         pthread_mutex_unlock(&s->mu);
 
         double t0 = sy_mono_s();
@@ -332,24 +322,11 @@ static void *writer_main(void *arg)
 static int redis_submit(struct sy_store *st, struct sy_append *a)
 {
     struct redis_store *s = (struct redis_store *)st;
-    int rc = SY_OK;
+    bool was_empty = false;
     pthread_mutex_lock(&s->mu);
-    if (s->closing) {
-        rc = SY_EUNAVAIL;
-    } else if (s->depth >= s->limit) {
-        rc = SY_EFULL;
-    } else {
-        a->next = NULL;
-        if (s->tail) {
-            s->tail->next = a;
-        } else {
-            s->head = a;
-        }
-        s->tail = a;
-        s->depth++;
-        if (s->depth == 1) {
-            pthread_cond_signal(&s->cv);
-        }
+    int rc = s->closing ? SY_EUNAVAIL : sy_append_queue_push(&s->queue, a, &was_empty);
+    if (rc == SY_OK && was_empty) {
+        pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -724,7 +701,7 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_key_create(&s->conn_key, conn_free);
-    s->limit = cfg->store.queue;
+    s->queue.limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->retention_s = cfg->dedupe_retention_ms / 1000;
     s->visibility_ms = cfg->store.visibility_ms;

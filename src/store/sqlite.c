@@ -10,6 +10,7 @@
 
 #include "metrics.h"
 #include "store/inspect.h"
+#include "store/queue.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -48,9 +49,7 @@ struct sqlite_store {
     pthread_cond_t cv;       /* wakes the writer */
     pthread_cond_t done_cv;  /* synchronous ops finished */
     pthread_cond_t ready_cv; /* a job became runnable */
-    struct sy_append *head, *tail;
-    size_t depth;
-    size_t limit;
+    struct sy_append_queue queue;
     size_t max_batch;
     struct op *ops, *ops_tail;
     bool closing;
@@ -741,7 +740,7 @@ static void *writer_main(void *arg)
     double next_purge = sy_mono_s(), next_poll = sy_mono_s();
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && s->ops == NULL && !s->closing) {
+        while (s->queue.head == NULL && s->ops == NULL && !s->closing) {
             int64_t until_retry = release_due(s);
             double now = sy_mono_s();
             if (now >= next_purge || now >= next_poll ||
@@ -770,25 +769,11 @@ static void *writer_main(void *arg)
             until.tv_nsec %= 1000000000L;
             pthread_cond_timedwait(&s->cv, &s->mu, &until);
         }
-        if (s->head == NULL && s->ops == NULL) {
+        if (s->queue.head == NULL && s->ops == NULL) {
             break; /* closing and drained */
         }
-        struct sy_append *batch = s->head, *last = s->head;
         size_t n = 0;
-        if (batch != NULL) {
-            n = 1;
-            while (last->next != NULL && n < s->max_batch) {
-                last = last->next;
-                n++;
-            }
-            s->head = last->next;
-            if (s->head == NULL) {
-                s->tail = NULL;
-            }
-            last->next = NULL;
-            s->depth -= n;
-            sy_metrics_set(&sy_metrics.queue_depth, s->depth);
-        }
+        struct sy_append *batch = sy_append_queue_take(&s->queue, s->max_batch, &n);
         struct op *ops = s->ops, *op_last = s->ops;
         size_t n_ops = 0;
         if (ops != NULL) {
@@ -847,25 +832,11 @@ static void *writer_main(void *arg)
 static int sqlite_submit(struct sy_store *st, struct sy_append *a)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
-    int rc = SY_OK;
+    bool was_empty = false;
     pthread_mutex_lock(&s->mu);
-    if (s->closing) {
-        rc = SY_EUNAVAIL;
-    } else if (s->depth >= s->limit) {
-        rc = SY_EFULL;
-    } else {
-        a->next = NULL;
-        if (s->tail) {
-            s->tail->next = a;
-        } else {
-            s->head = a;
-        }
-        s->tail = a;
-        s->depth++;
-        sy_metrics_set(&sy_metrics.queue_depth, s->depth);
-        if (s->depth == 1) {
-            pthread_cond_signal(&s->cv);
-        }
+    int rc = s->closing ? SY_EUNAVAIL : sy_append_queue_push(&s->queue, a, &was_empty);
+    if (rc == SY_OK && was_empty) {
+        pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -1254,7 +1225,7 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         return NULL;
     }
     s->base.ops = &sqlite_ops;
-    s->limit = cfg->store.queue;
+    s->queue.limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->healthy = true;
     s->retention_ms = cfg->dedupe_retention_ms;
