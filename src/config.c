@@ -1130,6 +1130,49 @@ static int lua_file(lua_State *L)
     return 1;
 }
 
+/* A config file is a program; bound it so a mistake fails instead of hanging or eating memory. */
+#define CONFIG_MEMORY (64u << 20)
+#define CONFIG_HOOK_EVERY 100000
+#define CONFIG_MAX_HOOKS 1000 /* 10^8 instructions */
+
+struct config_alloc {
+    size_t used;
+    int hooks;
+};
+
+static void *config_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct config_alloc *a = ud;
+    if (ptr == NULL) {
+        osize = 0;
+    }
+    if (nsize == 0) {
+        free(ptr);
+        a->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && a->used + (nsize - osize) > CONFIG_MEMORY) {
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p != NULL) {
+        a->used = a->used - osize + nsize;
+    }
+    return p;
+}
+
+static void config_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    void *ud = NULL;
+    lua_getallocf(L, &ud);
+    struct config_alloc *a = ud;
+    if (++a->hooks > CONFIG_MAX_HOOKS) {
+        lua_sethook(L, config_hook, LUA_MASKCOUNT, 1);
+        luaL_error(L, "the config file runs too long (an endless loop?)");
+    }
+}
+
 /* __newindex on _G: remember the line where each top-level key was set. */
 static int record_global(lua_State *L)
 {
@@ -1188,11 +1231,13 @@ int sy_config_load(struct sy_config *cfg, const char *path, struct sy_error *err
     if (w.source == NULL) {
         return sy_error_set(err, path, 0, "cannot read config: %s", strerror(errno));
     }
-    lua_State *L = luaL_newstate();
+    struct config_alloc alloc = {0};
+    lua_State *L = lua_newstate(config_alloc, &alloc);
     if (L == NULL) {
         free(w.source);
         return SY_ENOMEM;
     }
+    lua_sethook(L, config_hook, LUA_MASKCOUNT, CONFIG_HOOK_EVERY);
     w.L = L;
     luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
     luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);

@@ -1,0 +1,2 @@
+-- expect: 2: 'store' must be "sqlite:PATH" or "redis://HOST:PORT/DB", got "mysql://x"
+store = "mysql://x"

@@ -1,0 +1,2 @@
+-- expect: 2: 'http.threads' must be between 1 and 256, got 0
+http = { threads = 0 }

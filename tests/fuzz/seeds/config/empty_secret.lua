@@ -1,0 +1,2 @@
+-- expect: 2: 'webhook.secrets' contains an empty secret
+webhook = { secrets = { "" } }

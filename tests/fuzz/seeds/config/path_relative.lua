@@ -1,0 +1,2 @@
+-- expect: 2: 'webhook.path' must start with '/'
+webhook = { path = "hooks" }

@@ -1,0 +1,4 @@
+-- expect: 3: syntax
+webhook = {
+  path = "/x" "y",
+}

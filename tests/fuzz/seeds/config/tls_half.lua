@@ -1,0 +1,2 @@
+-- expect: 2: 'http.tls' needs both 'cert' and 'key'
+http = { tls = { cert = "c.pem" } }

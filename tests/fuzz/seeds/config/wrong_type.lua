@@ -1,0 +1,5 @@
+-- expect: 4: 'webhook.max_body' must be a number or a string like "1MiB", got string "lots"
+webhook = {
+  secrets = { "s" },
+  max_body = "lots",
+}
