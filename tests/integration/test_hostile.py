@@ -1,0 +1,188 @@
+"""Hostile input: over a hundred bad deliveries, slow and vanishing clients. Each gets its
+documented answer, nothing bad is stored, and the server keeps serving valid traffic."""
+import json
+import socket
+import threading
+import time
+import unittest
+
+from harness import ServerTest, event, http_request, raw_exchange, sign, signed_headers
+
+
+def cases():
+    """(name, raw HTTP request bytes, expected status, expected error code or None)."""
+    now = int(time.time())
+    good = event("evt_hostile_template")
+    out = []
+
+    def req(name, body, headers, status, code, method="POST", path="/webhooks/unizo"):
+        out.append((name, http_request(method, path, body, headers), status, code))
+
+    def signed(body, ts=None, **extra):
+        h = signed_headers(body, ts=ts)
+        h.update(extra)
+        return h
+
+    # timestamps of every wrong shape
+    for ts in ["", " ", "abc", "1e9", "0x10", "-1", "-99999999999", "99999999999999999999999", "1.5",
+               str(now - 301), str(now + 301), str(now * 1000), "+%d" % now, "%d " % now, "\u0661\u0662"]:
+        body = event()
+        h = signed(body, ts=now)
+        h["x-unizo-timestamp"] = ts
+        expected = "missing_timestamp" if ts.strip() == "" else "stale_timestamp"
+        req("timestamp %r" % ts, body, h, 401, expected)
+    # signatures of every wrong shape
+    body = event()
+    ts, sig = sign(body, now)
+    hexsig = sig[3:]
+    for bad in ["", "v1=", "v1", "=", "v1=" + hexsig[:-1], "v1=" + hexsig + "00", "v1=" + "g" * 64,
+                "v0=" + hexsig, "sha1=" + hexsig, hexsig[:32], "v1=" + hexsig.replace(hexsig[0], "x", 1),
+                ",,,", " " * 50, "v1=" + "0" * 64, ("v1=" + "0" * 64 + ",") * 30, "v1=" + hexsig + "x",
+                "V1:" + hexsig, "\t", "v1=" + hexsig[::-1], sign(body, now, secret="wrong")[1]]:
+        h = {"content-type": "application/json", "x-unizo-timestamp": ts, "x-unizo-signature": bad}
+        req("signature %r" % bad[:20], body, h, 401, "invalid_signature")
+    h = {"content-type": "application/json", "x-unizo-timestamp": ts}
+    req("no signature", body, h, 401, "missing_signature")
+    req("no headers at all", body, {}, 401, "missing_timestamp")
+    # duplicated headers
+    dup = http_request("POST", "/webhooks/unizo", body, signed(body))
+    dup = dup.replace(b"x-unizo-timestamp:", b"x-unizo-timestamp: %d\r\nx-unizo-timestamp:" % now, 1)
+    out.append(("duplicated timestamp header", dup, 401, "stale_timestamp"))
+    # bodies: invalid UTF-8, NUL bytes, nesting, huge numbers, wrong envelopes
+    bodies = [
+        (b'{"id":"\xff\xfe","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_json"),
+        (b'{"id":"a\x00b","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{}}\x00', "invalid_json"),
+        (b'{"id":"a\\u0000b","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{"n":' + b"9" * 400 + b"}}", "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{"n":1e999}}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{"n":-1e999}}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{"n":01}}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{"s":"\\ud800"}}', "invalid_json"),
+        (b'\xef\xbb\xbf{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_json"),
+        (b"null", "invalid_json"), (b"42", "invalid_json"), (b'"str"', "invalid_json"), (b"[]", "invalid_event"),
+        (b"{}", "invalid_event"), (b"{", "invalid_json"), (b"}", "invalid_json"), (b" ", "invalid_json"),
+        (b'{"id":1,"type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"a/b","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"a","integration":[],"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"a","integration":{"id":1,"type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":"d"}', "invalid_event"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"}}', "invalid_event"),
+        (b'{"id":"' + b"x" * 300 + b'","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"id":"x","type":"' + b"a" * 300 + b'","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
+        (b'{"a":}', "invalid_json"), (b"[1,]", "invalid_json"), (b"{'id':1}", "invalid_json"),
+        (b'{"id":"x",}', "invalid_json"), (b"tru", "invalid_json"), (b'{"id":"x" "type":"a"}', "invalid_json"),
+        (b'{"a":' * 3000 + b"1" + b"}" * 3000, "invalid_json"), (b'{"id":"\x01"}', "invalid_json"),
+        (b'{"id":"","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_json"),
+        (b'{"id":"unterminated', "invalid_json"), (b'{"id":"\udc00"}', "invalid_json"),
+        (b'{"id":"\xc0\x80"}', "invalid_json"), (b'{"id":"\xed\xa0\x80"}', "invalid_json"),
+        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{}} {}', "invalid_json"),
+    ]
+    for b, code in bodies:
+        req("body %r" % b[:30], b, signed(b), 400, code)
+    # content types
+    for ct in ["text/plain", "application/xml", "multipart/form-data; boundary=x", "application/jsonx",
+               "json", "", "application/x-www-form-urlencoded", "text/json"]:
+        b = event()
+        h = signed(b)
+        h["content-type"] = ct
+        req("content-type %r" % ct, b, h, 415, "unsupported_media_type")
+    b = event()
+    h = signed(b)
+    del h["content-type"]
+    req("no content-type", b, h, 415, "unsupported_media_type")
+    # size
+    big = b'{"id":"big","type":"a","integration":{"id":"i","type":"t"},"data":{"p":"' + b"x" * (70 * 1024) + b'"}}'
+    req("body over the cap", big, signed(big), 413, "too_large")
+    # methods and paths
+    for m in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"]:
+        req("method %s" % m, good, signed(good), 405, "method_not_allowed", method=m)
+    for p in ["/", "/webhooks", "/webhooks/unizo/", "/webhooks/unizo/x", "/webhooks/UNIZO", "/admin/events",
+              "/webhooks/unizo/../unizo2", "/%00", "/" + "a" * 2000]:
+        req("path %r" % p[:30], good, signed(good), 404, "not_found", path=p)
+    return out
+
+
+class Hostile(ServerTest):
+    server_args = {"config_extra": 'http = { threads = 2, request_timeout = "2s" }'}
+
+    def test_every_bad_delivery_gets_its_answer_and_the_server_stays_up(self):
+        all_cases = cases()
+        self.assertGreaterEqual(len(all_cases), 100)
+        failures = []
+        for name, raw, status, code in all_cases:
+            got = raw_exchange(self.srv.port, raw)
+            if not got:
+                failures.append((name, "no answer"))
+                continue
+            st, headers, body = got[0]
+            if st != status:
+                failures.append((name, "status %d, wanted %d: %r" % (st, status, body[:120])))
+            elif code is not None:
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    failures.append((name, "not JSON: %r" % body[:80]))
+                    continue
+                if doc.get("error") != code or not doc.get("detail"):
+                    failures.append((name, "got %r, wanted %s" % (doc, code)))
+        self.assertEqual(failures, [])
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])  # nothing bad stored
+        status, data, _ = self.srv.post(event("evt_after_hostile"))
+        self.assertEqual((status, data["status"]), (200, "accepted"))
+
+    def test_oversized_headers_are_refused_and_extra_headers_never_stored(self):
+        # over h2o's header limit (about 408 KB in all): refused before any check
+        b = event()
+        h = signed_headers(b)
+        h["x-padding"] = "y" * 600000
+        got = raw_exchange(self.srv.port, http_request("POST", "/webhooks/unizo", b, h))
+        self.assertTrue(not got or got[0][0] == 400, got[:1])
+        # under it, a signed event is taken, but only the documented headers are kept
+        b = event("evt_padded")
+        h = signed_headers(b)
+        h["x-padding"] = "y" * 200000
+        got = raw_exchange(self.srv.port, http_request("POST", "/webhooks/unizo", b, h))
+        self.assertEqual(got[0][0], 200)
+        kept = json.loads(self.srv.rows("SELECT headers FROM events WHERE id = 'evt_padded'")[0][0])
+        self.assertNotIn("x-padding", kept)
+        self.assertEqual(self.srv.post(event())[0], 200)
+
+    def test_slow_and_vanishing_clients_do_not_block_others(self):
+        # a client sending a byte per second, and clients that vanish mid-body
+        slow = socket.create_connection(("127.0.0.1", self.srv.port))
+        raw = http_request("POST", "/webhooks/unizo", event(), signed_headers(event()))
+
+        def trickle():
+            try:
+                for i in range(8):
+                    slow.send(raw[i:i + 1])
+                    time.sleep(1)
+            except OSError:
+                pass  # the server hung up on it: that is the point
+        t = threading.Thread(target=trickle)
+        t.start()
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", self.srv.port))
+            s.sendall(raw[:len(raw) // 2])  # headers and half a body, then gone
+            s.close()
+        t0 = time.time()
+        for i in range(20):
+            self.assertEqual(self.srv.post(event("evt_meanwhile_%d" % i))[0], 200)
+        self.assertLess(time.time() - t0, 5)
+        t.join()
+        # the slow client was cut off by request_timeout (2 s), not served
+        slow.settimeout(5)
+        try:
+            rest = slow.recv(1000)
+        except OSError:
+            rest = b""
+        slow.close()
+        self.assertNotIn(b"accepted", rest)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
