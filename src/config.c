@@ -46,6 +46,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->http.threads = cores > 0 ? (int)cores : 1;
     cfg->http.idle_timeout_ms = 60000;
     cfg->http.request_timeout_ms = 10000;
+    cfg->http.max_connections = 10000;
     cfg->admin.listen = strdup("127.0.0.1:9091");
     cfg->webhook.path = strdup("/webhooks/unizo");
     cfg->webhook.tolerance_s = 300;
@@ -510,7 +511,7 @@ static int check_listen_addr(struct walker *w, const char *path, const char *add
 static int walk_http(struct walker *w, struct sy_config *cfg)
 {
     static const char *const keys[] = {"threads",      "http2",           "tls",
-                                       "idle_timeout", "request_timeout", NULL};
+                                       "idle_timeout", "request_timeout", "max_connections", NULL};
     int rc = check_keys(w, "http", keys);
     if (rc != SY_OK) {
         return rc;
@@ -522,6 +523,10 @@ static int walk_http(struct walker *w, struct sy_config *cfg)
     }
     if (field(w->L, "http2")) {
         TRY(read_bool(w, "http.http2", &cfg->http.http2));
+    }
+    if (field(w->L, "max_connections")) {
+        TRY(read_int(w, "http.max_connections", 1, 1000000, &n));
+        cfg->http.max_connections = (int)n;
     }
     if (field(w->L, "idle_timeout")) {
         TRY(read_unit(w, "http.idle_timeout", sy_parse_duration_ms, 1000, "60s",

@@ -30,6 +30,7 @@ struct sy_config {
         char *tls_key;
         uint64_t idle_timeout_ms;
         uint64_t request_timeout_ms; /* time to receive a whole request */
+        int max_connections;         /* open webhook connections at most; more are closed at once */
     } http;
 
     struct {

@@ -198,6 +198,12 @@ void sy_metrics_render(struct sy_buf *out)
                   "switchyard_store_queue_depth %llu\n",
                   (unsigned long long)load(&sy_metrics.queue_depth));
     sy_buf_printf(out,
+                  "# HELP switchyard_connections_refused_total Connections closed over "
+                  "http.max_connections.\n"
+                  "# TYPE switchyard_connections_refused_total counter\n"
+                  "switchyard_connections_refused_total %llu\n",
+                  (unsigned long long)load(&sy_metrics.conns_refused));
+    sy_buf_printf(out,
                   "# HELP switchyard_store_errors_total Failed store transactions.\n"
                   "# TYPE switchyard_store_errors_total counter\n"
                   "switchyard_store_errors_total %llu\n",

@@ -53,6 +53,7 @@ struct sy_metrics {
     struct sy_histogram batch_size;     /* events per commit */
     uint64_t queue_depth;               /* events waiting for the writer (gauge) */
     uint64_t store_errors;
+    uint64_t conns_refused; /* connections closed at once: over http.max_connections */
     uint64_t jobs_queued;              /* jobs runnable, running or waiting to retry (gauge) */
     uint64_t jobs_dead;                /* jobs waiting for a replay (gauge) */
     struct sy_histogram job_seconds;   /* one attempt of one handler */

@@ -47,6 +47,7 @@ struct sy_server {
     size_t n_loops;
     struct sy_loop admin;
     uint64_t inflight;       /* requests waiting for the store (atomic) */
+    int open_conns; /* webhook connections open now (atomic) */
     pthread_mutex_t init_mu; /* guards n_ready while the loops set themselves up */
     pthread_cond_t init_cv;
     size_t n_ready;

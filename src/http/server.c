@@ -16,6 +16,7 @@
 
 #include "http/internal.h"
 #include "http/server.h"
+#include "metrics.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -113,17 +114,36 @@ static void bound_name(int fd, char *out, size_t len)
     snprintf(out, len, "[%s]:%u", host, port);
 }
 
+static void on_conn_close(void *data)
+{
+    struct sy_server *srv = data;
+    __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL) {
         return;
     }
     struct sy_loop *lp = listener->data;
+    struct sy_server *srv = lp->srv;
     /* several at once: under load one wakeup often finds a backlog */
     for (int i = 0; i < 16; i++) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL) {
             return;
+        }
+        if (lp->webhook) {
+            /* over the limit: close at once, so a flood cannot exhaust memory or descriptors */
+            if (__atomic_fetch_add(&srv->open_conns, 1, __ATOMIC_RELAXED) >=
+                srv->cfg->http.max_connections) {
+                __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
+                sy_metrics_add(&sy_metrics.conns_refused, 1);
+                h2o_socket_close(sock);
+                continue;
+            }
+            sock->on_close.cb = on_conn_close;
+            sock->on_close.data = srv;
         }
         h2o_accept(&lp->accept_ctx, sock);
     }

@@ -1,6 +1,7 @@
 """Hostile input: over a hundred bad deliveries, slow and vanishing clients. Each gets its
 documented answer, nothing bad is stored, and the server keeps serving valid traffic."""
 import json
+import sys
 import socket
 import threading
 import time
@@ -182,6 +183,44 @@ class Hostile(ServerTest):
             rest = b""
         slow.close()
         self.assertNotIn(b"accepted", rest)
+
+
+class Flood(ServerTest):
+    server_args = {"config_extra": 'http = { threads = 2, max_connections = 5 }'}
+
+    def test_connections_beyond_max_connections_are_closed_and_the_server_stays_up(self):
+        held = []
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", self.srv.port))
+            held.append(s)
+        time.sleep(0.3)
+        refused = 0
+        extra = []
+        for i in range(50):
+            s = socket.create_connection(("127.0.0.1", self.srv.port))
+            s.settimeout(3)
+            try:
+                if s.recv(1) == b"":
+                    refused += 1       # closed by the server at once
+            except (socket.timeout, ConnectionResetError):
+                refused += isinstance(sys.exc_info()[1], ConnectionResetError)
+            extra.append(s)
+        self.assertEqual(refused, 50)
+        self.assertEqual(self.srv.metric("switchyard_connections_refused_total"), 50)
+        # the held connections still work, and once they go, new ones are served
+        body = event("evt_held")
+        got = raw_exchange_on(held[0], http_request("POST", "/webhooks/unizo", body, signed_headers(body)))
+        self.assertEqual(got, 200)
+        for s in held + extra:
+            s.close()
+        time.sleep(0.3)
+        self.assertEqual(self.srv.post(event("evt_after_flood"))[0], 200)
+
+
+def raw_exchange_on(sock, payload):
+    sock.sendall(payload)
+    line = sock.makefile("rb").readline()
+    return int(line.split()[1])
 
 
 if __name__ == "__main__":
