@@ -251,6 +251,8 @@ static int p_capture_logs(lua_State *L)
     return 0;
 }
 
+static void push_file(lua_State *L, struct tctx *t, const char *rel, const char *what);
+
 /* load_fixture(path_or_table) -> { headers = {...}, body = raw string } */
 static int p_load_fixture(lua_State *L)
 {
@@ -279,62 +281,41 @@ static int p_load_fixture(lua_State *L)
         free(s);
         return 1;
     }
-    const char *rel = luaL_checkstring(L, 1);
-    char path[4096];
-    snprintf(path, sizeof(path), "%s%s%s", rel[0] == '/' ? "" : t->test_dir,
-             rel[0] == '/' ? "" : "/", rel);
+    push_file(L, t, luaL_checkstring(L, 1), "fire");
     size_t len = 0;
-    FILE *f = fopen(path, "rb");
-    struct sy_buf b;
-    sy_buf_init(&b, 64u << 20);
-    if (f != NULL) {
-        char chunk[8192];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-            sy_buf_append(&b, chunk, n);
-        }
-        fclose(f);
-    }
-    if (f == NULL || b.failed) {
-        sy_buf_dispose(&b);
-        return luaL_error(L, "fire: cannot read fixture %s", path);
-    }
-    len = b.len;
+    const char *text = lua_tolstring(L, 2, &len);
     char err[200];
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 2); /* 3: the delivery */
     /* a recorded delivery is {"headers": {...}, "body": "<raw body>"}; else the file is the body */
-    if (sy_lua_decode_json(L, b.data, len, true, err, sizeof(err)) && lua_istable(L, -1)) {
+    if (sy_lua_decode_json(L, text, len, true, err, sizeof(err)) && lua_istable(L, -1)) {
         lua_getfield(L, -1, "headers");
         lua_getfield(L, -2, "body");
         if (lua_istable(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
-            lua_setfield(L, -4, "body");
-            lua_setfield(L, -3, "headers");
-            lua_pop(L, 1);
-            sy_buf_dispose(&b);
+            lua_setfield(L, 3, "body");
+            lua_setfield(L, 3, "headers");
+            lua_settop(L, 3);
             return 1;
         }
-        lua_pop(L, 2);
     }
-    lua_settop(L, 2);
+    lua_settop(L, 3);
     lua_newtable(L);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, b.data ? b.data : "", len);
-    lua_setfield(L, -2, "body");
-    sy_buf_dispose(&b);
+    lua_setfield(L, 3, "headers");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 3, "body");
     return 1;
 }
 
 /* read_file(path relative to the test file) -> its text */
-static int p_read_file(lua_State *L)
+/* Push the text of 'rel' (relative to the test file's folder), or raise an error naming it. */
+static void push_file(lua_State *L, struct tctx *t, const char *rel, const char *what)
 {
-    struct tctx *t = ctx_of(L);
-    const char *rel = luaL_checkstring(L, 1);
     char path[4096];
     snprintf(path, sizeof(path), "%s%s%s", rel[0] == '/' ? "" : t->test_dir,
              rel[0] == '/' ? "" : "/", rel);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        return luaL_error(L, "cannot read %s", path);
+        luaL_error(L, "%s: cannot read %s", what, path);
+        return;
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -345,6 +326,12 @@ static int p_read_file(lua_State *L)
     }
     fclose(f);
     luaL_pushresult(&b);
+}
+
+/* read_file(path relative to the test file) -> its text */
+static int p_read_file(lua_State *L)
+{
+    push_file(L, ctx_of(L), luaL_checkstring(L, 1), "read_file");
     return 1;
 }
 

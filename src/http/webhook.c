@@ -35,14 +35,13 @@ struct guard {
     struct sy_pending *p;
 };
 
-static void finish(h2o_req_t *req, enum sy_result r, int status, const char *id, size_t idlen,
-                   double t0, const char *peer)
+static void finish(enum sy_result r, int status, const char *id, size_t idlen, double t0,
+                   const char *peer)
 {
     sy_metrics_add(&sy_metrics.requests[r], 1);
     if (sy_log_enabled(SY_LOG_INFO)) {
         sy_log_request(sy_result_name(r), status, id, idlen, (sy_mono_s() - t0) * 1000.0, peer);
     }
-    (void)req;
 }
 
 static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result r,
@@ -52,7 +51,7 @@ static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     }
     sy_http_send_error(req, status, reason, sy_result_name(r), detail);
-    finish(req, r, status, NULL, 0, t0, peer);
+    finish(r, status, NULL, 0, t0, peer);
     return 0;
 }
 
@@ -108,13 +107,12 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                                        a->id_len, a->headers, a->headers_len, a->body, a->body_len);
                 }
                 send_status(req, a->is_new ? "accepted" : "duplicate", a->id, a->id_len);
-                finish(req, a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 200, a->id, a->id_len,
-                       p->t0, p->peer);
+                finish(a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 200, a->id, a->id_len, p->t0,
+                       p->peer);
             }
         } else if (a->status == SY_OK) {
             /* stored all the same; the sender will retry and get "duplicate" */
-            finish(NULL, a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 0, a->id, a->id_len, p->t0,
-                   p->peer);
+            finish(a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 0, a->id, a->id_len, p->t0, p->peer);
         }
         free(p);
         __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);

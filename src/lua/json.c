@@ -20,53 +20,6 @@ int sy_lua_is_null(lua_State *L, int idx)
     return lua_touserdata(L, idx) == &null_key;
 }
 
-void sy_lua_push_json(lua_State *L, const json_t *v)
-{
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        lua_createtable(L, 0, (int)json_object_size(v));
-        const char *k;
-        json_t *item;
-        json_object_foreach((json_t *)v, k, item)
-        {
-            lua_pushstring(L, k);
-            sy_lua_push_json(L, item);
-            lua_rawset(L, -3);
-        }
-        luaL_setmetatable(L, OBJECT_MT);
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(v);
-        lua_createtable(L, (int)n, 0);
-        for (size_t i = 0; i < n; i++) {
-            sy_lua_push_json(L, json_array_get(v, i));
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        luaL_setmetatable(L, ARRAY_MT);
-        break;
-    }
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        lua_pushnumber(L, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        lua_pushboolean(L, 1);
-        break;
-    case JSON_FALSE:
-        lua_pushboolean(L, 0);
-        break;
-    default:
-        lua_pushlightuserdata(L, &null_key);
-    }
-}
-
 static bool has_mt(lua_State *L, int idx, const char *name)
 {
     if (!lua_getmetatable(L, idx)) {

@@ -14,9 +14,6 @@
  * All functions run on the thread that owns L.
  */
 
-/* Push 'v' (borrowed) onto L. Raises a Lua error only on memory exhaustion. */
-void sy_lua_push_json(lua_State *L, const json_t *v);
-
 /*
  * Convert the value at 'idx'. Returns a new reference, or NULL with a
  * message in 'err' (cycles, nesting over 512, functions, NaN, non-UTF-8
