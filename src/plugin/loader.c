@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "plugin/plugins.h"
 
@@ -42,6 +43,13 @@ static int load_one(const char *file, const char *config_json, struct sy_loaded_
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
         return refuse(err, file, "refusing to load plugin: the file is writable by %s (chmod go-w)",
                       (st.st_mode & S_IWOTH) ? "everyone" : "its group");
+    }
+    /* as sshd treats authorized_keys: code we run must belong to us or to root */
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        return refuse(err, file,
+                      "refusing to load plugin: the file is owned by uid %u, not by root or the "
+                      "user switchyard runs as (uid %u)",
+                      (unsigned)st.st_uid, (unsigned)geteuid());
     }
     p->dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {

@@ -3,6 +3,7 @@
 Every server gets its own temporary folder, config file and SQLite store,
 and ports chosen by the kernel (read back from the "listening" log lines).
 """
+import atexit
 import hashlib
 import hmac
 import http.client
@@ -24,10 +25,27 @@ EVENTS = os.path.join(os.path.dirname(__file__), "../../examples/events")
 SECRET = "itest-secret-9f2c"
 OLD_SECRET = "itest-old-secret-41aa"
 
+# With SY_TEST_LOG_DIR set (CTest sets it), every server log of the run is kept there, with
+# every secret, key, token and signature the tests used; tests/scan_logs.py then greps the
+# lot for them once the whole suite has run.
+LOG_DIR = os.environ.get("SY_TEST_LOG_DIR")
+SENSITIVE = {SECRET, OLD_SECRET}
+_log_seq = [0]
+
+
+def _write_sensitive():
+    if LOG_DIR and os.path.isdir(LOG_DIR):
+        with open(os.path.join(LOG_DIR, "sensitive-%d.txt" % os.getpid()), "w") as f:
+            f.write("".join(v + "\n" for v in sorted(SENSITIVE)))
+
+
+atexit.register(_write_sensitive)
+
 
 def sign(body: bytes, ts=None, secret=SECRET, form="v1=%s"):
     ts = str(int(time.time())) if ts is None else str(ts)
     mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    SENSITIVE.add(mac)
     return ts, form % mac
 
 
@@ -65,6 +83,9 @@ store = "sqlite:store.db"
 {config_extra}
 """)
         self.env = dict(os.environ, **(env or {}))
+        SENSITIVE.update(secrets)
+        SENSITIVE.update(v for k, v in self.env.items()
+                         if k.startswith("SY_") and re.search(r"KEY|TOKEN|SECRET", k) and len(v) >= 6)
         self.proc = None
         self.lines = []
         self.port = self.admin_port = None
@@ -148,6 +169,11 @@ store = "sqlite:store.db"
             rc = self.proc.wait()
         self._reader.join(5)
         self.proc.stderr.close()
+        if LOG_DIR and os.path.isdir(LOG_DIR):
+            _log_seq[0] += 1
+            name = "%s-%d-%d.log" % (os.path.basename(sys.argv[0]).removesuffix(".py"), os.getpid(), _log_seq[0])
+            with open(os.path.join(LOG_DIR, name), "w") as f:
+                f.write(self.log())
         self.proc = None
         self.port = self.admin_port = None
         return rc

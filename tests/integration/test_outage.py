@@ -1,7 +1,11 @@
 """A Unizo outage in phases: down, then 500s, then a 429 storm with Retry-After, then answers
 slower than the timeout. Nothing is lost, rules that do not call Unizo keep flowing, every call
-of an event carries one Idempotency-Key, and what went dead is replayed to completion."""
+of an event carries one Idempotency-Key, and what went dead is replayed to completion.
+
+Each phase lasts SY_OUTAGE_PHASE_S seconds (2 in the suite; scripts/outage runs 60), with a
+burst of 5 events every few seconds throughout it."""
 import collections
+import os
 import time
 import unittest
 
@@ -29,36 +33,42 @@ class Outage(unittest.TestCase):
         mock = Mock()
         port = mock.port
         extra = f"""
-unizo = {{ base_url = "{mock.url}", api_key = env("SY_K"), timeout = "1s", connect_timeout = "500ms",
+unizo = {{ base_url = "{mock.url}", api_key = env("SY_UNIZO_KEY"), timeout = "1s", connect_timeout = "500ms",
           retry = {{ attempts = 2, base = "100ms", cap = "500ms" }},
           integrations = {{ jira = {{ organization = "o", collection = "C" }} }} }}
 retry = {{ schedule = {{ "1s", "1s", "1s" }}, jitter = 0 }}
 workers = 4
 """
-        srv = Server(rules={"r.lua": RULES}, config_extra=extra, env={"SY_K": "outage-key"}).start()
+        srv = Server(rules={"r.lua": RULES}, config_extra=extra, env={"SY_UNIZO_KEY": "outage-key"}).start()
         ids = []
+        phase_s = float(os.environ.get("SY_OUTAGE_PHASE_S", "2"))
 
-        def burst(tag, n=5):
-            for i in range(n):
-                eid = "evt_%s_%d" % (tag, i)
-                status, data, _ = srv.post(event(eid))
-                self.assertEqual(status, 200)
-                ids.append(eid)
+        def phase(tag):
+            """Bursts of 5 events for the whole phase; the local rule must keep up with each."""
+            start, k = time.time(), 0
+            while True:
+                for i in range(5):
+                    eid = "evt_%s_%d_%d" % (tag, k, i)
+                    status, data, _ = srv.post(event(eid))
+                    self.assertEqual(status, 200)
+                    ids.append(eid)
+                srv.wait_for(lambda: srv.count("LOCAL %s\n" % eid) + srv.count("LOCAL %s " % eid) == 1,
+                             what="local rules flow during the %s phase" % tag)
+                k += 1
+                if time.time() - start >= phase_s:
+                    return
+                time.sleep(min(10.0, phase_s / 3))
 
         mock.stop()                                   # phase 1: down
-        burst("down")
-        srv.wait_for(lambda: srv.count("LOCAL evt_down_4") == 1, what="local rules flow while down")
+        phase("down")
         mock = Mock(port)                              # phase 2: 500s
         mock.script([{"method": "POST", "path": "/tickets$", "status": 500, "times": 0}])
-        burst("e500")
-        time.sleep(2)
+        phase("e500")
         mock.script([{"method": "POST", "path": "/tickets$", "status": 429, "times": 0,
                       "headers": {"Retry-After": "1"}}])   # phase 3: 429 storm
-        burst("e429")
-        time.sleep(2)
+        phase("e429")
         mock.script([{"method": "POST", "path": "/tickets$", "delay": 2, "times": 0}])  # phase 4: slow
-        burst("slow")
-        time.sleep(2)
+        phase("slow")
         mock.script([])                               # recovered
         srv.wait_for(lambda: srv.rows("SELECT count(*) FROM jobs WHERE state IN ('pending','retrying')")[0][0] == 0,
                      timeout=60, what="every job done or dead")
@@ -77,8 +87,8 @@ workers = 4
             keys[body_id].add(r["headers"]["idempotency-key"])
         for eid in ids:
             self.assertEqual(keys[eid], {"%s/ticket/1" % eid}, eid)
-        print("\noutage: %d events, %d jobs went dead and were replayed, %d ticket requests in all"
-              % (len(ids), dead, len(mock.requests("/tickets"))))
+        print("\noutage (%gs phases): %d events, %d jobs went dead and were replayed, %d ticket requests in all"
+              % (phase_s, len(ids), dead, len(mock.requests("/tickets"))))
         self.assertEqual(srv.stop(), 0)
         mock.stop()
         self.assertNotIn("outage-key", srv.log())

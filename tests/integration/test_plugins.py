@@ -54,6 +54,18 @@ class Refusals(unittest.TestCase):
         self.assertIn("plugin good 1.0", out)
         self.assertIn("1 plugin", out)
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give a file away")
+    def test_a_file_owned_by_another_user_is_refused(self):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "good.so")
+        shutil.copy(plugin("good"), path)
+        os.chmod(path, 0o644)
+        os.chown(path, 65534, 65534)
+        self.refused(path, "owned by uid 65534, not by root or the user switchyard runs as")
+        os.chown(path, 0, 0)
+        rc, out, err = check_with('{ path = "%s", config = { integration = "x" } }' % path)
+        self.assertEqual(rc, 0, err)
+
     def test_a_plugin_cannot_take_a_rules_name(self):
         d = tempfile.mkdtemp()
         with open(os.path.join(d, "r.lua"), "w") as f:
@@ -75,11 +87,11 @@ class EndToEnd(unittest.TestCase):
         self.mock = Mock()
         extra = f"""
 plugins = {{ {{ path = "{plugin('good')}", config = {{ integration = "jira-prod" }} }} }}
-unizo = {{ base_url = "{self.mock.url}", api_key = env("SY_K"),
+unizo = {{ base_url = "{self.mock.url}", api_key = env("SY_UNIZO_KEY"),
   integrations = {{ ["jira-prod"] = {{ id = "int-7", organization = "acme", collection = "ENG" }} }} }}
 retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
 """
-        self.srv = Server(rules={"s.lua": LUA_SIBLING}, config_extra=extra, env={"SY_K": "plugin-key-1"}).start()
+        self.srv = Server(rules={"s.lua": LUA_SIBLING}, config_extra=extra, env={"SY_UNIZO_KEY": "plugin-key-1"}).start()
 
     def tearDown(self):
         self.assertEqual(self.srv.stop(), 0, self.srv.log()[-2000:])
