@@ -8,8 +8,9 @@ usage: scan_logs.py --reset DIR     empty DIR before the suite (a CTest fixture 
 
 Signatures are matched as any run of 64 hex digits, in either case, so a signature logged
 in upper case or inside other text is still found; a 64-hex-digit value the tests did not
-record (one signed by the CLI, say) is a finding too, since nothing legitimate logs one. The scan refuses to pass on too little
-input: fewer than MIN_LOGS logs or MIN_SIGNATURES signatures means the run did not happen.
+record (one signed by the CLI, say) is a finding too, since nothing legitimate logs one.
+The scan refuses to pass when there is no log or no signature at all: the run did not
+happen. (A partial run, ctest -R, scans what it ran.)
 """
 import glob
 import os
@@ -18,8 +19,8 @@ import shutil
 import sys
 import tempfile
 
-MIN_LOGS = 20
-MIN_SIGNATURES = 100
+MIN_LOGS = 1
+MIN_SIGNATURES = 1
 HEX64 = re.compile(rb"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 
 
@@ -79,6 +80,8 @@ def self_test():
             if (name == "clean") != (not findings):
                 print("self-test failed on %s: %s" % (name, findings or "nothing found"))
                 return 1
+        for old in glob.glob(os.path.join(root, "*.log")):
+            os.remove(old)
         findings, _ = scan(root)
         if not any("did not run" in f for f in findings):
             print("self-test failed: too little input passed")
