@@ -91,7 +91,12 @@ struct sy_plugin_host {
     int (*get_ticket)(struct sy_plugin_call *call, const char *integration, const char *id,
                       char **response);
 
-    /* Persistent key/value shared with rules; values are JSON text. *value: new or NULL. */
+    /*
+     * Persistent key/value shared with rules; values are JSON text. *value: new or NULL.
+     * Called from handle(), sets and deletes commit with the job's outcome: they are
+     * visible to this handle() at once, to others once it returns SY_OK, and dropped
+     * when it returns anything else.
+     */
     int (*kv_get)(const char *key, char **value_json);
     int (*kv_set)(const char *key, const char *value_json, uint64_t ttl_ms);
     int (*kv_delete)(const char *key);

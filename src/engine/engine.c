@@ -435,6 +435,7 @@ static void run_job(struct worker *w, struct sy_job *job, struct sy_lua **lx, un
     enum sy_job_outcome outcome;
     int64_t retry_at = 0;
     double t0 = sy_mono_s();
+    sy_store_bind_job(job); /* kv writes from here on commit with the outcome */
 
     const struct sy_loaded_plugin *plugin = find_plugin(eng, job->handler);
     if (plugin == NULL && find_rule(rs, job->handler) == NULL) {
@@ -509,6 +510,7 @@ static void run_job(struct worker *w, struct sy_job *job, struct sy_lua **lx, un
     }
 
 finish:;
+    sy_store_bind_job(NULL);
     double took = sy_mono_s() - t0;
     sy_metrics_job(job->handler, outcome, took);
     char ms[32], attempt[32], max[32];

@@ -518,6 +518,18 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
     if (cn != NULL) {
         redisContext *c = cn->c;
         redisAppendCommand(c, "MULTI");
+        int replies = 6;
+        /* the attempt's kv writes (only a done one has any) commit with its outcome */
+        for (const struct sy_kv_write *w = job->kv; w != NULL; w = w->next, replies++) {
+            if (w->value == NULL) {
+                redisAppendCommand(c, "DEL %skv:%s", s->prefix, w->key);
+            } else if (w->ttl_ms > 0) {
+                redisAppendCommand(c, "SET %skv:%s %s PXAT %lld", s->prefix, w->key, w->value,
+                                   (long long)w->expires_ms);
+            } else {
+                redisAppendCommand(c, "SET %skv:%s %s", s->prefix, w->key, w->value);
+            }
+        }
         redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d due %lld error %s", s->prefix,
                            ref, states[outcome], job->attempts + 1,
                            (long long)(outcome == SY_JOB_RETRY ? retry_at_ms : sy_wall_ms()),
@@ -534,7 +546,6 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
         redisAppendCommand(c, "XACK %sjobs " GROUP " %s", s->prefix, job->entry);
         redisAppendCommand(c, "XDEL %sjobs %s", s->prefix, job->entry);
         redisAppendCommand(c, "EXEC");
-        int replies = 6;
         for (int i = 0; i < replies; i++) {
             redisReply *r = NULL;
             if (redisGetReply(c, (void **)&r) != REDIS_OK) {

@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -18,8 +21,9 @@
 #define SCHEMA_VERSION 1
 #define WAL_SOFT_FRAMES 1000
 #define WAL_HARD_FRAMES 16384
-#define READY_CAP 8192 /* jobs held in memory; the rest wait in the database */
-#define MAX_ROUTES 64  /* handlers per event */
+#define WAL_TAIL_FRAMES 256 /* what the writer copies itself to close a checkpoint */
+#define READY_CAP 8192      /* jobs held in memory; the rest wait in the database */
+#define MAX_ROUTES 64       /* handlers per event */
 #define OPS_PER_BATCH 4096
 
 /* A write other than an event append, applied in the writer's next transaction. */
@@ -83,13 +87,19 @@ struct sqlite_store {
     /*
      * Checkpoints copy the WAL into the database and fsync it: tens of
      * milliseconds that must not stall the writer. A second thread with its
-     * own connection runs them; the writer only steps in when the WAL
-     * outgrows WAL_HARD_FRAMES (a sustained load can starve passive ones).
+     * own connection runs them, pass after pass until only a few frames
+     * written meanwhile are left; then it asks the writer to copy those
+     * between two batches (well under a millisecond), so that the WAL is
+     * wholly copied and the next commit starts it over from the beginning.
+     * Without that last step a WAL under constant writes is never wholly
+     * copied and only grows. The writer also steps in when the WAL outgrows
+     * WAL_HARD_FRAMES anyway.
      */
     sqlite3 *ckpt_db;
     pthread_t ckpt_thread;
     bool ckpt_started;
     bool ckpt_wanted;
+    bool ckpt_finish; /* the writer should copy the last frames */
     pthread_cond_t ckpt_cv;
     int wal_frames; /* writer thread only */
 };
@@ -342,6 +352,29 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, const char 
     return SY_OK;
 }
 
+/* Set (value non-NULL; expires_ms 0 = never) or delete one kv entry inside the transaction. */
+static int apply_kv(struct sqlite_store *s, const char *key, const char *value, int64_t expires_ms)
+{
+    sqlite3_stmt *st = value != NULL ? s->kv_set : s->kv_del;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (value != NULL) {
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+        if (expires_ms > 0) {
+            sqlite3_bind_int64(st, 3, expires_ms);
+        } else {
+            sqlite3_bind_null(st, 3);
+        }
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        sy_log(SY_LOG_ERROR, "sqlite kv write failed", "error", sqlite3_errmsg(s->db), NULL);
+        return SY_EIO;
+    }
+    return SY_OK;
+}
+
 /* Apply one op inside the transaction. Replays collect their jobs into *requeued. */
 static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job **requeued)
 {
@@ -350,6 +383,11 @@ static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job **requeu
     int rc;
     switch (o->kind) {
     case OP_FINISH:
+        for (const struct sy_kv_write *w = o->job->kv; w != NULL; w = w->next) {
+            if ((rc = apply_kv(s, w->key, w->value, w->expires_ms)) != SY_OK) {
+                return rc;
+            }
+        }
         st = s->finish_job;
         sqlite3_bind_text(st, 1, job_states[o->outcome], -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, o->job->attempts + 1);
@@ -363,19 +401,9 @@ static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job **requeu
         sqlite3_bind_int64(st, 6, o->job->id);
         break;
     case OP_KV_SET:
-        st = s->kv_set;
-        sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, o->value, -1, SQLITE_STATIC);
-        if (o->when_ms > 0) {
-            sqlite3_bind_int64(st, 3, o->when_ms);
-        } else {
-            sqlite3_bind_null(st, 3);
-        }
-        break;
+        return apply_kv(s, o->text, o->value, o->when_ms);
     case OP_KV_DEL:
-        st = s->kv_del;
-        sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-        break;
+        return apply_kv(s, o->text, NULL, 0);
     default: {
         /* requeue dead jobs; attempts start over */
         const char *sql = o->text ? "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
@@ -655,18 +683,23 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-static void checkpoint(sqlite3 *db)
+/* One passive checkpoint; returns the frames it left uncopied (-1 on an error or when busy). */
+static int checkpoint(sqlite3 *db)
 {
-    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int log = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
         sy_log(SY_LOG_WARN, "WAL checkpoint failed", "error", sqlite3_errmsg(db), NULL);
     }
+    return rc == SQLITE_OK && log >= copied ? log - copied : -1;
 }
 
 static void *checkpointer_main(void *arg)
 {
     struct sqlite_store *s = arg;
     pthread_setname_np(pthread_self(), "sy-checkpoint");
+    /* copying the WAL is bulk work: it yields the CPU to the threads answering requests */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&s->mu);
     while (!s->closing) {
         if (!s->ckpt_wanted) {
@@ -675,8 +708,15 @@ static void *checkpointer_main(void *arg)
         }
         s->ckpt_wanted = false;
         pthread_mutex_unlock(&s->mu);
-        checkpoint(s->ckpt_db);
+        /* each pass copies what the previous one left; they shorten while writes go on */
+        int left = checkpoint(s->ckpt_db);
+        for (int pass = 1; left > WAL_TAIL_FRAMES && pass < 8; pass++) {
+            left = checkpoint(s->ckpt_db);
+        }
         pthread_mutex_lock(&s->mu);
+        if (left >= 0 && left <= WAL_TAIL_FRAMES) {
+            __atomic_store_n(&s->ckpt_finish, true, __ATOMIC_RELEASE);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -805,8 +845,10 @@ static void *writer_main(void *arg)
             batch = next;
         }
         complete_ops(s, ops, status);
-        if (s->wal_frames >= WAL_HARD_FRAMES) {
-            /* the checkpointer is not keeping up: bound the WAL's size here */
+        bool finish_ckpt = __atomic_exchange_n(&s->ckpt_finish, false, __ATOMIC_ACQ_REL);
+        if (finish_ckpt || s->wal_frames >= WAL_HARD_FRAMES) {
+            /* copy the last few frames (or, when the checkpointer is not keeping up, bound
+             * the WAL's size here); the next commit then starts the WAL over */
             checkpoint(s->db);
         }
         refill(s);

@@ -1,7 +1,9 @@
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
+#include "util/clock.h"
 
 struct sy_store *sy_store_open(const struct sy_config *cfg, struct sy_error *err)
 {
@@ -48,15 +50,33 @@ int sy_store_load_body(struct sy_store *st, struct sy_job *job)
     return job->body != NULL ? SY_OK : st->ops->load_body(st, job);
 }
 
+static void kv_writes_free(struct sy_kv_write *w)
+{
+    while (w != NULL) {
+        struct sy_kv_write *next = w->next;
+        free(w->key);
+        free(w->value);
+        free(w);
+        w = next;
+    }
+}
+
 void sy_store_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
                      const char *error, int64_t retry_at_ms)
 {
+    if (outcome != SY_JOB_DONE) {
+        /* a failed attempt leaves nothing behind; the job may be retried with a clean slate */
+        kv_writes_free(job->kv);
+        job->kv = NULL;
+        job->kv_tail = NULL;
+    }
     st->ops->finish(st, job, outcome, error, retry_at_ms);
 }
 
 void sy_job_free(struct sy_job *job)
 {
     if (job != NULL) {
+        kv_writes_free(job->kv);
         free(job->event_id);
         free(job->handler);
         free(job->body);
@@ -65,18 +85,64 @@ void sy_job_free(struct sy_job *job)
     }
 }
 
+static _Thread_local struct sy_job *bound_job;
+
+void sy_store_bind_job(struct sy_job *job)
+{
+    bound_job = job;
+}
+
+/* Keep a write on the bound job. value NULL = delete. */
+static int kv_defer(struct sy_job *job, const char *key, const char *value, uint64_t ttl_ms)
+{
+    struct sy_kv_write *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->key = strdup(key)) == NULL ||
+        (value != NULL && (w->value = strdup(value)) == NULL)) {
+        kv_writes_free(w);
+        return SY_ENOMEM;
+    }
+    w->ttl_ms = ttl_ms;
+    w->expires_ms = ttl_ms > 0 ? sy_wall_ms() + (int64_t)ttl_ms : 0;
+    if (job->kv_tail == NULL) {
+        job->kv_tail = &job->kv;
+    }
+    *job->kv_tail = w;
+    job->kv_tail = &w->next;
+    return SY_OK;
+}
+
 int sy_store_kv_get(struct sy_store *st, const char *key, char **value)
 {
+    if (bound_job != NULL) {
+        const struct sy_kv_write *last = NULL;
+        for (const struct sy_kv_write *w = bound_job->kv; w != NULL; w = w->next) {
+            if (strcmp(w->key, key) == 0) {
+                last = w;
+            }
+        }
+        if (last != NULL) {
+            bool live =
+                last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_wall_ms());
+            *value = live ? strdup(last->value) : NULL;
+            return live && *value == NULL ? SY_ENOMEM : SY_OK;
+        }
+    }
     return st->ops->kv_get(st, key, value);
 }
 
 int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms)
 {
+    if (bound_job != NULL) {
+        return kv_defer(bound_job, key, value, ttl_ms);
+    }
     return st->ops->kv_set(st, key, value, ttl_ms);
 }
 
 int sy_store_kv_delete(struct sy_store *st, const char *key)
 {
+    if (bound_job != NULL) {
+        return kv_defer(bound_job, key, NULL, 0);
+    }
     return st->ops->kv_delete(st, key);
 }
 

@@ -69,6 +69,15 @@ typedef size_t (*sy_route_fn)(void *ctx, const char *type, size_t type_len, cons
                               const char **names, size_t max);
 
 /* A job handed to a worker. Owned by the worker until sy_store_finish. */
+/* A kv write made by a running job, committed with its outcome (see sy_store_bind_job). */
+struct sy_kv_write {
+    struct sy_kv_write *next;
+    char *key;
+    char *value;        /* NULL: delete */
+    int64_t expires_ms; /* wall clock; 0 = never */
+    uint64_t ttl_ms;
+};
+
 struct sy_job {
     int64_t id;
     char *event_id;
@@ -76,9 +85,10 @@ struct sy_job {
     int attempts; /* finished attempts before this one */
     char *body;   /* the event's raw JSON; NULL until loaded */
     size_t body_len;
-    int64_t due_ms;      /* store-internal */
-    char *entry;         /* store-internal (the Redis stream entry) */
-    struct sy_job *next; /* store-internal */
+    int64_t due_ms;                    /* store-internal */
+    char *entry;                       /* store-internal (the Redis stream entry) */
+    struct sy_job *next;               /* store-internal */
+    struct sy_kv_write *kv, **kv_tail; /* writes of this attempt, in order */
 };
 
 enum sy_job_outcome {
@@ -102,7 +112,9 @@ int sy_store_load_body(struct sy_store *st, struct sy_job *job);
 
 /*
  * Record the outcome of one attempt (asynchronous: committed with the next
- * group commit). Takes ownership of 'job'. 'error' may be NULL.
+ * group commit). Takes ownership of 'job'. 'error' may be NULL. With
+ * SY_JOB_DONE the attempt's kv writes (job->kv) commit in the same
+ * transaction as the outcome; with any other outcome they are dropped.
  */
 void sy_store_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outcome outcome,
                      const char *error, int64_t retry_at_ms);
@@ -111,9 +123,21 @@ void sy_job_free(struct sy_job *job);
 
 /* ---- key/value, shared by all workers ---- */
 
+/*
+ * While a job is bound to the calling thread (a worker running it), kv sets
+ * and deletes are kept on the job and commit with its outcome, so a job's
+ * effects on kv and its completion are one transaction: a failed attempt
+ * leaves nothing behind, and a rule costs no commit wait per kv.set. Gets
+ * see the job's own writes first. Pass NULL to unbind.
+ */
+void sy_store_bind_job(struct sy_job *job);
+
 /* New string in *value (NULL when absent or expired). Any thread. */
 int sy_store_kv_get(struct sy_store *st, const char *key, char **value);
-/* Durable before it returns. ttl_ms 0 = no expiry. Any thread but the writer's. */
+/*
+ * ttl_ms 0 = no expiry. With a job bound: kept on the job. Otherwise durable
+ * before it returns. Any thread but the writer's.
+ */
 int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
 int sy_store_kv_delete(struct sy_store *st, const char *key);
 

@@ -259,6 +259,35 @@ class SharedKvAndFilters(ServerTest):
         self.assertEqual(self.srv.job_states("evt_gitlab"), {})
 
 
+ATOMIC = """
+rule {
+  name = "atomic",
+  on = "scm.*",
+  run = function(ev)
+    kv.set("seen:" .. ev.id, ev.data.number)
+    kv.set("gone", 1)
+    kv.delete("gone")
+    -- a rule sees its own writes at once
+    if kv.get("seen:" .. ev.id) ~= ev.data.number or kv.get("gone") ~= nil then error("not read back") end
+    if ev.data.fail then error("failed after kv.set") end
+  end,
+}
+"""
+
+
+class KvCommitsWithTheJob(ServerTest):
+    server_args = {"rules": {"a.lua": ATOMIC}, "config_extra": FAST_RETRY}
+
+    def test_a_done_job_keeps_its_kv_writes_and_a_failed_one_leaves_none(self):
+        self.srv.post(event("evt_ok", number=1))
+        self.srv.post(event("evt_fail", number=2, fail=True))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_ok").get("atomic", ("",))[0] == "done")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_fail").get("atomic", ("",))[0] == "dead",
+                          what="the failing job dead after its retries")
+        keys = {k: v for k, v in self.srv.rows("SELECT key, value FROM kv")}
+        self.assertEqual(keys, {"seen:evt_ok": "1"})
+
+
 LIMITS = """
 rule { name = "spin", on = "incidents.*", run = function(ev) while true do end end }
 rule { name = "bomb", on = "identity.*", run = function(ev)

@@ -35,6 +35,9 @@ unizo = { integrations = { ["jira-prod"] = { organization = "default", collectio
         self.srv.post(sample("scm.pull_request.created"))
         self.srv.wait_for(lambda: self.srv.count("review ticket created") == 1)
         url = "https://github.com/acme/payments-api/pull/42"
+        # the rule's kv.set commits with its job's outcome, just after the log line
+        self.srv.wait_for(lambda: self.srv.rows("SELECT value FROM kv WHERE key = ?", ("pr:" + url,)),
+                          what="the correlation committed")
         value = self.srv.rows("SELECT value FROM kv WHERE key = ?", ("pr:" + url,))
         self.assertEqual(json.loads(value[0][0])["ticket"], "dry-run:evt_01HM8Q0002/pr-review-ticket/1")
 

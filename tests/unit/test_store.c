@@ -206,6 +206,35 @@ int main(int argc, char **argv)
     nanosleep(&wait, NULL);
     CHECK(sy_store_kv_get(st, "short", &v) == SY_OK && v == NULL);
 
+    /* a running job's kv writes commit with its outcome: it sees them at once, nobody else
+       does until it is done, and a failed attempt's writes are dropped */
+    CHECK(append(st, "evt_kv", "scm.branch.created", &is_new) == SY_OK && is_new);
+    n = drain(st, 300, jobs, 16);
+    CHECK(n == 2);
+    if (n == 2) {
+        CHECK(sy_store_kv_set(st, "shared", "before", 0) == SY_OK);
+        sy_store_bind_job(jobs[0]);
+        CHECK(sy_store_kv_set(st, "mine", "1", 0) == SY_OK);
+        CHECK(sy_store_kv_set(st, "mine", "2", 60000) == SY_OK);
+        CHECK(sy_store_kv_delete(st, "shared") == SY_OK);
+        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
+        free(v);
+        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v == NULL);
+        sy_store_bind_job(jobs[1]);
+        CHECK(sy_store_kv_set(st, "failed", "x", 0) == SY_OK);
+        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v == NULL); /* another job's */
+        sy_store_bind_job(NULL);
+        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v && strcmp(v, "before") == 0);
+        free(v);
+        sy_store_finish(st, jobs[1], SY_JOB_RETRY, "failed", sy_wall_ms() + 600000);
+        sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
+        CHECK(sy_store_kv_set(st, "barrier", "1", 0) == SY_OK); /* after both outcomes */
+        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
+        free(v);
+        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v == NULL);
+        CHECK(sy_store_kv_get(st, "failed", &v) == SY_OK && v == NULL);
+    }
+
     /* a job left unfinished is runnable again after the store is reopened */
     CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && is_new);
     n = drain(st, 300, jobs, 16);
