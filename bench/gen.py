@@ -2,8 +2,12 @@
 """Write pre-signed raw HTTP requests for wrk: one file per wrk thread.
 
 usage: gen.py OUTDIR THREADS COUNT_PER_THREAD SECRET [--dup PCT] [--badsig PCT]
+              [--path PATH] [--body-sig HEADER]
 Each body is a ~1 KB Unizo event with a unique id (duplicates and bad
 signatures are mixed in when asked), signed with the current time.
+--path sets the request path (default /webhooks/unizo); --body-sig HEADER adds
+a header "HEADER: sha256=<hex HMAC-SHA256(secret, body)>" for receivers that
+sign the body alone (a bad signature spoils both).
 """
 import hashlib
 import hmac
@@ -22,6 +26,12 @@ def main():
         dup = float(args[args.index("--dup") + 1]) / 100
     if "--badsig" in args:
         badsig = float(args[args.index("--badsig") + 1]) / 100
+    path = "/webhooks/unizo"
+    if "--path" in args:
+        path = args[args.index("--path") + 1]
+    body_sig = None
+    if "--body-sig" in args:
+        body_sig = args[args.index("--body-sig") + 1]
     rnd = random.Random(42)
     ts = str(int(time.time())).encode()
     run = "%x" % int(time.time() * 1000)
@@ -51,12 +61,15 @@ def main():
                 ev["data"]["description"] = "x" * max(0, 1024 - base)
                 body = json.dumps(ev, separators=(",", ":")).encode()
                 mac = hmac.new(secret, ts + b"." + body, hashlib.sha256).hexdigest()
+                bmac = hmac.new(secret, body, hashlib.sha256).hexdigest() if body_sig else ""
                 if rnd.random() < badsig:
                     mac = mac[::-1]
-                head = ("POST /webhooks/unizo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    bmac = bmac[::-1]
+                extra = "%s: sha256=%s\r\n" % (body_sig, bmac) if body_sig else ""
+                head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "content-type: application/json\r\nx-unizo-timestamp: %s\r\n"
-                        "x-unizo-signature: v1=%s\r\ncontent-length: %d\r\n\r\n"
-                        % (ts.decode(), mac, len(body))).encode()
+                        "x-unizo-signature: v1=%s\r\n%scontent-length: %d\r\n\r\n"
+                        % (path, ts.decode(), mac, extra, len(body))).encode()
                 f.write(head + body + b"\0")
 
 

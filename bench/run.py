@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""Ingest benchmark: switchyard against a do-nothing h2o server, A B A B.
+"""Ingest benchmark: switchyard against the receivers users would pick instead, one run.
 
 usage: run.py BUILD_DIR [--smoke] [--duration S] [--connections C] [--reps N] [--out FILE]
-Prints a Markdown table of medians and ratios; --out also writes it to FILE.
+                        [--only NAME,...]
+
+Targets start on loopback in turn, A B C ... A B C, for --reps repetitions; each gets
+the same pre-signed requests (bench/gen.py: 1 KB events, unique ids; a mixed set with 10%
+duplicates and 10% bad signatures; a body-signed set for adnanh/webhook) through wrk.
+Prints a Markdown table of medians and ratios and checks issue 9's targets; --out also
+writes it to FILE. --smoke runs each target once for 2 s and checks nothing.
 """
 import argparse
 import os
@@ -17,7 +23,10 @@ import tempfile
 import time
 import urllib.request
 
+import peers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 SECRET = "bench-secret-0b7e"
 
 
@@ -29,7 +38,7 @@ def free_port():
     return port
 
 
-def wait_port(port, timeout=10):
+def wait_port(port, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -40,26 +49,69 @@ def wait_port(port, timeout=10):
     raise RuntimeError("port %d did not open" % port)
 
 
+def _children():
+    """{ppid: [pid, ...]} of every live process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                out.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def proc_stats(pid):
-    """(cpu seconds, peak RSS in MiB) of a live process."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """(cpu seconds, peak RSS in MiB) of a process and its descendants (nginx's workers,
+    webhook's commands): live ones counted directly, reaped ones through the parent."""
+    kids = _children()
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += kids.get(p, [])
     ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak = 0
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
+    cpu = peak = 0.0
+    for p in tree:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak += int(line.split()[1]) / 1024
+        except (OSError, IndexError):
+            pass
     return cpu, peak
 
 
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Target:
-    def __init__(self, name, argv, port, env=None, metrics_port=None, workdir=None):
+    """One receiver: argv to start in the foreground, the port it answers on, the request set
+    it gets, and (switchyard) an admin port for /metrics. 'helpers' start before it (Redis)."""
+
+    def __init__(self, name, argv, port, env=None, metrics_port=None, workdir=None, reqs="unizo",
+                 helpers=(), kind="peer"):
         self.name, self.argv, self.port, self.env = name, argv, port, env
-        self.metrics_port, self.workdir = metrics_port, workdir
+        self.metrics_port, self.workdir, self.reqs = metrics_port, workdir, reqs
+        self.helpers, self.kind = list(helpers), kind
+        self.procs = []
 
     def start(self):
+        for argv, port in self.helpers:
+            self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                               cwd=self.workdir))
+            wait_port(port)
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env=dict(os.environ, **(self.env or {})), cwd=self.workdir)
         wait_port(self.port)
@@ -78,27 +130,68 @@ class Target:
         return out
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for p in [self.proc] + self.procs[::-1]:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
 
 
-def switchyard_target(build, name, sync, workroot):
+def switchyard_target(build, name, workroot, store="sqlite", sync="full", reqs="unizo", rules=None):
     d = tempfile.mkdtemp(prefix="sy-bench-", dir=workroot)
     port, admin = free_port(), free_port()
+    helpers = []
+    if store == "redis":
+        rport = free_port()
+        helpers.append((["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "yes", "--appendfsync", "always", "--dir", d], rport))
+        store_lua = '"redis://127.0.0.1:%d"' % rport
+    else:
+        store_lua = '{ url = "sqlite:store.db", synchronous = "%s" }' % sync
+    extra = ""
+    if rules:
+        # the demo's rules and Unizo settings, in dry-run (no API key)
+        extra = f"""
+rules = {{ "{ROOT}/examples/rules/*.lua" }}
+workers = 2
+unizo = {{
+  integrations = {{
+    ["jira-prod"] = {{ id = "int_jira_prod", organization = "acme", collection = "ENG" }},
+    ["jira-it"]   = {{ id = "int_jira_it",   organization = "acme", collection = "IT" }},
+  }},
+}}
+"""
     with open(os.path.join(d, "switchyard.lua"), "w") as f:
         f.write(f"""
 listen = {{ "127.0.0.1:{port}" }}
 admin = {{ listen = "127.0.0.1:{admin}" }}
 webhook = {{ secrets = {{ "{SECRET}" }} }}
-store = {{ url = "sqlite:store.db", synchronous = "{sync}" }}
+store = {store_lua}
 log = {{ level = "info" }}
+{extra}
 """)
     return Target(name, [os.path.join(build, "switchyard"), "serve", "-c", os.path.join(d, "switchyard.lua")],
-                  port, metrics_port=admin, workdir=d)
+                  port, metrics_port=admin, workdir=d, reqs=reqs, helpers=helpers,
+                  kind="e2e" if rules else "switchyard")
+
+
+def peer_target(name, make, workroot, reqs="unizo"):
+    d = tempfile.mkdtemp(prefix="sy-bench-", dir=workroot)
+    port = free_port()
+    argv, env, cwd = make(d, port)
+    return Target(name, argv, port, env=env, workdir=cwd, reqs=reqs)
+
+
+def noop_target(build):
+    port = free_port()
+    return Target("h2o do-nothing handler", [os.path.join(build, "sy-bench-noop"), str(port), "2"], port)
+
+
+def processed(m):
+    return sum(v for k, v in m.items() if k.startswith("switchyard_jobs_total{") and 'outcome="done"' in k)
 
 
 def run_wrk(target, reqdir, args):
@@ -108,13 +201,14 @@ def run_wrk(target, reqdir, args):
                           "--latency", "-s", os.path.join(HERE, "wrk.lua"), "http://127.0.0.1:%d/" % target.port],
                          capture_output=True, text=True, env=dict(os.environ, REQ_DIR=reqdir), timeout=args.duration + 120)
     cpu1, peak = proc_stats(target.proc.pid)
+    after = target.metrics()
     m = re.search(r"RESULT duration_s=([\d.]+) requests=(\d+) rps=(\d+) p50_ms=([\d.]+) p99_ms=([\d.]+) statuses=(\S*)", out.stdout)
     if not m:
         raise RuntimeError("wrk output not understood:\n" + out.stdout + out.stderr)
     dur = float(m.group(1))
+    statuses = dict(kv.split("=") for kv in m.group(6).split(",") if kv)
     res = {"rps": float(m.group(3)), "p50": float(m.group(4)), "p99": float(m.group(5)),
            "cpu": (cpu1 - cpu0) / dur, "rss": peak, "statuses": m.group(6)}
-    after = target.metrics()
     key = 'switchyard_webhook_requests_total{result="accepted"}'
     if key in after:
         res["accepted"] = (after[key] - before.get(key, 0)) / dur
@@ -122,8 +216,41 @@ def run_wrk(target, reqdir, args):
         s = after["switchyard_store_batch_size_sum"] - before.get("switchyard_store_batch_size_sum", 0)
         res["batch"] = s / n if n else 0
     else:
-        res["accepted"] = None
+        # a peer's 200 answers: each one claims to have accepted an event
+        res["accepted"] = int(statuses.get("200", 0)) / dur
+    if target.kind == "e2e":
+        res["processed"] = (processed(after) - processed(before)) / dur
+        # then how long the backlog takes to drain, for the whole-run figure
+        t0, deadline = time.time(), time.time() + 300
+        while time.time() < deadline and target.metrics().get("switchyard_jobs_queued", 0) > 0:
+            time.sleep(0.2)
+        final = target.metrics()
+        res["drained"] = (processed(final) - processed(before)) / (dur + time.time() - t0)
     return res
+
+
+def generate(workroot, per_thread):
+    """Fresh request sets (signatures inside the 5-minute window, new ids)."""
+    sets = {"unizo": [], "mixed": ["--dup", "10", "--badsig", "10"],
+            "webhook": ["--path", peers.WEBHOOK_PATH, "--body-sig", peers.WEBHOOK_SIG_HEADER]}
+    dirs = {}
+    for name, extra in sets.items():
+        d = os.path.join(workroot, "req-" + name)
+        shutil.rmtree(d, ignore_errors=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), d, "2", str(per_thread), SECRET] + extra,
+                       check=True)
+        dirs[name] = d
+    return dirs
+
+
+def idle_rss(build, workroot):
+    """RSS of the demo configuration (2 workers, the example rules) after start, at rest."""
+    t = switchyard_target(build, "idle", workroot, rules=True)
+    t.start()
+    time.sleep(2)
+    rss = rss_mib(t.proc.pid)
+    t.stop()
+    return rss
 
 
 def main():
@@ -131,59 +258,97 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated substrings of target names")
     ap.add_argument("--out")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if args.smoke:
         args.duration, args.reps = 2, 1
-    per_thread = 3000 if args.smoke else 300000
+    per_thread = 3000 if args.smoke else 400000
     workroot = tempfile.mkdtemp(prefix="sy-bench-")
-    reqdir = os.path.join(workroot, "req")
+    b = args.build
 
-    noop_port = free_port()
+    NGINX = "nginx `return 200` (ceiling)"
+    EXPRESS = "Express, `express.json()` (Unizo docs' reference)"
+    EXPRESS_RAW = "Express, raw body"
+    WEBHOOK = "adnanh/webhook (Debian)"
+    FULL = "switchyard, SQLite synchronous=FULL"
+    E2E = "switchyard end to end: FULL + PR rule (dry-run), 2 workers"
     targets = [
-        Target("h2o do-nothing handler (ceiling)", [os.path.join(args.build, "sy-bench-noop"), str(noop_port), "2"], noop_port),
-        lambda: switchyard_target(args.build, "switchyard, SQLite synchronous=FULL", "full", workroot),
-        lambda: switchyard_target(args.build, "switchyard, SQLite synchronous=NORMAL", "normal", workroot),
+        (NGINX, lambda: peer_target(NGINX, peers.nginx, workroot)),
+        ("h2o do-nothing handler", lambda: noop_target(b)),
+        (EXPRESS, lambda: peer_target(EXPRESS, lambda d, p: peers.express("json", d, p, SECRET), workroot)),
+        (EXPRESS_RAW, lambda: peer_target(EXPRESS_RAW, lambda d, p: peers.express("raw", d, p, SECRET), workroot)),
+        (WEBHOOK, lambda: peer_target(WEBHOOK, lambda d, p: peers.webhook(d, p, SECRET), workroot, reqs="webhook")),
+        (FULL, lambda: switchyard_target(b, FULL, workroot)),
+        ("switchyard, SQLite synchronous=NORMAL", lambda: switchyard_target(b, "switchyard, SQLite synchronous=NORMAL", workroot, sync="normal")),
+        ("switchyard, Redis (appendfsync always)", lambda: switchyard_target(b, "switchyard, Redis (appendfsync always)", workroot, store="redis")),
+        ("switchyard, FULL, 10% duplicates + 10% bad signatures", lambda: switchyard_target(b, "switchyard, FULL, 10% duplicates + 10% bad signatures", workroot, reqs="mixed")),
+        ("Express raw, 10% duplicates + 10% bad signatures", lambda: peer_target("Express raw, 10% duplicates + 10% bad signatures", lambda d, p: peers.express("raw", d, p, SECRET), workroot, reqs="mixed")),
+        (E2E, lambda: switchyard_target(b, E2E, workroot, rules=True)),
     ]
+    if args.only:
+        want = args.only.split(",")
+        targets = [t for t in targets if any(w in t[0] for w in want)]
+    peers.install()
     results = {}
     try:
         for rep in range(args.reps):
-            # fresh signatures (inside the 5-minute window) and fresh ids every repetition
-            shutil.rmtree(reqdir, ignore_errors=True)
-            subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), reqdir, "2", str(per_thread), SECRET], check=True)
-            for t in targets:
-                target = t() if callable(t) else t
-                # start from a quiet disk: the generator's files and the previous
-                # target's database must not be written back during this run
+            reqs = generate(workroot, per_thread)
+            for name, make in targets:
+                target = make()
+                # start from a quiet disk: the generator's files and the previous target's
+                # database must not be written back during this run
                 os.sync()
                 target.start()
                 try:
-                    r = run_wrk(target, reqdir, args)
+                    r = run_wrk(target, reqs[target.reqs], args)
                 finally:
                     target.stop()
-                    if target.workdir:
+                    if target.workdir and target.workdir.startswith(workroot):
                         shutil.rmtree(target.workdir, ignore_errors=True)
-                        os.sync()
-                results.setdefault(target.name, []).append(r)
-                print("rep %d %-40s %s" % (rep + 1, target.name, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}), file=sys.stderr)
+                    os.sync()
+                results.setdefault(name, []).append(r)
+                print("rep %d %-58s %s" % (rep + 1, name, {k: (round(v, 2) if isinstance(v, float) else v)
+                                                          for k, v in r.items()}), file=sys.stderr)
+        idle = idle_rss(b, workroot)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
 
-    ceiling = statistics.median(r["rps"] for r in results[targets[0].name])
-    lines = ["| target | answered req/s | accepted events/s | p50 ms | p99 ms | server CPU (cores) | peak RSS MiB | events per fsync | vs ceiling |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, rs in results.items():
-        med = lambda k: statistics.median(r[k] for r in rs)
-        acc = "-" if rs[0]["accepted"] is None else "%.0f" % med("accepted")
-        batch = "-" if "batch" not in rs[0] else "%.1f" % med("batch")
-        lines.append("| %s | %.0f | %s | %.2f | %.2f | %.2f | %.1f | %s | %.2f |" % (
-            name, med("rps"), acc, med("p50"), med("p99"), med("cpu"), med("rss"), batch, med("rps") / ceiling))
+    med = lambda name, k: statistics.median(r[k] for r in results[name]) if name in results else None
+    ceiling = med(NGINX, "rps")
+    express = med(EXPRESS, "accepted")
+    webhook = med(WEBHOOK, "accepted")
+    lines = ["| target | answered req/s | accepted events/s | processed events/s | p50 ms | p99 ms | CPU (cores) | peak RSS MiB | events per fsync | vs Express | vs webhook | vs nginx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratio = lambda x, y: "%.1f×" % (x / y) if x and y else "-"
+    for name in results:
+        acc = med(name, "accepted")
+        proc = "-" if "processed" not in results[name][0] else "%.0f (%.0f with the drain)" % (
+            med(name, "processed"), med(name, "drained"))
+        batch = "-" if "batch" not in results[name][0] else "%.1f" % med(name, "batch")
+        lines.append("| %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.1f | %s | %s | %s | %s |" % (
+            name, med(name, "rps"), acc, proc, med(name, "p50"), med(name, "p99"), med(name, "cpu"),
+            med(name, "rss"), batch, ratio(acc, express), ratio(acc, webhook), ratio(med(name, "rps"), ceiling)))
+    lines.append("")
+    lines.append("Idle RSS, demo configuration with 2 workers and the example rules: %.1f MiB" % idle)
+    if not args.smoke and FULL in results:
+        full = med(FULL, "accepted")
+        checks = [("FULL accepted ≥ 50,000/s", full >= 50000, "%.0f" % full),
+                  ("FULL ≥ 10× Express (reference)", express and full >= 10 * express, ratio(full, express)),
+                  ("FULL ≥ 5× adnanh/webhook", webhook and full >= 5 * webhook, ratio(full, webhook)),
+                  ("FULL ≥ ½ nginx return 200", ceiling and med(FULL, "rps") >= ceiling / 2, ratio(med(FULL, "rps"), ceiling)),
+                  ("FULL p99 < 5 ms at %d connections" % args.connections, med(FULL, "p99") < 5, "%.2f ms" % med(FULL, "p99")),
+                  ("end to end PR rule ≥ 20,000 processed/s", E2E in results and med(E2E, "processed") >= 20000,
+                   "%.0f" % (med(E2E, "processed") or 0)),
+                  ("idle RSS < 20 MiB with 2 workers", idle < 20, "%.1f MiB" % idle)]
+        lines += ["", "| target (issue 9) | measured | met |", "|---|---|---|"]
+        lines += ["| %s | %s | %s |" % (what, got, "yes" if ok else "**no**") for what, ok, got in checks]
     table = "\n".join(lines)
-    header = "wrk -t2 -c%d -d%ds, %d repetition(s), medians; 1 KB events with unique ids, signed.\n\n" % (
-        args.connections, args.duration, args.reps)
+    header = ("wrk -t2 -c%d -d%ds, %d repetition(s), medians; 1 KB events with unique ids, signed; "
+              "targets in turn, A B C … A B C.\n\n" % (args.connections, args.duration, args.reps))
     print(header + table)
     if args.out:
         with open(args.out, "w") as f:
