@@ -33,20 +33,52 @@ bool sy_log_enabled(enum sy_log_level level)
     return level >= min_level;
 }
 
-static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *msg)
+/*
+ * "2026-11-30T04:27:00.123Z". The part up to the seconds is formatted once per
+ * second per thread: a busy loop thread writes a line per request.
+ */
+static size_t timestamp(char out[32])
 {
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[24];
+    static _Thread_local size_t cached_len;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    if (tv.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = tv.tv_sec;
+    }
+    memcpy(out, cached, cached_len);
+    int ms = (int)(tv.tv_usec / 1000);
+    char *p = out + cached_len;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    *p++ = 'Z';
+    return (size_t)(p - out);
+}
+
+static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *msg)
+{
+    char ts[32];
+    size_t tslen = timestamp(ts);
+    const char *name = level_names[level];
     if (json_format) {
-        sy_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+        sy_buf_append(b, "{\"ts\":\"", 7);
+        sy_buf_append(b, ts, tslen);
+        sy_buf_append(b, "\",\"level\":\"", 11);
+        sy_buf_puts(b, name);
+        sy_buf_append(b, "\",\"msg\":", 8);
         sy_buf_json_string(b, msg, strlen(msg));
     } else {
-        sy_buf_printf(b, "%s %-5s %s", ts, level_names[level], msg);
+        sy_buf_append(b, ts, tslen);
+        sy_buf_append(b, " ", 1);
+        sy_buf_puts(b, name);
+        sy_buf_append(b, "      ", 6 - strlen(name)); /* the level padded to 5, then a space */
+        sy_buf_puts(b, msg);
     }
 }
 
@@ -59,7 +91,9 @@ static void add_field(struct sy_buf *b, const char *key, const char *val, size_t
         sy_buf_json_string(b, val, vlen);
         return;
     }
-    sy_buf_printf(b, " %s=", key);
+    sy_buf_append(b, " ", 1);
+    sy_buf_puts(b, key);
+    sy_buf_append(b, "=", 1);
     bool quote = vlen == 0 || memchr(val, ' ', vlen) != NULL || memchr(val, '"', vlen) != NULL;
     if (quote) {
         sy_buf_json_string(b, val, vlen);
@@ -124,13 +158,17 @@ void sy_log_request(const char *result, int status, const char *id, size_t idlen
     begin_line(line, SY_LOG_INFO, "request");
     add_field(line, "result", result, strlen(result));
     char num[32];
-    snprintf(num, sizeof(num), "%d", status);
-    add_field(line, "status", num, strlen(num));
+    size_t n = 0;
+    for (int v = status < 0 ? 0 : status, d = 100; d > 0; d /= 10) { /* statuses have 3 digits */
+        num[n++] = (char)('0' + v / d % 10);
+    }
+    add_field(line, "status", num, n);
     if (id != NULL) {
         add_field(line, "id", id, idlen);
     }
-    snprintf(num, sizeof(num), "%.3f", latency_ms);
-    add_field(line, "latency_ms", num, strlen(num));
+    long us = latency_ms > 0 && latency_ms < 1e9 ? (long)(latency_ms * 1000.0 + 0.5) : 0;
+    int len = snprintf(num, sizeof(num), "%ld.%03ld", us / 1000, us % 1000);
+    add_field(line, "latency_ms", num, (size_t)len);
     if (peer != NULL) {
         add_field(line, "peer", peer, strlen(peer));
     }
