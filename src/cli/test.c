@@ -116,6 +116,31 @@ static int kv_delete(void *ctx, const char *key)
     return SY_OK;
 }
 
+static void kv_free(struct kv_entry *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].value);
+    }
+    free(kv);
+}
+
+/* A copy of the kv store, or NULL when out of memory (n 0: an empty copy is NULL too). */
+static struct kv_entry *kv_copy(const struct tctx *t)
+{
+    struct kv_entry *c = t->n_kv ? calloc(t->n_kv, sizeof(*c)) : NULL;
+    for (size_t i = 0; c != NULL && i < t->n_kv; i++) {
+        c[i].key = strdup(t->kv[i].key);
+        c[i].value = strdup(t->kv[i].value);
+        c[i].expires = t->kv[i].expires;
+        if (c[i].key == NULL || c[i].value == NULL) {
+            kv_free(c, i + 1);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 static void defaults(void *ctx, const char *integration, const char **org, const char **col)
 {
     struct tctx *t = ctx;
@@ -435,7 +460,20 @@ static int p_run_rule(lua_State *L)
         [SY_LUA_OK] = "done",        [SY_LUA_SKIPPED] = "skipped", [SY_LUA_ERROR] = "failed",
         [SY_LUA_PERMANENT] = "dead", [SY_LUA_LIMIT] = "failed",
     };
+    /* as in the server, a run's kv writes count only when it is done */
+    size_t n_before = t->n_kv;
+    struct kv_entry *before = kv_copy(t);
+    if (n_before > 0 && before == NULL) {
+        return luaL_error(L, "out of memory");
+    }
     enum sy_lua_result r = sy_lua_run(t->lx, name, id, body, len, err, sizeof(err));
+    if (r != SY_LUA_OK) {
+        kv_free(t->kv, t->n_kv);
+        t->kv = before;
+        t->n_kv = n_before;
+    } else {
+        kv_free(before, n_before);
+    }
     lua_pushstring(L, outcomes[r]);
     if (err[0]) {
         lua_pushstring(L, err);
@@ -455,11 +493,7 @@ struct suite {
 static void tctx_dispose(struct tctx *t)
 {
     sy_lua_free(t->lx);
-    for (size_t i = 0; i < t->n_kv; i++) {
-        free(t->kv[i].key);
-        free(t->kv[i].value);
-    }
-    free(t->kv);
+    kv_free(t->kv, t->n_kv);
     memset(t, 0, sizeof(*t));
 }
 

@@ -21,7 +21,8 @@ class Runner(unittest.TestCase):
     def test_passing_file(self):
         rc, out, _ = run("tests/data/testkit/pass_test.lua")
         self.assertEqual(rc, 0, out)
-        self.assertEqual(out.strip().splitlines()[-1], "7 passed, 0 failed")
+        self.assertEqual(out.strip().splitlines()[-1], "8 passed, 0 failed")
+        self.assertIn("ok   tests/data/testkit/pass_test.lua: a failed run leaves no kv writes behind, as in the server", out)
         self.assertIn("ok   tests/data/testkit/pass_test.lua: a bad signature is rejected like the live server would", out)
 
     def test_failing_file_names_the_line_and_shows_a_diff(self):

@@ -57,3 +57,12 @@ test("to_fail catches errors", function()
   expect({ 1, 2, { a = 1 } }).to_contain({ a = 1 })
   expect("hello world").to_contain("o w")
 end)
+
+test("a failed run leaves no kv writes behind, as in the server", function()
+  local run = fire({ id = "h1", type = "identity.user.created", integration = { id = "i", type = "okta" },
+                     data = { fail = true } })
+  expect(run.jobs).to_equal({ { rule = "half-done", outcome = "failed", error = run.jobs[1].error } })
+  expect(kv.get("half")).to_be_nil()
+  fire({ id = "h2", type = "identity.user.created", integration = { id = "i", type = "okta" }, data = {} })
+  expect(kv.get("half")).to_be("h2")
+end)

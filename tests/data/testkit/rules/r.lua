@@ -12,3 +12,11 @@ rule {
   on = "ticketing.*",
   run = function(ev) kv.set("stamp", os.time()) end,
 }
+rule {
+  name = "half-done",
+  on = "identity.*",
+  run = function(ev)
+    kv.set("half", ev.id)
+    if ev.data.fail then error("failed after kv.set") end
+  end,
+}
