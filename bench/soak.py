@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from run import Target, free_port, proc_stats
+from run import Target, free_port, proc_stats, rss_mib
 
 SECRET = "soak-secret-77d1"
 RULE = """
@@ -33,14 +33,6 @@ rule {
   end,
 }
 """
-
-
-def rss_mib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def loadgen(build, port, seconds, rate, prefix, interval):

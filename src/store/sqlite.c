@@ -3,10 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -698,8 +695,6 @@ static void *checkpointer_main(void *arg)
 {
     struct sqlite_store *s = arg;
     pthread_setname_np(pthread_self(), "sy-checkpoint");
-    /* copying the WAL is bulk work: it yields the CPU to the threads answering requests */
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&s->mu);
     while (!s->closing) {
         if (!s->ckpt_wanted) {

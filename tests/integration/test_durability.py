@@ -1,11 +1,14 @@
 """Dedupe and durability: concurrency, restarts, SIGKILL, a busy or full store, purge."""
+import os
+import re
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Server, ServerTest, event, signed_headers
+from harness import BIN, SECRET, Server, ServerTest, event, signed_headers
 
 
 def concurrently(n, fn):
@@ -82,6 +85,37 @@ class Checkpoints(ServerTest):
             time.sleep(0.1)
         self.assertGreater(os.path.getsize(self.srv.db), 2_000_000)
         self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(1200,)])
+
+
+    def test_the_wal_stays_bounded_under_constant_load(self):
+        """A passive checkpoint alone never copies the frames written meanwhile, so under a
+        constant load the WAL used to grow to the writer's 64 MiB limit. The checkpointer now
+        hands the last few frames to the writer and the WAL starts over (the file keeps its
+        high-water size, which is what is measured here)."""
+        loadgen = os.path.join(os.path.dirname(BIN), "sy-loadgen")
+        wal = self.srv.db + "-wal"
+        biggest = [0]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                if os.path.exists(wal):
+                    biggest[0] = max(biggest[0], os.path.getsize(wal))
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            p = subprocess.run([loadgen, "--port", str(self.srv.port), "--secret", SECRET, "--connections", "16",
+                                "--duration", "8", "--interval", "8"], capture_output=True, text=True, timeout=60)
+        finally:
+            done.set()
+            watcher.join()
+        result = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", p.stdout).group(1).split())
+        self.assertEqual((result["errors"], result["other"]), ("0", "0"), p.stdout)
+        self.assertGreater(int(result["accepted"]), 20000, "too little load to say anything")
+        # before, it passed the 64 MiB at which the writer checkpoints itself (74 MB here)
+        self.assertLess(biggest[0], 56 * 2**20, "the WAL grew to %d bytes" % biggest[0])
 
 
 class Restarts(unittest.TestCase):
