@@ -179,6 +179,18 @@ void sy_metrics_render(struct sy_buf *out)
                   "# TYPE switchyard_unizo_retries_total counter\n"
                   "switchyard_unizo_retries_total %llu\n",
                   (unsigned long long)load(&sy_metrics.unizo_retries));
+    sy_buf_printf(out,
+                  "# HELP switchyard_unizo_replayed_total Unizo calls a retried job did not "
+                  "send again: answered from the journal of an earlier attempt.\n"
+                  "# TYPE switchyard_unizo_replayed_total counter\n"
+                  "switchyard_unizo_replayed_total %llu\n",
+                  (unsigned long long)load(&sy_metrics.unizo_replayed));
+    sy_buf_printf(out,
+                  "# HELP switchyard_rule_generations Compiled rule sets in memory: the current "
+                  "one and any a worker still uses.\n"
+                  "# TYPE switchyard_rule_generations gauge\n"
+                  "switchyard_rule_generations %llu\n",
+                  (unsigned long long)load(&sy_metrics.rule_generations));
     render_histogram(out, &sy_metrics.unizo_seconds);
     sy_buf_printf(out,
                   "# HELP switchyard_jobs_queued Jobs runnable, running or waiting for a retry.\n"

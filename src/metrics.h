@@ -59,6 +59,8 @@ struct sy_metrics {
     struct sy_histogram job_seconds;   /* one attempt of one handler */
     struct sy_histogram unizo_seconds; /* one HTTP attempt to the Unizo API */
     uint64_t unizo_retries;
+    uint64_t unizo_replayed; /* calls answered from the journal of an earlier attempt */
+    uint64_t rule_generations; /* rule generations alive (gauge): current + held by workers */
 };
 
 /*

@@ -18,7 +18,8 @@
 
 #include "cli/cli.h"
 #include "engine/engine.h"
-#include "engine/router.h"
+#include "engine/journal.h"
+#include "core/router.h"
 #include "ingest/envelope.h"
 #include "ingest/verify.h"
 #include "lua/json.h"
@@ -76,16 +77,18 @@ static struct kv_entry *kv_find(struct tctx *t, const char *key)
     return NULL;
 }
 
-static int kv_get(void *ctx, const char *key, char **value)
+static int kv_get(void *ctx, void *run, const char *key, char **value)
 {
+    (void)run;
     struct tctx *t = ctx;
     struct kv_entry *e = kv_find(t, key);
     *value = e && (e->expires == 0 || e->expires > now_s(t)) ? strdup(e->value) : NULL;
     return SY_OK;
 }
 
-static int kv_set(void *ctx, const char *key, const char *value, uint64_t ttl_ms)
+static int kv_set(void *ctx, void *run, const char *key, const char *value, uint64_t ttl_ms)
 {
+    (void)run;
     struct tctx *t = ctx;
     struct kv_entry *e = kv_find(t, key);
     if (e == NULL) {
@@ -104,8 +107,9 @@ static int kv_set(void *ctx, const char *key, const char *value, uint64_t ttl_ms
     return SY_OK;
 }
 
-static int kv_delete(void *ctx, const char *key)
+static int kv_delete(void *ctx, void *run, const char *key)
 {
+    (void)run;
     struct tctx *t = ctx;
     struct kv_entry *e = kv_find(t, key);
     if (e != NULL) {
@@ -153,7 +157,7 @@ static void defaults(void *ctx, const char *integration, const char **org, const
     }
 }
 
-/* A rule's unizo call: hand it to sy.transport (testkit.lua) and take its answer. */
+/* A rule's unizo call, as the job's journal sends it: to sy.transport (testkit.lua). */
 static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_unizo_response *resp)
 {
     struct tctx *t = ctx;
@@ -200,6 +204,14 @@ static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_un
         return SY_EUNAVAIL;
     }
     return SY_OK;
+}
+
+/* The live call path (Idempotency-Key, journal), with the test's responses as the network. */
+static int journal_call(void *ctx, void *run, struct sy_unizo_request *req,
+                        struct sy_unizo_response *resp)
+{
+    (void)ctx;
+    return sy_journal_call(run, req, resp);
 }
 
 static void capture_log(void *ctx, lua_State *L, int level, const char *msg, int fields_idx)
@@ -466,7 +478,10 @@ static int p_run_rule(lua_State *L)
     if (n_before > 0 && before == NULL) {
         return luaL_error(L, "out of memory");
     }
-    enum sy_lua_result r = sy_lua_run(t->lx, name, id, body, len, err, sizeof(err));
+    struct sy_journal journal;
+    sy_journal_init(&journal, id, name, transport, t);
+    enum sy_lua_result r = sy_lua_run(t->lx, name, id, body, len, &journal, err, sizeof(err));
+    sy_journal_dispose(&journal);
     if (r != SY_LUA_OK) {
         kv_free(t->kv, t->n_kv);
         t->kv = before;
@@ -525,7 +540,7 @@ static bool tctx_build(struct tctx *t, const struct suite *s, const char *file, 
                                .kv_get = kv_get,
                                .kv_set = kv_set,
                                .kv_delete = kv_delete,
-                               .unizo_call = transport,
+                               .unizo_call = journal_call,
                                .unizo_defaults = defaults,
                                .log = capture_log};
     t->lx = sy_lua_new(&lim, &host);

@@ -6,13 +6,16 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "engine/rules.h"
 #include "store/store.h"
 #include "util/error.h"
 
 /*
- * The engine: the rule set, the router the store uses to create jobs, and
- * the worker pool. Each worker owns a Lua state built from the current rule
- * set; a reload swaps the set atomically and workers rebuild between jobs.
+ * The engine: the rule generations (rules.h), the router the store uses to
+ * create jobs, and the worker pool (worker.c). Each worker owns a Lua state
+ * built from the current generation's captured source; a reload swaps the
+ * generation atomically and each worker rebuilds before its next job. A
+ * generation is freed once neither the engine nor any worker uses it.
  */
 struct sy_engine;
 
@@ -24,8 +27,9 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
 int sy_engine_start(struct sy_engine *eng);
 
 /*
- * Compile every rule file again and swap the set in. On any error the old
- * set stays and 'err' says why. Any thread; reloads are serialised.
+ * Read and compile every rule file again and swap the new generation in.
+ * On any error (one broken file is enough) the old generation stays and
+ * 'err' says why. Any thread; reloads are serialised.
  */
 int sy_engine_reload(struct sy_engine *eng, struct sy_error *err);
 
@@ -47,14 +51,5 @@ void sy_engine_free(struct sy_engine *eng);
  * Returns the number of rules and sets *n_plugins, or a negative SY_E* with 'err'.
  */
 long sy_engine_check(const struct sy_config *cfg, long *n_plugins, struct sy_error *err);
-
-/*
- * The rule files of cfg->rules, as `serve` loads them: absolute paths and
- * the names used in messages, in load order (*_test.lua excluded). New
- * arrays; release with sy_rule_files_free.
- */
-int sy_rule_files(const struct sy_config *cfg, char ***files, char ***display, size_t *n,
-                  struct sy_error *err);
-void sy_rule_files_free(char **files, char **display, size_t n);
 
 #endif

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "ingest/envelope.h"
-#include "ingest/json_scan.h"
+#include "core/json_scan.h"
 
 int sy_event_type_valid(const char *s, size_t len)
 {

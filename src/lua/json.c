@@ -6,7 +6,7 @@
 
 #include <lauxlib.h>
 
-#include "ingest/json_scan.h"
+#include "core/json_scan.h"
 #include "lua/json.h"
 
 static const char ARRAY_MT[] = "sy.json.array";

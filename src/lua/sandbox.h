@@ -22,19 +22,28 @@ struct sy_lua_limits {
     size_t memory;         /* whole state; 0 = unlimited */
 };
 
-/* Where kv and log go; all callbacks are called on the state's thread. */
+/*
+ * Where kv, Unizo calls and log lines go; every callback is called on the
+ * state's thread. 'ctx' is the host's (given at sy_lua_new); 'run' is the
+ * one given to the sy_lua_run in progress, or NULL outside a run (while a
+ * file loads, or from a rule test's own code).
+ */
 struct sy_lua_host {
     void *ctx;
-    int (*kv_get)(void *ctx, const char *key, char **value); /* *value: new string or NULL */
-    int (*kv_set)(void *ctx, const char *key, const char *value, uint64_t ttl_ms);
-    int (*kv_delete)(void *ctx, const char *key);
-    /* the Unizo API; when unizo_call is NULL the 'unizo' global is absent */
-    int (*unizo_call)(void *ctx, const struct sy_unizo_request *req,
+    int (*kv_get)(void *ctx, void *run, const char *key, char **value); /* *value: new or NULL */
+    int (*kv_set)(void *ctx, void *run, const char *key, const char *value, uint64_t ttl_ms);
+    int (*kv_delete)(void *ctx, void *run, const char *key);
+    /*
+     * The Unizo API; when unizo_call is NULL the 'unizo' global is absent.
+     * Only called during a run. The host sets req->idempotency_key and
+     * req->event_id; resp->body is new (free()).
+     */
+    int (*unizo_call)(void *ctx, void *run, struct sy_unizo_request *req,
                       struct sy_unizo_response *resp);
     void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
                            const char **collection);
-    /* optional: receives log.* calls instead of the process log (the fields table at fields_idx, or
-     * 0) */
+    /* optional: receives log.* calls instead of the process log (the fields table at
+     * fields_idx, or 0) */
     void (*log)(void *ctx, lua_State *L, int level, const char *msg, int fields_idx);
 };
 
@@ -44,10 +53,14 @@ struct sy_lua_rule {
     const char *const *on;
     size_t n_on;
     const char *integration; /* NULL = any */
+    const char *const *key;  /* ordering key: dotted paths into the event */
+    size_t n_key;            /* 0 = no key */
     bool has_when;
     const char *file;
     int line;
 };
+
+#define SY_LUA_MAX_FILE (16u << 20)
 
 struct sy_lua;
 
@@ -56,10 +69,18 @@ struct sy_lua *sy_lua_new(const struct sy_lua_limits *limits, const struct sy_lu
 void sy_lua_free(struct sy_lua *lx);
 
 /*
- * Run a rule file; its rule{} calls register rules. 'display' is the name
- * used in messages (file:line). On error returns SY_EINVAL with the message
- * (it names the file and line) in err.
+ * Run a rule file's text; its rule{} calls register rules. 'display' is the
+ * name used in messages (file:line). On error returns SY_EINVAL with the
+ * message (it names the file and line) in err. 'source' is borrowed.
  */
+int sy_lua_load_source(struct sy_lua *lx, const char *source, size_t len, const char *display,
+                       struct sy_error *err);
+
+/* Read a rule file (at most SY_LUA_MAX_FILE bytes) into *source (new). SY_EINVAL with 'err'. */
+int sy_lua_read_file(const char *path, const char *display, char **source, size_t *len,
+                     struct sy_error *err);
+
+/* sy_lua_read_file, then sy_lua_load_source. */
 int sy_lua_load_file(struct sy_lua *lx, const char *path, const char *display,
                      struct sy_error *err);
 
@@ -78,11 +99,12 @@ enum sy_lua_result {
 /*
  * Run rule 'name' on the event (JSON text): 'when' first if it has one,
  * then 'run'. On failure 'err' gets the message with a traceback. 'event_id'
- * is used as log context. The Lua stack is left as it was, so a C function
+ * is used as log context; 'run' (borrowed) is handed to the host callbacks
+ * made during the run. The Lua stack is left as it was, so a C function
  * called from Lua (a rule test) may use it.
  */
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
-                              const char *json, size_t len, char *err, size_t errlen);
+                              const char *json, size_t len, void *run, char *err, size_t errlen);
 
 /* The raw state, for tests. */
 lua_State *sy_lua_state(struct sy_lua *lx);

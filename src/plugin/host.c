@@ -13,6 +13,23 @@
 
 static struct sy_store *kv_store; /* set once at load, before any worker starts */
 
+/*
+ * The kv functions of ABI 1.0 take no call argument, so for the length of
+ * handle() the host binds the call to the thread running it; that is what
+ * makes a plugin's kv writes commit with its job. Outside handle() (in init)
+ * they go straight to the store.
+ */
+static _Thread_local struct sy_plugin_call *bound_call;
+
+int sy_plugin_handle(const struct sy_loaded_plugin *p, const struct sy_event *ev,
+                     struct sy_plugin_call *call)
+{
+    bound_call = call;
+    int rc = p->desc->handle(p->state, ev, call);
+    bound_call = NULL;
+    return rc;
+}
+
 void sy_plugin_host_set_store(struct sy_store *store);
 void sy_plugin_host_set_store(struct sy_store *store)
 {
@@ -64,30 +81,19 @@ static int h_request(struct sy_plugin_call *call, const char *method, const char
                      const char *query, const char *body_json, const char *integration,
                      long *status, char **response)
 {
-    char key[600];
-    snprintf(key, sizeof(key), "%s/%s/%d", call->event_id, call->handler, ++call->calls);
     struct sy_unizo_request req = {.method = method,
                                    .path = path,
                                    .query = query,
                                    .body = body_json,
                                    .integration = integration,
-                                   .idempotency_key = key,
-                                   .endpoint = "plugin",
-                                   .event_id = call->event_id};
+                                   .endpoint = "plugin"};
     struct sy_unizo_response resp;
-    int rc = call->unizo ? sy_unizo_call(call->unizo, &req, &resp) : SY_EUNAVAIL;
-    if (call->unizo == NULL) {
-        memset(&resp, 0, sizeof(resp));
-    }
+    memset(&resp, 0, sizeof(resp));
+    int rc = method && path && call && call->unizo_call
+                 ? call->unizo_call(call->ctx, &req, &resp)
+                 : SY_EUNAVAIL;
     if (status) {
         *status = resp.status;
-    }
-    if (resp.dry_run) {
-        free(resp.body);
-        resp.body = NULL;
-        char buf[700];
-        snprintf(buf, sizeof(buf), "{\"dry_run\":true,\"id\":\"dry-run:%s\"}", key);
-        resp.body = strdup(buf);
     }
     if (response) {
         *response = resp.body;
@@ -116,8 +122,8 @@ static int ticket_call(struct sy_plugin_call *call, enum sy_ticketing_op op,
         json_object_set_new(fields, "content", json_string(content));
     }
     const char *org = NULL, *col = NULL;
-    if (call->unizo) {
-        sy_unizo_defaults(call->unizo, integration, &org, &col);
+    if (call->unizo_defaults) {
+        call->unizo_defaults(call->ctx, integration, &org, &col);
     }
     const char *method = NULL;
     char *path = NULL, *body = NULL, err[300];
@@ -160,7 +166,9 @@ static int h_get_ticket(struct sy_plugin_call *call, const char *integration, co
 
 static int h_kv_get(const char *key, char **value)
 {
-    return kv_store ? sy_store_kv_get(kv_store, key, value) : SY_EUNAVAIL;
+    struct sy_plugin_call *c = bound_call;
+    struct sy_store *st = c ? c->store : kv_store;
+    return st ? sy_store_kv_get(st, c ? c->job : NULL, key, value) : SY_EUNAVAIL;
 }
 
 static int h_kv_set(const char *key, const char *value, uint64_t ttl_ms)
@@ -170,12 +178,16 @@ static int h_kv_set(const char *key, const char *value, uint64_t ttl_ms)
     if (check == NULL) {
         return SY_EINVAL; /* values are JSON, as for rules */
     }
-    return kv_store ? sy_store_kv_set(kv_store, key, value, ttl_ms) : SY_EUNAVAIL;
+    struct sy_plugin_call *c = bound_call;
+    struct sy_store *st = c ? c->store : kv_store;
+    return st ? sy_store_kv_set(st, c ? c->job : NULL, key, value, ttl_ms) : SY_EUNAVAIL;
 }
 
 static int h_kv_delete(const char *key)
 {
-    return kv_store ? sy_store_kv_delete(kv_store, key) : SY_EUNAVAIL;
+    struct sy_plugin_call *c = bound_call;
+    struct sy_store *st = c ? c->store : kv_store;
+    return st ? sy_store_kv_delete(st, c ? c->job : NULL, key) : SY_EUNAVAIL;
 }
 
 static char *h_config_get(const char *config_json, const char *path)

@@ -19,12 +19,19 @@ struct sy_loaded_plugin {
     size_t n_events;
 };
 
-/* The context of one handle(): what the host functions need (see plugin.h). */
+/*
+ * The context of one handle(): what the host functions need (see plugin.h).
+ * Unizo calls go through the job's call path (Idempotency-Key, journal),
+ * the same one Lua rules use; kv writes ride on the job.
+ */
 struct sy_plugin_call {
-    struct sy_unizo *unizo;
-    const char *event_id;
+    int (*unizo_call)(void *ctx, struct sy_unizo_request *req, struct sy_unizo_response *resp);
+    void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
+                           const char **collection);
+    void *ctx;
+    struct sy_store *store;
+    struct sy_job *job;
     const char *handler;
-    int calls;
 };
 
 /* The event handed to handle(). */
@@ -50,5 +57,12 @@ void sy_plugins_unload(struct sy_loaded_plugin *list, size_t n);
 
 /* The host table given to plugins. */
 const struct sy_plugin_host *sy_plugin_host(void);
+
+/*
+ * Run p's handle() on 'ev' under 'call' (borrowed for the call). Returns
+ * what handle() returned. The worker thread running the job.
+ */
+int sy_plugin_handle(const struct sy_loaded_plugin *p, const struct sy_event *ev,
+                     struct sy_plugin_call *call);
 
 #endif

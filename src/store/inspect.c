@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include "store/inspect.h"
+#include "store/journal.h"
 
 static const char *const states[] = {"pending", "retrying", "dead", "done", "skipped", NULL};
 
@@ -99,6 +100,69 @@ done:
     return out;
 }
 
+/*
+ * What a pending job with an ordering key waits for: the job of the same key
+ * that is retrying, or else the oldest earlier one still pending. NULL when
+ * nothing is ahead of it.
+ */
+static json_t *waiting_for(sqlite3 *db, const char *key, int64_t job_id)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *out = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT event_id, handler FROM jobs WHERE key = ?1 AND id != ?2 AND "
+                           "(state = 'retrying' OR (state = 'pending' AND id < ?2)) "
+                           "ORDER BY state = 'retrying' DESC, id LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, job_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            out = json_pack("{s:o, s:o}", "event", text_or_null(st, 0), "handler",
+                            text_or_null(st, 1));
+        }
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* Every Unizo call the job made, attempt by attempt, as `events show` lists them. */
+static json_t *job_calls(sqlite3 *db, int64_t job_id)
+{
+    json_t *calls = json_array();
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT attempt, n, idem_key, method, path, request, status, response, "
+                           "truncated, replayed, dry_run, error, at, ms FROM calls WHERE "
+                           "job_id = ? ORDER BY id",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, job_id);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            struct sy_call_record r = {
+                .attempt = sqlite3_column_int(st, 0),
+                .n = sqlite3_column_int(st, 1),
+                .key = (char *)sqlite3_column_text(st, 2),
+                .method = (char *)sqlite3_column_text(st, 3),
+                .path = (char *)sqlite3_column_text(st, 4),
+                .request = (char *)sqlite3_column_text(st, 5),
+                .status = (long)sqlite3_column_int64(st, 6),
+                .response = (char *)sqlite3_column_text(st, 7),
+                .response_len = (size_t)sqlite3_column_bytes(st, 7),
+                .truncated = sqlite3_column_int(st, 8) != 0,
+                .replayed = sqlite3_column_int(st, 9) != 0,
+                .dry_run = sqlite3_column_int(st, 10) != 0,
+                .error = (char *)sqlite3_column_text(st, 11),
+                .at_ms = sqlite3_column_int64(st, 12),
+                .ms = sqlite3_column_double(st, 13),
+            };
+            if (r.method != NULL && r.path != NULL) {
+                json_array_append_new(calls, sy_call_record_json(&r, true)); /* borrows r */
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    return calls;
+}
+
 json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *err)
 {
     sqlite3 *db = open_db(db_path, false, err);
@@ -132,19 +196,28 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT handler, state, attempts, due_at, last_error, updated_at "
-                           "FROM jobs WHERE event_id = ? ORDER BY id",
+                           "SELECT id, handler, state, attempts, due_at, last_error, updated_at, "
+                           "key FROM jobs WHERE event_id = ? ORDER BY id",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         json_t *jobs = json_object_get(out, "jobs");
         while (sqlite3_step(st) == SQLITE_ROW) {
-            json_array_append_new(jobs,
-                                  json_pack("{s:o, s:o, s:I, s:I, s:o, s:I}", "handler",
-                                            text_or_null(st, 0), "state", text_or_null(st, 1),
-                                            "attempts", (json_int_t)sqlite3_column_int64(st, 2),
-                                            "due_at", (json_int_t)sqlite3_column_int64(st, 3),
-                                            "last_error", text_or_null(st, 4), "updated_at",
-                                            (json_int_t)sqlite3_column_int64(st, 5)));
+            int64_t job_id = sqlite3_column_int64(st, 0);
+            const char *state = (const char *)sqlite3_column_text(st, 2);
+            const char *key = (const char *)sqlite3_column_text(st, 7);
+            json_t *job = json_pack(
+                "{s:o, s:o, s:I, s:I, s:o, s:I, s:o}", "handler", text_or_null(st, 1), "state",
+                text_or_null(st, 2), "attempts", (json_int_t)sqlite3_column_int64(st, 3), "due_at",
+                (json_int_t)sqlite3_column_int64(st, 4), "last_error", text_or_null(st, 5),
+                "updated_at", (json_int_t)sqlite3_column_int64(st, 6), "key", text_or_null(st, 7));
+            if (key != NULL && state != NULL && strcmp(state, "pending") == 0) {
+                json_t *w = waiting_for(db, key, job_id);
+                if (w != NULL) {
+                    json_object_set_new(job, "waiting_for", w);
+                }
+            }
+            json_object_set_new(job, "calls", job_calls(db, job_id));
+            json_array_append_new(jobs, job);
         }
     }
 done:

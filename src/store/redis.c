@@ -10,6 +10,10 @@
  *   <p>delayed            sorted set of job refs by retry time
  *   <p>dead               set of dead job refs
  *   <p>kv:<key>           kv values (PX ttl)
+ *   <p>ka:<key>           the job ref holding ordering key <key> (admitted: in the stream,
+ *                         running or delayed)
+ *   <p>kq:<key>           sorted set of job refs waiting for <key>, by <p>seq (store order)
+ *   <p>calls:<ref>        list of a job's journal lines (JSON), expiring with its event
  *
  * An event and its jobs are written by one Lua script, so they exist
  * together or not at all. Appends are pipelined by one writer thread (group
@@ -28,29 +32,38 @@
 #include <jansson.h>
 
 #include "metrics.h"
-#include "store/queue.h"
-#include "store/store.h"
+#include "store/redis_int.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-#define MAX_ROUTES 64
-#define GROUP "workers"
 
+/*
+ * ARGV: prefix, id, retention, type, integration, received_at, headers,
+ * body, then a handler name and its ordering key ('' = none) per job. A job
+ * whose key is free takes it and goes to the stream; otherwise it waits in
+ * the key's queue.
+ */
 static const char append_lua[] =
     "local p, id = ARGV[1], ARGV[2]\n"
     "if not redis.call('SET', p..'seen:'..id, '1', 'NX', 'EX', ARGV[3]) then return 0 end\n"
-    "local n = #ARGV - 8\n"
+    "local n = (#ARGV - 8) / 2\n"
     "redis.call('HSET', p..'ev:'..id, 'type', ARGV[4], 'integration', ARGV[5], 'received_at',\n"
     "  ARGV[6], 'headers', ARGV[7], 'body', ARGV[8], 'state', n > 0 and 'routed' or 'unrouted')\n"
     "redis.call('EXPIRE', p..'ev:'..id, ARGV[3])\n"
     "redis.call('ZADD', p..'events', ARGV[6], id)\n"
-    "for i = 9, #ARGV do\n"
-    "  local ref = id .. '\\n' .. ARGV[i]\n"
-    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', ARGV[i], 'state', 'pending',\n"
-    "    'attempts', 0, 'due', ARGV[6])\n"
+    "for i = 9, #ARGV, 2 do\n"
+    "  local h, k = ARGV[i], ARGV[i + 1]\n"
+    "  local ref = id .. '\\n' .. h\n"
+    "  local seq = redis.call('INCR', p..'seq')\n"
+    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', h, 'state', 'pending',\n"
+    "    'attempts', 0, 'runs', 0, 'due', ARGV[6], 'key', k, 'seq', seq)\n"
     "  redis.call('SADD', p..'evjobs:'..id, ref)\n"
     "  redis.call('EXPIRE', p..'evjobs:'..id, ARGV[3])\n"
-    "  redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "  if k == '' or redis.call('SET', p..'ka:'..k, ref, 'NX') then\n"
+    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "  else\n"
+    "    redis.call('ZADD', p..'kq:'..k, seq, ref)\n"
+    "  end\n"
     "end\n"
     "return 1\n";
 
@@ -64,54 +77,42 @@ static const char release_lua[] =
     "end\n"
     "return #refs\n";
 
+/* A job that holds key ARGV[3] is done, skipped or dead: the oldest waiting job takes the key. */
+static const char advance_lua[] =
+    "local p, ref, k = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if redis.call('GET', p..'ka:'..k) ~= ref then return 0 end\n"
+    "local nxt = redis.call('ZRANGE', p..'kq:'..k, 0, 0)[1]\n"
+    "if nxt then\n"
+    "  redis.call('ZREM', p..'kq:'..k, nxt)\n"
+    "  redis.call('SET', p..'ka:'..k, nxt)\n"
+    "  redis.call('XADD', p..'jobs', '*', 'ref', nxt)\n"
+    "else\n"
+    "  redis.call('DEL', p..'ka:'..k)\n"
+    "end\n"
+    "return 1\n";
+
+/* A replayed job with a key queues behind the job holding it, in store order. */
 static const char replay_lua[] =
     "local p, ev = ARGV[1], ARGV[2]\n"
     "local refs = ev == '' and redis.call('SMEMBERS', p..'dead') or\n"
     "  redis.call('SMEMBERS', p..'evjobs:'..ev)\n"
     "local n = 0\n"
     "for _, ref in ipairs(refs) do\n"
-    "  if redis.call('HGET', p..'job:'..ref, 'state') == 'dead' then\n"
-    "    redis.call('HSET', p..'job:'..ref, 'state', 'pending', 'attempts', 0)\n"
+    "  local job = p..'job:'..ref\n"
+    "  if redis.call('HGET', job, 'state') == 'dead' then\n"
+    "    redis.call('HSET', job, 'state', 'pending', 'attempts', 0)\n"
     "    redis.call('SREM', p..'dead', ref)\n"
-    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "    local k = redis.call('HGET', job, 'key') or ''\n"
+    "    if k == '' or redis.call('SET', p..'ka:'..k, ref, 'NX') then\n"
+    "      redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
+    "    else\n"
+    "      local seq = redis.call('HGET', job, 'seq') or redis.call('INCR', p..'seq')\n"
+    "      redis.call('ZADD', p..'kq:'..k, seq, ref)\n"
+    "    end\n"
     "    n = n + 1\n"
     "  end\n"
     "end\n"
     "return n\n";
-
-struct redis_store {
-    struct sy_store base;
-    char host[256];
-    int port;
-    int db;
-    char prefix[128];
-    char instance[128]; /* consumer names start with it: "<host>-<pid>" */
-    uint64_t retention_s;
-    uint64_t visibility_ms; /* a job not finished for this long is taken over */
-
-    pthread_key_t conn_key; /* each thread's own connection */
-    int next_consumer;      /* atomic */
-
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct sy_append_queue queue;
-    size_t max_batch;
-    bool closing;
-    bool healthy;
-    sy_route_fn route;
-    void *route_ctx;
-
-    /* jobs taken over from dead consumers, handed out before new ones */
-    struct sy_job *claimed;
-    int64_t last_release_ms; /* atomic: last move of due retries */
-    int64_t last_claim_ms;   /* atomic: last XAUTOCLAIM */
-};
-
-struct conn {
-    redisContext *c;
-    char consumer[200];
-};
 
 static void conn_free(void *p)
 {
@@ -148,7 +149,7 @@ static redisContext *connect_to(struct redis_store *s)
 }
 
 /* The calling thread's connection (reconnecting after an error), or NULL. */
-static struct conn *my_conn(struct redis_store *s)
+struct conn *sy_redis_conn(struct redis_store *s)
 {
     struct conn *cn = pthread_getspecific(s->conn_key);
     if (cn == NULL) {
@@ -171,9 +172,9 @@ static struct conn *my_conn(struct redis_store *s)
     return cn->c ? cn : NULL;
 }
 
-static redisReply *cmd(struct redis_store *s, const char *fmt, ...)
+redisReply *sy_redis_cmd(struct redis_store *s, const char *fmt, ...)
 {
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     if (cn == NULL) {
         return NULL;
     }
@@ -193,13 +194,10 @@ static redisReply *cmd(struct redis_store *s, const char *fmt, ...)
 
 static void append_one(struct redis_store *s, redisContext *c, const char *sha, struct sy_append *a)
 {
-    const char *names[MAX_ROUTES];
-    size_t n = 0;
-    if (s->route != NULL) {
-        n = s->route(s->route_ctx, a->type, a->type_len, a->integration, names, MAX_ROUTES);
-    }
-    const char *argv[11 + MAX_ROUTES];
-    size_t lens[11 + MAX_ROUTES];
+    size_t first = s->routes.n;
+    size_t n = s->route != NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
+    const char *argv[11 + 2 * SY_ROUTES_MAX];
+    size_t lens[11 + 2 * SY_ROUTES_MAX];
     char retention[32], received[32];
     snprintf(retention, sizeof(retention), "%llu", (unsigned long long)s->retention_s);
     snprintf(received, sizeof(received), "%lld", (long long)a->received_ms);
@@ -216,8 +214,10 @@ static void append_one(struct redis_store *s, redisContext *c, const char *sha, 
     argv[k] = received, lens[k++] = strlen(received);
     argv[k] = a->headers, lens[k++] = a->headers_len;
     argv[k] = a->body, lens[k++] = a->body_len;
-    for (size_t i = 0; i < n; i++) {
-        argv[k] = names[i], lens[k++] = strlen(names[i]);
+    for (size_t i = 0; i < n && i < SY_ROUTES_MAX; i++) {
+        const char *key = sy_routes_key(&s->routes, first + i);
+        argv[k] = sy_routes_handler(&s->routes, first + i), lens[k] = strlen(argv[k]), k++;
+        argv[k] = key ? key : "", lens[k++] = key ? strlen(key) : 0;
     }
     redisAppendCommandArgv(c, k, argv, lens);
 }
@@ -268,6 +268,7 @@ static void *writer_main(void *arg)
             freeReplyObject(r);
         }
         int status = c ? SY_OK : SY_EUNAVAIL;
+        sy_routes_reset(&s->routes);
         for (struct sy_append *a = batch; status == SY_OK && a != NULL; a = a->next) {
             append_one(s, c, sha, a);
         }
@@ -335,7 +336,7 @@ static int redis_submit(struct sy_store *st, struct sy_append *a)
 static bool redis_ready(struct sy_store *st)
 {
     struct redis_store *s = (struct redis_store *)st;
-    redisReply *r = cmd(s, "PING");
+    redisReply *r = sy_redis_cmd(s, "PING");
     bool up = r != NULL;
     freeReplyObject(r);
     pthread_mutex_lock(&s->mu);
@@ -357,7 +358,7 @@ static void redis_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
     s->route = route;
     s->route_ctx = ctx;
     pthread_mutex_unlock(&s->mu);
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     if (cn != NULL) {
         reclaim_own(s, cn);
     }
@@ -366,25 +367,35 @@ static void redis_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
 /* ---- jobs ---- */
 
 /* A job for stream entry 'entry' carrying 'ref', read from its hash; NULL if gone. */
+static int int_of(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING ? (int)strtol(r->str, NULL, 10) : 0;
+}
+
 static struct sy_job *job_from_ref(struct redis_store *s, const char *entry, const char *ref,
                                    size_t reflen)
 {
-    redisReply *r = cmd(s, "HMGET %sjob:%b event handler attempts", s->prefix, ref, reflen);
+    redisReply *r =
+        sy_redis_cmd(s, "HMGET %sjob:%b event handler attempts key runs", s->prefix, ref, reflen);
     struct sy_job *j = NULL;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
         r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
         j = calloc(1, sizeof(*j));
         if (j) {
             j->event_id = strdup(r->element[0]->str);
             j->handler = strdup(r->element[1]->str);
-            j->attempts = r->element[2]->type == REDIS_REPLY_STRING ? atoi(r->element[2]->str) : 0;
+            j->attempts = int_of(r->element[2]);
+            if (r->element[3]->type == REDIS_REPLY_STRING && r->element[3]->len > 0) {
+                j->key = strdup(r->element[3]->str);
+            }
+            j->runs = int_of(r->element[4]);
             j->entry = strdup(entry);
         }
     }
     freeReplyObject(r);
     if (j == NULL) {
         /* its hash is gone (the event expired): drop the entry */
-        redisReply *a = cmd(s, "XACK %sjobs " GROUP " %s", s->prefix, entry);
+        redisReply *a = sy_redis_cmd(s, "XACK %sjobs " GROUP " %s", s->prefix, entry);
         freeReplyObject(a);
     }
     return j;
@@ -416,13 +427,13 @@ static void housekeeping(struct redis_store *s, struct conn *cn)
     int64_t last = __atomic_load_n(&s->last_release_ms, __ATOMIC_RELAXED);
     if (now - last >= 100 && __atomic_compare_exchange_n(&s->last_release_ms, &last, now, false,
                                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        redisReply *r = cmd(s, "EVAL %s 0 %s %lld", release_lua, s->prefix, (long long)now);
+        redisReply *r = sy_redis_cmd(s, "EVAL %s 0 %s %lld", release_lua, s->prefix, (long long)now);
         freeReplyObject(r);
     }
     last = __atomic_load_n(&s->last_claim_ms, __ATOMIC_RELAXED);
     if (now - last >= 1000 && __atomic_compare_exchange_n(&s->last_claim_ms, &last, now, false,
                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        redisReply *r = cmd(s, "XAUTOCLAIM %sjobs " GROUP " %s %llu 0-0 COUNT 50", s->prefix,
+        redisReply *r = sy_redis_cmd(s, "XAUTOCLAIM %sjobs " GROUP " %s %llu 0-0 COUNT 50", s->prefix,
                             cn->consumer, (unsigned long long)s->visibility_ms);
         struct sy_job *got = NULL;
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
@@ -456,7 +467,7 @@ static struct sy_job *redis_next_job(struct sy_store *st, int timeout_ms)
         if (closing || j) {
             return j;
         }
-        struct conn *cn = my_conn(s);
+        struct conn *cn = sy_redis_conn(s);
         if (cn == NULL) {
             struct timespec nap = {0, 100 * 1000 * 1000};
             nanosleep(&nap, NULL); /* Redis is down: wait, do not spin */
@@ -465,7 +476,7 @@ static struct sy_job *redis_next_job(struct sy_store *st, int timeout_ms)
             double left = deadline - sy_mono_s();
             int block = left > 0.1 ? 100 : (left > 0 ? (int)(left * 1000) + 1 : 1);
             redisReply *r =
-                cmd(s, "XREADGROUP GROUP " GROUP " %s COUNT 1 BLOCK %d STREAMS %sjobs >",
+                sy_redis_cmd(s, "XREADGROUP GROUP " GROUP " %s COUNT 1 BLOCK %d STREAMS %sjobs >",
                     cn->consumer, block, s->prefix);
             struct sy_job *got = NULL;
             if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
@@ -486,7 +497,7 @@ static struct sy_job *redis_next_job(struct sy_store *st, int timeout_ms)
 static int redis_load_body(struct sy_store *st, struct sy_job *job)
 {
     struct redis_store *s = (struct redis_store *)st;
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     if (cn == NULL) {
         return SY_EIO;
     }
@@ -512,7 +523,7 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
 {
     static const char *const states[] = {"done", "skipped", "retrying", "dead"};
     struct redis_store *s = (struct redis_store *)st;
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     char ref[1024];
     snprintf(ref, sizeof(ref), "%s\n%s", job->event_id, job->handler);
     if (cn != NULL) {
@@ -530,10 +541,15 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
                 redisAppendCommand(c, "SET %skv:%s %s", s->prefix, w->key, w->value);
             }
         }
-        redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d due %lld error %s", s->prefix,
-                           ref, states[outcome], job->attempts + 1,
+        redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d runs %d due %lld error %s",
+                           s->prefix, ref, states[outcome], job->attempts + 1, job->runs + 1,
                            (long long)(outcome == SY_JOB_RETRY ? retry_at_ms : sy_wall_ms()),
                            error ? error : "");
+        if (outcome != SY_JOB_RETRY && job->key != NULL) {
+            /* done, skipped or dead: the key moves on, in the same transaction */
+            redisAppendCommand(c, "EVAL %s 0 %s %s %s", advance_lua, s->prefix, ref, job->key);
+            replies++;
+        }
         if (outcome == SY_JOB_RETRY) {
             redisAppendCommand(c, "ZADD %sdelayed %lld %s", s->prefix, (long long)retry_at_ms, ref);
         } else if (outcome == SY_JOB_DEAD) {
@@ -563,7 +579,7 @@ static int redis_kv_get(struct sy_store *st, const char *key, char **value)
 {
     struct redis_store *s = (struct redis_store *)st;
     *value = NULL;
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     redisReply *r = cn ? redisCommand(cn->c, "GET %skv:%s", s->prefix, key) : NULL;
     int rc = r == NULL || r->type == REDIS_REPLY_ERROR ? SY_EIO : SY_OK;
     if (r && r->type == REDIS_REPLY_STRING) {
@@ -577,8 +593,8 @@ static int redis_kv_set(struct sy_store *st, const char *key, const char *value,
 {
     struct redis_store *s = (struct redis_store *)st;
     redisReply *r =
-        ttl_ms ? cmd(s, "SET %skv:%s %s PX %llu", s->prefix, key, value, (unsigned long long)ttl_ms)
-               : cmd(s, "SET %skv:%s %s", s->prefix, key, value);
+        ttl_ms ? sy_redis_cmd(s, "SET %skv:%s %s PX %llu", s->prefix, key, value, (unsigned long long)ttl_ms)
+               : sy_redis_cmd(s, "SET %skv:%s %s", s->prefix, key, value);
     int rc = r ? SY_OK : SY_EIO;
     freeReplyObject(r);
     return rc;
@@ -587,7 +603,7 @@ static int redis_kv_set(struct sy_store *st, const char *key, const char *value,
 static int redis_kv_delete(struct sy_store *st, const char *key)
 {
     struct redis_store *s = (struct redis_store *)st;
-    redisReply *r = cmd(s, "DEL %skv:%s", s->prefix, key);
+    redisReply *r = sy_redis_cmd(s, "DEL %skv:%s", s->prefix, key);
     int rc = r ? SY_OK : SY_EIO;
     freeReplyObject(r);
     return rc;
@@ -596,7 +612,7 @@ static int redis_kv_delete(struct sy_store *st, const char *key)
 static int redis_replay(struct sy_store *st, const char *event_id, long *count)
 {
     struct redis_store *s = (struct redis_store *)st;
-    redisReply *r = cmd(s, "EVAL %s 0 %s %s", replay_lua, s->prefix, event_id ? event_id : "");
+    redisReply *r = sy_redis_cmd(s, "EVAL %s 0 %s %s", replay_lua, s->prefix, event_id ? event_id : "");
     int rc = r && r->type == REDIS_REPLY_INTEGER ? SY_OK : SY_EIO;
     *count = rc == SY_OK ? (long)r->integer : 0;
     freeReplyObject(r);
@@ -610,7 +626,7 @@ static int redis_replay(struct sy_store *st, const char *event_id, long *count)
  */
 static void reclaim_own(struct redis_store *s, struct conn *cn)
 {
-    redisReply *r = cmd(s, "XPENDING %sjobs " GROUP " - + 10000", s->prefix);
+    redisReply *r = sy_redis_cmd(s, "XPENDING %sjobs " GROUP " - + 10000", s->prefix);
     size_t plen = strlen(s->instance);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         redisReply *e = r->element[i];
@@ -622,7 +638,7 @@ static void reclaim_own(struct redis_store *s, struct conn *cn)
             continue;
         }
         redisReply *c =
-            cmd(s, "XCLAIM %sjobs " GROUP " %s 0 %s", s->prefix, cn->consumer, e->element[0]->str);
+            sy_redis_cmd(s, "XCLAIM %sjobs " GROUP " %s 0 %s", s->prefix, cn->consumer, e->element[0]->str);
         struct sy_job *got = NULL;
         if (c && c->type == REDIS_REPLY_ARRAY) {
             take_entries(s, c, &got);
@@ -650,6 +666,7 @@ static void release(struct redis_store *s)
     conn_free(pthread_getspecific(s->conn_key));
     pthread_setspecific(s->conn_key, NULL);
     pthread_key_delete(s->conn_key);
+    sy_routes_dispose(&s->routes);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -666,8 +683,6 @@ static void redis_close(struct sy_store *st)
     release(s);
 }
 
-static json_t *redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err);
-static json_t *redis_show(struct sy_store *st, const char *id, struct sy_error *err);
 
 static const struct sy_store_ops redis_ops = {
     .submit = redis_submit,
@@ -681,8 +696,10 @@ static const struct sy_store_ops redis_ops = {
     .kv_set = redis_kv_set,
     .kv_delete = redis_kv_delete,
     .replay = redis_replay,
-    .list = redis_list,
-    .show = redis_show,
+    .journal_add = sy_redis_journal_add,
+    .journal_load = sy_redis_journal_load,
+    .list = sy_redis_list,
+    .show = sy_redis_show,
 };
 
 /* "redis://host:port/db" */
@@ -696,8 +713,8 @@ static bool parse_url(const char *url, struct redis_store *s)
     }
     memcpy(s->host, p, hl);
     s->host[hl] = '\0';
-    s->port = colon ? atoi(colon + 1) : 6379;
-    s->db = slash ? atoi(slash + 1) : 0;
+    s->port = colon ? (int)strtol(colon + 1, NULL, 10) : 6379;
+    s->db = slash ? (int)strtol(slash + 1, NULL, 10) : 0;
     return s->port > 0 && s->port < 65536 && s->db >= 0;
 }
 
@@ -712,6 +729,7 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_key_create(&s->conn_key, conn_free);
+    sy_routes_init(&s->routes);
     s->queue.limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->retention_s = cfg->dedupe_retention_ms / 1000;
@@ -726,7 +744,7 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
         sy_error_set(err, cfg->path, 0, "store \"%s\" is not redis://HOST:PORT/DB", url);
         goto fail;
     }
-    struct conn *cn = my_conn(s);
+    struct conn *cn = sy_redis_conn(s);
     redisReply *r =
         cn ? redisCommand(cn->c, "XGROUP CREATE %sjobs " GROUP " 0 MKSTREAM", s->prefix) : NULL;
     if (cn == NULL) {
@@ -745,98 +763,3 @@ fail:
     return NULL;
 }
 
-/* ---- inspection (the shapes of store/inspect.h) ---- */
-
-/* The jobs of an event: per-state counts, or (full) the list with attempts and errors. */
-static json_t *event_jobs(struct redis_store *s, const char *id, bool full)
-{
-    json_t *out = full ? json_array() : json_object();
-    redisReply *refs = cmd(s, "SMEMBERS %sevjobs:%s", s->prefix, id);
-    for (size_t i = 0; refs && refs->type == REDIS_REPLY_ARRAY && i < refs->elements; i++) {
-        redisReply *j = cmd(s, "HMGET %sjob:%b handler state attempts due error", s->prefix,
-                            refs->element[i]->str, refs->element[i]->len);
-        if (j && j->type == REDIS_REPLY_ARRAY && j->elements == 5 &&
-            j->element[1]->type == REDIS_REPLY_STRING) {
-            const char *state = j->element[1]->str;
-            if (full) {
-                json_array_append_new(
-                    out, json_pack("{s:s?, s:s, s:I, s:I, s:s?}", "handler", j->element[0]->str,
-                                   "state", state, "attempts",
-                                   (json_int_t)atoll(j->element[2]->str ? j->element[2]->str : "0"),
-                                   "due_at",
-                                   (json_int_t)atoll(j->element[3]->str ? j->element[3]->str : "0"),
-                                   "last_error",
-                                   j->element[4]->str && j->element[4]->str[0] ? j->element[4]->str
-                                                                               : NULL));
-            } else {
-                json_t *n = json_object_get(out, state);
-                json_object_set_new(out, state, json_integer(n ? json_integer_value(n) + 1 : 1));
-            }
-        }
-        freeReplyObject(j);
-    }
-    freeReplyObject(refs);
-    return out;
-}
-
-static json_t *redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err)
-{
-    struct redis_store *s = (struct redis_store *)st;
-    redisReply *ids = cmd(s, "ZREVRANGE %sevents 0 %d", s->prefix, (limit > 0 ? limit : 50) * 20);
-    if (ids == NULL) {
-        sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
-        return NULL;
-    }
-    json_t *out = json_array();
-    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements &&
-                       json_array_size(out) < (size_t)(limit > 0 ? limit : 50);
-         i++) {
-        const char *id = ids->element[i]->str;
-        redisReply *ev = cmd(s, "HMGET %sev:%s type integration received_at state", s->prefix, id);
-        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 4 &&
-            ev->element[0]->type == REDIS_REPLY_STRING) {
-            json_t *jobs = event_jobs(s, id, false);
-            const char *state = ev->element[3]->str ? ev->element[3]->str : "";
-            bool keep = status == NULL ||
-                        (strcmp(status, "unrouted") == 0 ? strcmp(state, "unrouted") == 0
-                                                         : json_object_get(jobs, status) != NULL);
-            if (keep) {
-                json_array_append_new(out, json_pack("{s:s, s:s, s:s?, s:I, s:s, s:o}", "id", id,
-                                                     "type", ev->element[0]->str, "integration",
-                                                     ev->element[1]->str, "received_at",
-                                                     (json_int_t)atoll(ev->element[2]->str),
-                                                     "state", state, "jobs", jobs));
-            } else {
-                json_decref(jobs);
-            }
-        }
-        freeReplyObject(ev);
-    }
-    freeReplyObject(ids);
-    return out;
-}
-
-static json_t *redis_show(struct sy_store *st, const char *id, struct sy_error *err)
-{
-    struct redis_store *s = (struct redis_store *)st;
-    redisReply *ev =
-        cmd(s, "HMGET %sev:%s type integration received_at state headers body", s->prefix, id);
-    json_t *out = NULL;
-    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
-        ev->element[0]->type == REDIS_REPLY_STRING) {
-        json_t *headers = json_loads(ev->element[4]->str ? ev->element[4]->str : "{}", 0, NULL);
-        if (headers && json_object_get(headers, "x-unizo-signature")) {
-            json_object_set_new(headers, "x-unizo-signature", json_string("(redacted)"));
-        }
-        json_t *body = json_loads(ev->element[5]->str ? ev->element[5]->str : "null", 0, NULL);
-        out = json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:o, s:o, s:o}", "id", id, "type",
-                        ev->element[0]->str, "integration", ev->element[1]->str, "received_at",
-                        (json_int_t)atoll(ev->element[2]->str), "state", ev->element[3]->str,
-                        "headers", headers ? headers : json_object(), "event",
-                        body ? body : json_null(), "jobs", event_jobs(s, id, true));
-    } else {
-        sy_error_set(err, NULL, 0, "no event with id '%s'", id);
-    }
-    freeReplyObject(ev);
-    return out;
-}

@@ -79,20 +79,14 @@ void sy_job_free(struct sy_job *job)
         kv_writes_free(job->kv);
         free(job->event_id);
         free(job->handler);
+        free(job->key);
         free(job->body);
         free(job->entry);
         free(job);
     }
 }
 
-static _Thread_local struct sy_job *bound_job;
-
-void sy_store_bind_job(struct sy_job *job)
-{
-    bound_job = job;
-}
-
-/* Keep a write on the bound job. value NULL = delete. */
+/* Keep a write on the running job. value NULL = delete. */
 static int kv_defer(struct sy_job *job, const char *key, const char *value, uint64_t ttl_ms)
 {
     struct sy_kv_write *w = calloc(1, sizeof(*w));
@@ -111,39 +105,137 @@ static int kv_defer(struct sy_job *job, const char *key, const char *value, uint
     return SY_OK;
 }
 
-int sy_store_kv_get(struct sy_store *st, const char *key, char **value)
+int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *key, char **value)
 {
-    if (bound_job != NULL) {
-        const struct sy_kv_write *last = NULL;
-        for (const struct sy_kv_write *w = bound_job->kv; w != NULL; w = w->next) {
-            if (strcmp(w->key, key) == 0) {
-                last = w;
-            }
+    const struct sy_kv_write *last = NULL;
+    for (const struct sy_kv_write *w = job ? job->kv : NULL; w != NULL; w = w->next) {
+        if (strcmp(w->key, key) == 0) {
+            last = w;
         }
-        if (last != NULL) {
-            bool live =
-                last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_wall_ms());
-            *value = live ? strdup(last->value) : NULL;
-            return live && *value == NULL ? SY_ENOMEM : SY_OK;
-        }
+    }
+    if (last != NULL) {
+        bool live =
+            last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_wall_ms());
+        *value = live ? strdup(last->value) : NULL;
+        return live && *value == NULL ? SY_ENOMEM : SY_OK;
     }
     return st->ops->kv_get(st, key, value);
 }
 
-int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms)
+int sy_store_kv_set(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
+                    uint64_t ttl_ms)
 {
-    if (bound_job != NULL) {
-        return kv_defer(bound_job, key, value, ttl_ms);
-    }
-    return st->ops->kv_set(st, key, value, ttl_ms);
+    return job != NULL ? kv_defer(job, key, value, ttl_ms)
+                       : st->ops->kv_set(st, key, value, ttl_ms);
 }
 
-int sy_store_kv_delete(struct sy_store *st, const char *key)
+int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key)
 {
-    if (bound_job != NULL) {
-        return kv_defer(bound_job, key, NULL, 0);
+    return job != NULL ? kv_defer(job, key, NULL, 0) : st->ops->kv_delete(st, key);
+}
+
+void sy_call_record_dispose(struct sy_call_record *r)
+{
+    free(r->key);
+    free(r->method);
+    free(r->path);
+    free(r->request);
+    free(r->response);
+    free(r->error);
+    memset(r, 0, sizeof(*r));
+}
+
+void sy_call_record_free(struct sy_call_record *r)
+{
+    if (r != NULL) {
+        sy_call_record_dispose(r);
+        free(r);
     }
-    return st->ops->kv_delete(st, key);
+}
+
+void sy_call_records_free(struct sy_call_record *r, size_t n)
+{
+    for (size_t i = 0; r != NULL && i < n; i++) {
+        sy_call_record_dispose(&r[i]);
+    }
+    free(r);
+}
+
+void sy_store_journal_add(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record *rec)
+{
+    st->ops->journal_add(st, job, rec);
+}
+
+int sy_store_journal_load(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record **recs, size_t *n)
+{
+    *recs = NULL;
+    *n = 0;
+    return st->ops->journal_load(st, job, recs, n);
+}
+
+/* ---- routing results ---- */
+
+void sy_routes_init(struct sy_routes *r)
+{
+    memset(r, 0, sizeof(*r));
+    sy_buf_init(&r->text, 0);
+}
+
+void sy_routes_dispose(struct sy_routes *r)
+{
+    free(r->hit);
+    sy_buf_dispose(&r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+void sy_routes_reset(struct sy_routes *r)
+{
+    r->n = 0;
+    sy_buf_reset(&r->text);
+}
+
+/* Copy 's' with its terminator into the text; returns its offset or UINT32_MAX. */
+static uint32_t put_text(struct sy_routes *r, const char *s)
+{
+    size_t at = r->text.len;
+    if (at >= UINT32_MAX - 1 || sy_buf_append(&r->text, s, strlen(s) + 1) != 0) {
+        return UINT32_MAX;
+    }
+    return (uint32_t)at;
+}
+
+int sy_routes_add(struct sy_routes *r, const char *handler, const char *key)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        struct sy_route_hit *h = realloc(r->hit, cap * sizeof(*h));
+        if (h == NULL) {
+            return SY_ENOMEM;
+        }
+        r->hit = h;
+        r->cap = cap;
+    }
+    uint32_t name = put_text(r, handler);
+    uint32_t k = key != NULL ? put_text(r, key) : UINT32_MAX;
+    if (name == UINT32_MAX || (key != NULL && k == UINT32_MAX)) {
+        return SY_ENOMEM;
+    }
+    r->hit[r->n].handler = name;
+    r->hit[r->n].key = k;
+    r->n++;
+    return SY_OK;
+}
+
+const char *sy_routes_handler(const struct sy_routes *r, size_t i)
+{
+    return r->text.data + r->hit[i].handler;
+}
+
+const char *sy_routes_key(const struct sy_routes *r, size_t i)
+{
+    return r->hit[i].key == UINT32_MAX ? NULL : r->text.data + r->hit[i].key;
 }
 
 int sy_store_replay(struct sy_store *st, const char *event_id, long *count)

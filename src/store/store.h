@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util/buf.h"
 #include "util/error.h"
 
 /*
@@ -61,15 +62,36 @@ void sy_store_close(struct sy_store *st);
 /* ---- jobs: one per (event, handler), created with the event ---- */
 
 /*
- * Which handlers take an event: fills names[0..max) with borrowed handler
- * names (valid until the next call from the same thread) and returns how
- * many. Called on the store's writer thread inside the append transaction.
+ * Routing results: which handlers take each event of a batch, with each
+ * job's ordering key. Handler names and keys are copied in, so nothing is
+ * borrowed from the rule set that produced them. Owned by one thread.
  */
-typedef size_t (*sy_route_fn)(void *ctx, const char *type, size_t type_len, const char *integration,
-                              const char **names, size_t max);
+#define SY_ROUTES_MAX 64 /* handlers per event */
+struct sy_route_hit {
+    uint32_t handler; /* offset of the name in text */
+    uint32_t key;     /* offset of the ordering key in text; UINT32_MAX = none */
+};
+struct sy_routes {
+    struct sy_route_hit *hit;
+    size_t n, cap;
+    struct sy_buf text;
+};
+void sy_routes_init(struct sy_routes *r);
+void sy_routes_dispose(struct sy_routes *r);
+void sy_routes_reset(struct sy_routes *r);
+/* Add a hit; 'key' may be NULL (no ordering key). Returns SY_OK or SY_ENOMEM. */
+int sy_routes_add(struct sy_routes *r, const char *handler, const char *key);
+const char *sy_routes_handler(const struct sy_routes *r, size_t i);
+const char *sy_routes_key(const struct sy_routes *r, size_t i); /* NULL = none */
 
-/* A job handed to a worker. Owned by the worker until sy_store_finish. */
-/* A kv write made by a running job, committed with its outcome (see sy_store_bind_job). */
+/*
+ * Which handlers take event 'a': adds at most SY_ROUTES_MAX hits to 'out'
+ * and returns how many it added. Called on the store's writer thread,
+ * inside the append transaction.
+ */
+typedef size_t (*sy_route_fn)(void *ctx, const struct sy_append *a, struct sy_routes *out);
+
+/* A kv write made by a running job, committed with its outcome. */
 struct sy_kv_write {
     struct sy_kv_write *next;
     char *key;
@@ -78,11 +100,15 @@ struct sy_kv_write {
     uint64_t ttl_ms;
 };
 
+/* A job handed to a worker. Owned by the worker until sy_store_finish. */
 struct sy_job {
     int64_t id;
     char *event_id;
     char *handler;
-    int attempts; /* finished attempts before this one */
+    char *key;    /* ordering key, or NULL */
+    int attempts; /* finished attempts before this one (a replay starts it over) */
+    int runs;     /* finished attempts ever (a replay does not reset it) */
+    bool fresh;   /* created by this process and never run: it has no journal yet */
     char *body;   /* the event's raw JSON; NULL until loaded */
     size_t body_len;
     int64_t due_ms;                    /* store-internal */
@@ -102,7 +128,11 @@ enum sy_job_outcome {
 void sy_store_set_router(struct sy_store *st, sy_route_fn route, void *ctx);
 
 /*
- * Wait up to timeout_ms for a runnable job. Returns a new job (free with
+ * Wait up to timeout_ms for a runnable job. Jobs with an ordering key run
+ * one at a time per key, in the order they were stored: a job is not handed
+ * out while an earlier job with the same key is pending, running or
+ * retrying; once that one is done, skipped or dead, the next becomes
+ * runnable. This holds across workers and, on Redis, across instances. Returns a new job (free with
  * sy_job_free), or NULL on timeout or when the store is closing. Any thread.
  */
 struct sy_job *sy_store_next_job(struct sy_store *st, int timeout_ms);
@@ -124,22 +154,61 @@ void sy_job_free(struct sy_job *job);
 /* ---- key/value, shared by all workers ---- */
 
 /*
- * While a job is bound to the calling thread (a worker running it), kv sets
- * and deletes are kept on the job and commit with its outcome, so a job's
- * effects on kv and its completion are one transaction: a failed attempt
- * leaves nothing behind, and a rule costs no commit wait per kv.set. Gets
- * see the job's own writes first. Pass NULL to unbind.
+ * With a running 'job', sets and deletes are kept on the job and commit with
+ * its outcome, so a job's effects on kv and its completion are one
+ * transaction: a failed attempt leaves nothing behind, and a rule costs no
+ * commit wait per kv.set. Gets see the job's own writes first. With 'job'
+ * NULL, a set or delete is durable before it returns.
  */
-void sy_store_bind_job(struct sy_job *job);
 
 /* New string in *value (NULL when absent or expired). Any thread. */
-int sy_store_kv_get(struct sy_store *st, const char *key, char **value);
+int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *key, char **value);
+/* ttl_ms 0 = no expiry. Any thread but the writer's. */
+int sy_store_kv_set(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
+                    uint64_t ttl_ms);
+int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key);
+
+/* ---- the effect journal: every Unizo call a job made, attempt by attempt ---- */
+
+/* One call. Strings are owned by the record. */
+struct sy_call_record {
+    int attempt;       /* the job's run it was made in: 1, 2, ... (a replay does not reset it) */
+    int n;             /* its index in that attempt: the <n> of the Idempotency-Key */
+    char *key;         /* the Idempotency-Key */
+    char *method;
+    char *path;
+    char *request;     /* the JSON body sent (at most SY_JOURNAL_MAX_BODY bytes), or NULL */
+    long status;       /* HTTP status; 0 = no answer */
+    char *response;    /* the answer's body, at most SY_JOURNAL_MAX_BODY bytes; may be NULL */
+    size_t response_len;
+    bool truncated;    /* the answer was longer than kept: it is never replayed */
+    bool replayed;     /* answered from an earlier attempt: nothing was sent */
+    bool dry_run;      /* no api_key: nothing was sent */
+    char *error;       /* why there was no answer, or NULL */
+    int64_t at_ms;     /* when the call started, wall clock */
+    double ms;         /* how long it took */
+};
+#define SY_JOURNAL_MAX_BODY (64u << 10)
+
+void sy_call_record_dispose(struct sy_call_record *r); /* its strings; the struct stays */
+void sy_call_record_free(struct sy_call_record *r);
+void sy_call_records_free(struct sy_call_record *r, size_t n); /* an array of n */
+
 /*
- * ttl_ms 0 = no expiry. With a job bound: kept on the job. Otherwise durable
- * before it returns. Any thread but the writer's.
+ * Record one call of a running job. Asynchronous on SQLite (committed with
+ * the next group commit, always before the job's outcome); on Redis written
+ * before it returns. Takes ownership of 'rec'. A journal is kept whatever
+ * the attempt's outcome. Any thread but the writer's.
  */
-int sy_store_kv_set(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
-int sy_store_kv_delete(struct sy_store *st, const char *key);
+void sy_store_journal_add(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record *rec);
+
+/*
+ * Every recorded call of 'job' (all attempts, in order) as a new array in
+ * *recs (free with sy_call_records_free). Any thread but the writer's.
+ */
+int sy_store_journal_load(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record **recs, size_t *n);
 
 /* ---- inspection and replay ---- */
 
@@ -175,6 +244,10 @@ struct sy_store_ops {
     int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(struct sy_store *st, const char *key);
     int (*replay)(struct sy_store *st, const char *event_id, long *count);
+    void (*journal_add)(struct sy_store *st, const struct sy_job *job,
+                        struct sy_call_record *rec);
+    int (*journal_load)(struct sy_store *st, const struct sy_job *job,
+                        struct sy_call_record **recs, size_t *n);
     struct json_t *(*list)(struct sy_store *st, const char *status, int limit,
                            struct sy_error *err);
     struct json_t *(*show)(struct sy_store *st, const char *id, struct sy_error *err);

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "core/retry.h"
 #include "metrics.h"
 #include "unizo/client.h"
 #include "util/buf.h"
@@ -157,16 +158,27 @@ static void record(const struct sy_unizo *u, const struct sy_unizo_request *req,
     json_decref(line);
 }
 
+/* Nothing is sent: the answer says so, with an id rules can store ("dry-run:<key>"). */
 static int dry_run(struct sy_unizo *u, const struct sy_unizo_request *req,
                    struct sy_unizo_response *resp)
 {
     sy_log(SY_LOG_INFO, "unizo dry-run (no api_key): not sent", "method", req->method, "path",
            req->path, "query", req->query, "integration", req->integration, "body", req->body,
            NULL);
+    struct sy_buf b;
+    sy_buf_init(&b, 4096);
+    char id[700];
+    snprintf(id, sizeof(id), "dry-run:%s", req->idempotency_key ? req->idempotency_key : "");
+    sy_buf_puts(&b, "{\"dry_run\":true,\"id\":");
+    sy_buf_json_string(&b, id, strlen(id));
+    sy_buf_puts(&b, "}");
     resp->dry_run = true;
     resp->status = 200;
-    resp->body = strdup("{}");
-    resp->len = 2;
+    resp->body = b.failed ? NULL : b.data;
+    resp->len = b.failed ? 0 : b.len;
+    if (b.failed) {
+        sy_buf_dispose(&b);
+    }
     record(u, req, resp);
     return resp->body ? SY_OK : SY_ENOMEM;
 }
@@ -262,20 +274,18 @@ int sy_unizo_call(struct sy_unizo *u, const struct sy_unizo_request *req,
         } else {
             rc = SY_EUNAVAIL;
         }
-        if (attempt + 1 == cfg->unizo.attempts) {
+        struct sy_backoff policy = {.base_ms = cfg->unizo.backoff_base_ms,
+                                    .cap_ms = cfg->unizo.backoff_cap_ms,
+                                    .max_retries = (unsigned)(cfg->unizo.attempts - 1),
+                                    .full_jitter = true};
+        double r = (double)rand_r(&u->seed) / ((double)RAND_MAX + 1.0);
+        int64_t wait_ms = sy_backoff_delay(
+            &policy, (unsigned)attempt, r,
+            u->retry_after_s >= 0 ? (int64_t)(u->retry_after_s * 1000.0) : -1);
+        if (wait_ms < 0) {
             break;
         }
-        /* full jitter: a random wait up to min(cap, base * 2^attempt), but never before Retry-After
-         */
-        double ceiling = (double)cfg->unizo.backoff_base_ms / 1000.0 * (double)(1u << attempt);
-        double cap = (double)cfg->unizo.backoff_cap_ms / 1000.0;
-        if (ceiling > cap) {
-            ceiling = cap;
-        }
-        double wait = ceiling * ((double)rand_r(&u->seed) / (double)RAND_MAX);
-        if (u->retry_after_s > wait) {
-            wait = u->retry_after_s > cap * 4 ? cap * 4 : u->retry_after_s;
-        }
+        double wait = (double)wait_ms / 1000.0;
         char st[16], w[32];
         snprintf(st, sizeof(st), "%ld", status);
         snprintf(w, sizeof(w), "%.2fs", wait);

@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "ingest/envelope.h"
-#include "ingest/json_scan.h"
+#include "core/json_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -6,7 +6,7 @@
 #include "check.h"
 #include "files.h"
 #include "ingest/envelope.h"
-#include "ingest/json_scan.h"
+#include "core/json_scan.h"
 
 /* The scanner must accept exactly what jansson accepts (and agree on id and type). */
 static int disagreements;

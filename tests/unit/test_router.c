@@ -1,7 +1,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "engine/router.h"
+#include "core/router.h"
 
 static bool m(const char *pattern, const char *type)
 {

@@ -67,15 +67,23 @@ static int append(struct sy_store *st, const char *id, const char *type, bool *i
     return r.a.status;
 }
 
-/* The router: "scm.*" goes to handlers a and b, anything else to nobody. */
-static size_t route(void *ctx, const char *type, size_t len, const char *integration,
-                    const char **names, size_t max)
+/*
+ * The router: "scm.*" goes to handlers a and b; "keyed.<K>" to handler k with
+ * ordering key <K>; anything else to nobody.
+ */
+static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
 {
-    (void)ctx, (void)integration, (void)max;
-    if (len > 4 && strncmp(type, "scm.", 4) == 0) {
-        names[0] = "a";
-        names[1] = "b";
+    (void)ctx;
+    if (a->type_len > 4 && strncmp(a->type, "scm.", 4) == 0) {
+        sy_routes_add(out, "a", NULL);
+        sy_routes_add(out, "b", NULL);
         return 2;
+    }
+    if (a->type_len > 6 && strncmp(a->type, "keyed.", 6) == 0) {
+        char key[64];
+        snprintf(key, sizeof(key), "%.*s", (int)(a->type_len - 6), a->type + 6);
+        sy_routes_add(out, "k", key);
+        return 1;
     }
     return 0;
 }
@@ -109,6 +117,43 @@ static void *race(void *arg)
         __atomic_fetch_add(&r->new_count, 1, __ATOMIC_SEQ_CST);
     }
     return NULL;
+}
+
+/* The next runnable job within ms, or NULL; checks it is 'event_id' when that is given. */
+static struct sy_job *take(struct sy_store *st, int ms, const char *event_id)
+{
+    struct sy_job *j = sy_store_next_job(st, ms);
+    if (event_id != NULL) {
+        CHECK(j != NULL && strcmp(j->event_id, event_id) == 0);
+        if (j != NULL && strcmp(j->event_id, event_id) != 0) {
+            fprintf(stderr, "  expected %s, got %s\n", event_id, j->event_id);
+        }
+    }
+    return j;
+}
+
+/* Wait until every op queued before now is committed (ops commit in order). */
+static void barrier(struct sy_store *st)
+{
+    CHECK(sy_store_kv_set(st, NULL, "barrier", "1", 0) == SY_OK);
+}
+
+static struct sy_call_record *record(int attempt, int n, const char *method, const char *path,
+                                     long status, const char *response)
+{
+    struct sy_call_record *r = calloc(1, sizeof(*r));
+    r->attempt = attempt;
+    r->n = n;
+    r->key = strdup("evt_j/k/1");
+    r->method = strdup(method);
+    r->path = strdup(path);
+    r->request = strdup("{\"name\":\"x\"}");
+    r->status = status;
+    r->response = strdup(response);
+    r->response_len = strlen(response);
+    r->at_ms = 1700000000123;
+    r->ms = 12.5;
+    return r;
 }
 
 int main(int argc, char **argv)
@@ -190,21 +235,21 @@ int main(int argc, char **argv)
 
     /* kv: set, get, overwrite, delete, expiry */
     char *v = NULL;
-    CHECK(sy_store_kv_get(st, "k", &v) == SY_OK && v == NULL);
-    CHECK(sy_store_kv_set(st, "k", "{\"ticket\":\"T-1\"}", 0) == SY_OK);
-    CHECK(sy_store_kv_get(st, "k", &v) == SY_OK && v && strcmp(v, "{\"ticket\":\"T-1\"}") == 0);
+    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v == NULL);
+    CHECK(sy_store_kv_set(st, NULL, "k", "{\"ticket\":\"T-1\"}", 0) == SY_OK);
+    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v && strcmp(v, "{\"ticket\":\"T-1\"}") == 0);
     free(v);
-    CHECK(sy_store_kv_set(st, "k", "2", 0) == SY_OK);
-    CHECK(sy_store_kv_get(st, "k", &v) == SY_OK && v && strcmp(v, "2") == 0);
+    CHECK(sy_store_kv_set(st, NULL, "k", "2", 0) == SY_OK);
+    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v && strcmp(v, "2") == 0);
     free(v);
-    CHECK(sy_store_kv_delete(st, "k") == SY_OK);
-    CHECK(sy_store_kv_get(st, "k", &v) == SY_OK && v == NULL);
-    CHECK(sy_store_kv_set(st, "short", "1", 200) == SY_OK);
-    CHECK(sy_store_kv_get(st, "short", &v) == SY_OK && v != NULL);
+    CHECK(sy_store_kv_delete(st, NULL, "k") == SY_OK);
+    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v == NULL);
+    CHECK(sy_store_kv_set(st, NULL, "short", "1", 200) == SY_OK);
+    CHECK(sy_store_kv_get(st, NULL, "short", &v) == SY_OK && v != NULL);
     free(v);
     struct timespec wait = {0, 400 * 1000 * 1000};
     nanosleep(&wait, NULL);
-    CHECK(sy_store_kv_get(st, "short", &v) == SY_OK && v == NULL);
+    CHECK(sy_store_kv_get(st, NULL, "short", &v) == SY_OK && v == NULL);
 
     /* a running job's kv writes commit with its outcome: it sees them at once, nobody else
        does until it is done, and a failed attempt's writes are dropped */
@@ -212,36 +257,117 @@ int main(int argc, char **argv)
     n = drain(st, 300, jobs, 16);
     CHECK(n == 2);
     if (n == 2) {
-        CHECK(sy_store_kv_set(st, "shared", "before", 0) == SY_OK);
-        sy_store_bind_job(jobs[0]);
-        CHECK(sy_store_kv_set(st, "mine", "1", 0) == SY_OK);
-        CHECK(sy_store_kv_set(st, "mine", "2", 60000) == SY_OK);
-        CHECK(sy_store_kv_delete(st, "shared") == SY_OK);
-        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
+        CHECK(sy_store_kv_set(st, NULL, "shared", "before", 0) == SY_OK);
+        CHECK(sy_store_kv_set(st, jobs[0], "mine", "1", 0) == SY_OK);
+        CHECK(sy_store_kv_set(st, jobs[0], "mine", "2", 60000) == SY_OK);
+        CHECK(sy_store_kv_delete(st, jobs[0], "shared") == SY_OK);
+        CHECK(sy_store_kv_get(st, jobs[0], "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
         free(v);
-        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v == NULL);
-        sy_store_bind_job(jobs[1]);
-        CHECK(sy_store_kv_set(st, "failed", "x", 0) == SY_OK);
-        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v == NULL); /* another job's */
-        sy_store_bind_job(NULL);
-        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v && strcmp(v, "before") == 0);
+        CHECK(sy_store_kv_get(st, jobs[0], "shared", &v) == SY_OK && v == NULL);
+        CHECK(sy_store_kv_set(st, jobs[1], "failed", "x", 0) == SY_OK);
+        CHECK(sy_store_kv_get(st, jobs[1], "mine", &v) == SY_OK && v == NULL); /* another job's */
+        CHECK(sy_store_kv_get(st, NULL, "shared", &v) == SY_OK && v && strcmp(v, "before") == 0);
         free(v);
         sy_store_finish(st, jobs[1], SY_JOB_RETRY, "failed", sy_wall_ms() + 600000);
         sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
-        CHECK(sy_store_kv_set(st, "barrier", "1", 0) == SY_OK); /* after both outcomes */
-        CHECK(sy_store_kv_get(st, "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
+        CHECK(sy_store_kv_set(st, NULL, "barrier", "1", 0) == SY_OK); /* after both outcomes */
+        CHECK(sy_store_kv_get(st, NULL, "mine", &v) == SY_OK && v && strcmp(v, "2") == 0);
         free(v);
-        CHECK(sy_store_kv_get(st, "shared", &v) == SY_OK && v == NULL);
-        CHECK(sy_store_kv_get(st, "failed", &v) == SY_OK && v == NULL);
+        CHECK(sy_store_kv_get(st, NULL, "shared", &v) == SY_OK && v == NULL);
+        CHECK(sy_store_kv_get(st, NULL, "failed", &v) == SY_OK && v == NULL);
+    }
+
+
+    /*
+     * ordering keys: jobs of one key run one at a time in store order; other keys and
+     * key-less jobs are not held up; a retry keeps the key; done, skipped or dead hands it on
+     */
+    CHECK(append(st, "evt_k1", "keyed.A", &is_new) == SY_OK && is_new);
+    CHECK(append(st, "evt_k2", "keyed.A", &is_new) == SY_OK && is_new);
+    CHECK(append(st, "evt_k3", "keyed.B", &is_new) == SY_OK && is_new);
+    struct sy_job *k1 = take(st, 1000, "evt_k1");
+    struct sy_job *k3 = take(st, 1000, "evt_k3");
+    CHECK(k1 && k1->key && strcmp(k1->key, "A") == 0);
+    CHECK(sy_store_next_job(st, 300) == NULL); /* evt_k2 waits for evt_k1 */
+    if (k1 && k3) {
+        sy_store_finish(st, k3, SY_JOB_DONE, NULL, 0);
+        sy_store_finish(st, k1, SY_JOB_RETRY, "503", sy_wall_ms() + 400);
+        CHECK(sy_store_next_job(st, 200) == NULL); /* still waiting: k1 holds A while it retries */
+        k1 = take(st, 2000, "evt_k1");
+        CHECK(k1 && k1->attempts == 1);
+        CHECK(sy_store_next_job(st, 200) == NULL);
+        if (k1) {
+            sy_store_finish(st, k1, SY_JOB_DONE, NULL, 0);
+        }
+        struct sy_job *k2 = take(st, 2000, "evt_k2");
+        CHECK(k2 && k2->attempts == 0);
+        /* dead hands the key on too; a replay queues behind the job that holds it then */
+        if (k2) {
+            sy_store_finish(st, k2, SY_JOB_DEAD, "gave up", 0);
+        }
+        CHECK(append(st, "evt_k4", "keyed.A", &is_new) == SY_OK && is_new);
+        struct sy_job *k4 = take(st, 2000, "evt_k4");
+        CHECK(sy_store_replay(st, "evt_k2", &count) == SY_OK && count == 1);
+        struct sy_job *early = sy_store_next_job(st, 300);
+        CHECK(early == NULL);
+        if (early) {
+            fprintf(stderr, "  replayed too early: %s/%s\n", early->event_id, early->handler);
+        }
+        if (k4) {
+            sy_store_finish(st, k4, SY_JOB_SKIPPED, NULL, 0);
+        }
+        k2 = take(st, 2000, "evt_k2");
+        CHECK(k2 && k2->attempts == 0);
+        if (k2) {
+            sy_store_finish(st, k2, SY_JOB_DONE, NULL, 0);
+        }
+    }
+    CHECK(sy_store_next_job(st, 200) == NULL);
+
+    /* the journal: what a job recorded, in order, kept across a failed attempt */
+    CHECK(append(st, "evt_j", "keyed.J", &is_new) == SY_OK && is_new);
+    struct sy_job *jj = take(st, 1000, "evt_j");
+    if (jj) {
+        sy_store_journal_add(st, jj, record(1, 1, "POST", "/tickets", 201, "{\"id\":\"T-1\"}"));
+        struct sy_call_record *failed = record(1, 2, "POST", "/tickets/T-1/comments", 0, "");
+        failed->error = strdup("Connection refused");
+        sy_store_journal_add(st, jj, failed);
+        sy_store_finish(st, jj, SY_JOB_RETRY, "comment failed", sy_wall_ms() + 300);
+        barrier(st);
+        jj = take(st, 2000, "evt_j");
+    }
+    CHECK(jj && jj->runs == 1 && !jj->fresh);
+    if (jj) {
+        struct sy_call_record *recs = NULL;
+        size_t nrec = 0;
+        CHECK(sy_store_journal_load(st, jj, &recs, &nrec) == SY_OK && nrec == 2);
+        if (nrec == 2) {
+            CHECK(recs[0].attempt == 1 && recs[0].n == 1 && recs[0].status == 201);
+            CHECK_STR(recs[0].method, "POST");
+            CHECK_STR(recs[0].path, "/tickets");
+            CHECK_STR(recs[0].key, "evt_j/k/1");
+            CHECK_STR(recs[0].request, "{\"name\":\"x\"}");
+            CHECK(recs[0].response_len == 12 && memcmp(recs[0].response, "{\"id\":\"T-1\"}", 12) == 0);
+            CHECK(recs[0].at_ms == 1700000000123 && recs[0].ms > 12 && recs[0].ms < 13);
+            CHECK(recs[1].n == 2 && recs[1].status == 0);
+            CHECK_STR(recs[1].error, "Connection refused");
+        }
+        sy_call_records_free(recs, nrec);
+        sy_store_finish(st, jj, SY_JOB_DONE, NULL, 0);
+        barrier(st);
     }
 
     /* a job left unfinished is runnable again after the store is reopened */
     CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && is_new);
+    /* and one holding a key: after the reopen it runs first, the one behind it waits */
+    CHECK(append(st, "evt_r1", "keyed.R", &is_new) == SY_OK && is_new);
+    CHECK(append(st, "evt_r2", "keyed.R", &is_new) == SY_OK && is_new);
     n = drain(st, 300, jobs, 16);
-    CHECK(n == 2);
-    if (n == 2) {
+    CHECK(n == 3);
+    if (n == 3) {
         sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
-        sy_job_free(jobs[1]); /* as if the process died while running it */
+        sy_job_free(jobs[1]); /* as if the process died while running them */
+        sy_job_free(jobs[2]);
     }
     sy_store_close(st);
     st = sy_store_open(&cfg, &err);
@@ -249,10 +375,22 @@ int main(int argc, char **argv)
     if (st != NULL) {
         sy_store_set_router(st, route, NULL);
         n = drain(st, 500, jobs, 16);
-        CHECK(n == 1 && strcmp(jobs[0]->event_id, "evt_2") == 0 &&
+        CHECK(n == 2);
+        if (n == 2 && strcmp(jobs[0]->event_id, "evt_r1") == 0) {
+            struct sy_job *first = jobs[0];
+            jobs[0] = jobs[1];
+            jobs[1] = first;
+        }
+        CHECK(n == 2 && strcmp(jobs[0]->event_id, "evt_2") == 0 &&
               strcmp(jobs[0]->handler, "b") == 0);
-        if (n == 1) {
+        CHECK(n == 2 && strcmp(jobs[1]->event_id, "evt_r1") == 0 && !jobs[1]->fresh);
+        if (n == 2) {
             sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
+            sy_store_finish(st, jobs[1], SY_JOB_DONE, NULL, 0);
+            struct sy_job *r2 = take(st, 2000, "evt_r2");
+            if (r2) {
+                sy_store_finish(st, r2, SY_JOB_DONE, NULL, 0);
+            }
         }
         /* dedupe survives the reopen */
         CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && !is_new);

@@ -1,5 +1,5 @@
-#ifndef SY_JSON_SCAN_H
-#define SY_JSON_SCAN_H
+#ifndef SY_CORE_JSON_SCAN_H
+#define SY_CORE_JSON_SCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,5 +61,15 @@ const char *sy_json_number_at(const char *p, const char *end, bool *is_real, con
  * does not fit. The span must come from a successful scan.
  */
 long sy_json_unescape(const struct sy_json_span *s, char *out, size_t cap);
+
+/*
+ * Find the value at a dotted 'path' ("data.url", "data.assignees.0.login":
+ * object members by name, array elements by index) in JSON text that has
+ * already been validated. Returns true and fills 'out' (for a string, the
+ * bytes between the quotes, still escaped; otherwise the value's text).
+ * A repeated member: the last one, as jansson keeps. Allocates nothing;
+ * pure; any thread.
+ */
+bool sy_json_lookup(const char *text, size_t len, const char *path, struct sy_json_span *out);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest/json_scan.h"
+#include "core/json_scan.h"
 
 struct scanner {
     const char *text;
@@ -570,4 +570,161 @@ long sy_json_unescape(const struct sy_json_span *s, char *out, size_t cap)
         n += w;
     }
     return (long)n;
+}
+
+/*
+ * Skip the value at s->p (whitespace before it skipped). The text was
+ * validated before, so this only tracks nesting and strings; on text that
+ * was not, it stops at the end without reading past it.
+ */
+static bool skip_value(struct scanner *s)
+{
+    int depth = 0;
+    do {
+        skip_ws(s);
+        if (s->p >= s->end) {
+            return false;
+        }
+        char c = *s->p;
+        if (c == '"') {
+            if (!scan_string(s, NULL)) {
+                return false;
+            }
+        } else if (c == '{' || c == '[') {
+            depth++;
+            s->p++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            s->p++;
+        } else if (c == ',' || c == ':') {
+            s->p++;
+        } else {
+            const char *from = s->p;
+            while (s->p < s->end && strchr(",:]} \t\r\n", *s->p) == NULL) {
+                s->p++;
+            }
+            s->p += s->p == from; /* a NUL byte: step over it */
+        }
+    } while (depth > 0);
+    return true;
+}
+
+/* True when the (escaped) key span decodes to exactly seg[0..len). */
+static bool key_equals(const struct sy_json_span *key, const char *seg, size_t len)
+{
+    if (memchr(key->p, '\\', key->len) == NULL) {
+        return key->len == len && memcmp(key->p, seg, len) == 0;
+    }
+    char buf[256];
+    long n = len <= sizeof(buf) ? sy_json_unescape(key, buf, sizeof(buf)) : -1;
+    return n >= 0 && (size_t)n == len && memcmp(buf, seg, len) == 0;
+}
+
+/* s->p at '{': move to the value of member seg (the last one, as jansson keeps). */
+static bool find_member(struct scanner *s, const char *seg, size_t len)
+{
+    const char *found = NULL;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        return false;
+    }
+    for (;;) {
+        skip_ws(s);
+        struct sy_json_span key;
+        if (s->p >= s->end || *s->p != '"' || !scan_string(s, &key)) {
+            return false;
+        }
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') {
+            return false;
+        }
+        s->p++;
+        skip_ws(s);
+        if (key_equals(&key, seg, len)) {
+            found = s->p;
+        }
+        if (!skip_value(s)) {
+            return false;
+        }
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        break;
+    }
+    if (found != NULL) {
+        s->p = found;
+    }
+    return found != NULL;
+}
+
+/* s->p at '[': move to element 'index'. */
+static bool find_element(struct scanner *s, unsigned long index)
+{
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        return false;
+    }
+    for (unsigned long i = 0; i < index; i++) {
+        if (!skip_value(s)) {
+            return false;
+        }
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ',') {
+            return false;
+        }
+        s->p++;
+    }
+    skip_ws(s);
+    return s->p < s->end;
+}
+
+bool sy_json_lookup(const char *text, size_t len, const char *path, struct sy_json_span *out)
+{
+    struct scanner s = {.text = text, .p = text, .end = text + len};
+    memset(out, 0, sizeof(*out));
+    const char *seg = path;
+    for (;;) {
+        size_t n = strcspn(seg, ".");
+        skip_ws(&s);
+        if (n == 0 || s.p >= s.end) {
+            return false;
+        }
+        bool numeric = strspn(seg, "0123456789") == n && n < 10;
+        if (*s.p == '{') {
+            if (!find_member(&s, seg, n)) {
+                return false;
+            }
+        } else if (*s.p == '[' && numeric) {
+            if (!find_element(&s, strtoul(seg, NULL, 10))) {
+                return false;
+            }
+        } else {
+            return false;
+        }
+        if (seg[n] == '\0') {
+            break;
+        }
+        seg += n + 1;
+    }
+    skip_ws(&s);
+    const char *start = s.p;
+    char c = start < s.end ? *start : '\0';
+    if (c == '"') {
+        return scan_string(&s, out);
+    }
+    if (!skip_value(&s)) {
+        return false;
+    }
+    out->kind = c == '{'                ? SY_JSON_OBJECT
+                : c == '['              ? SY_JSON_ARRAY
+                : c == 't' || c == 'f'  ? SY_JSON_BOOL
+                : c == 'n'              ? SY_JSON_NULL
+                                        : SY_JSON_NUMBER;
+    out->p = start;
+    out->len = (size_t)(s.p - start);
+    return true;
 }

@@ -1,0 +1,52 @@
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/file.h"
+#include "util/error.h"
+
+int sy_file_read(const char *path, size_t max, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return SY_ENOTFOUND;
+    }
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap + 1);
+    int rc = buf ? SY_OK : SY_ENOMEM;
+    while (rc == SY_OK) {
+        if (n == cap) {
+            if (cap >= max) {
+                rc = SY_EFULL;
+                break;
+            }
+            cap = cap * 2 > max ? max : cap * 2;
+            char *p = realloc(buf, cap + 1);
+            if (p == NULL) {
+                rc = SY_ENOMEM;
+                break;
+            }
+            buf = p;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            rc = ferror(f) ? SY_EIO : SY_OK;
+            break;
+        }
+    }
+    /* a file of exactly 'max' bytes is fine; one more byte is not */
+    if (rc == SY_OK && n == cap && cap >= max && fgetc(f) != EOF) {
+        rc = SY_EFULL;
+    }
+    fclose(f);
+    if (rc != SY_OK) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return SY_OK;
+}

@@ -1,0 +1,163 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "core/json_scan.h"
+#include "core/router.h"
+
+static bool seg_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == ':' || c == '-';
+}
+
+bool sy_pattern_valid(const char *p)
+{
+    if (strcmp(p, "*") == 0) {
+        return true;
+    }
+    size_t len = strlen(p);
+    if (len == 0 || len > 255) {
+        return false;
+    }
+    if (len >= 2 && strcmp(p + len - 2, ".*") == 0) {
+        len -= 2;
+    }
+    bool seg_empty = true;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '.') {
+            if (seg_empty) {
+                return false;
+            }
+            seg_empty = true;
+        } else if (seg_char(p[i])) {
+            seg_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !seg_empty;
+}
+
+bool sy_pattern_match(const char *pattern, const char *type, size_t len)
+{
+    size_t plen = strlen(pattern);
+    if (plen == 1 && pattern[0] == '*') {
+        return true;
+    }
+    if (plen >= 2 && pattern[plen - 1] == '*' && pattern[plen - 2] == '.') {
+        /* "a.b.*": type starts with "a.b." and has something after it */
+        size_t prefix = plen - 1;
+        return len > prefix && memcmp(type, pattern, prefix) == 0;
+    }
+    return plen == len && memcmp(type, pattern, len) == 0;
+}
+
+bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_len,
+                      const char *integration)
+{
+    if (r->integration != NULL &&
+        (integration == NULL || strcmp(r->integration, integration) != 0)) {
+        return false;
+    }
+    for (size_t i = 0; i < r->n_on; i++) {
+        if (sy_pattern_match(r->on[i], type, type_len)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool sy_key_path_valid(const char *path)
+{
+    size_t len = strlen(path);
+    if (len == 0 || len > 255) {
+        return false;
+    }
+    bool seg_empty = true;
+    for (size_t i = 0; i < len; i++) {
+        char c = path[i];
+        if (c == '.') {
+            if (seg_empty) {
+                return false;
+            }
+            seg_empty = true;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '_' || c == '-') {
+            seg_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !seg_empty;
+}
+
+/* Append one key part (decoded) to 'b'; false when it does not fit. */
+static bool put_part(const struct sy_json_span *v, char *b, size_t *n, size_t cap)
+{
+    if (v->kind == SY_JSON_STRING) {
+        long w = sy_json_unescape(v, b + *n, cap - *n);
+        if (w < 0) {
+            return false;
+        }
+        *n += (size_t)w;
+        return true;
+    }
+    if (v->len > cap - *n) {
+        return false;
+    }
+    memcpy(b + *n, v->p, v->len);
+    *n += v->len;
+    return true;
+}
+
+long sy_route_key(const struct sy_route *r, const char *body, size_t len, char *out)
+{
+    if (r->n_key == 0) {
+        return -1;
+    }
+    struct sy_json_span parts[16];
+    size_t n_parts = r->n_key < 16 ? r->n_key : 16;
+    size_t total = 0;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (!sy_json_lookup(body, len, r->key[i], &parts[i]) || parts[i].kind == SY_JSON_NULL) {
+            return -1;
+        }
+        total += parts[i].len + 1; /* decoding never makes a value longer */
+    }
+    /* short keys are kept as they are; long ones are hashed so any length fits */
+    char small[SY_KEY_MAX + 16];
+    char *buf = total <= sizeof(small) ? small : malloc(total);
+    if (buf == NULL) {
+        return -1;
+    }
+    size_t n = 0;
+    bool ok = true;
+    for (size_t i = 0; ok && i < n_parts; i++) {
+        if (i > 0) {
+            buf[n++] = '\x1f';
+        }
+        ok = put_part(&parts[i], buf, &n, total);
+    }
+    long rc = -1;
+    if (ok && n <= SY_KEY_MAX) {
+        memcpy(out, buf, n);
+        out[n] = '\0';
+        rc = (long)n;
+    } else if (ok) {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)buf, n, md);
+        memcpy(out, "sha256:", 7);
+        for (size_t i = 0; i < sizeof(md); i++) {
+            out[7 + 2 * i] = "0123456789abcdef"[md[i] >> 4];
+            out[8 + 2 * i] = "0123456789abcdef"[md[i] & 15];
+        }
+        out[7 + 2 * sizeof(md)] = '\0';
+        rc = 7 + 2 * (long)sizeof(md);
+    }
+    if (buf != small) {
+        free(buf);
+    }
+    return rc;
+}

@@ -1,0 +1,45 @@
+#ifndef SY_ENGINE_INT_H
+#define SY_ENGINE_INT_H
+
+/* The engine's private parts, shared by engine.c and worker.c. */
+
+#include <pthread.h>
+
+#include "engine/engine.h"
+#include "lua/sandbox.h"
+#include "plugin/plugins.h"
+#include "unizo/client.h"
+
+struct worker {
+    struct sy_engine *eng;
+    pthread_t tid;
+    int index;
+    unsigned seed;          /* randomness for the retry policy's jitter */
+    struct sy_unizo *unizo; /* this worker's Unizo client (its curl handle) */
+    struct sy_rule_gen *gen; /* the generation 'lx' is built from (one reference held) */
+    struct sy_lua *lx;       /* NULL until a rule runs, and after a limit was hit */
+};
+
+struct sy_engine {
+    const struct sy_config *cfg;
+    struct sy_store *store;
+    struct sy_loaded_plugin *plugins; /* loaded at start; not reloaded */
+    size_t n_plugins;
+    pthread_mutex_t gen_mu;      /* guards 'current' for the moment of taking a reference */
+    struct sy_rule_gen *current; /* one reference held by the engine */
+    pthread_mutex_t reload_mu;   /* one reload at a time */
+    struct worker *workers;
+    size_t n_workers;
+    int stop; /* atomic */
+};
+
+/* The current generation with a reference for the caller (sy_rule_gen_release it). Any thread. */
+struct sy_rule_gen *sy_engine_gen(struct sy_engine *eng);
+
+/* The plugin named 'name', or NULL. */
+const struct sy_loaded_plugin *sy_engine_plugin(const struct sy_engine *eng, const char *name);
+
+/* A worker thread: takes jobs from the store until the engine stops. */
+void *sy_worker_main(void *arg);
+
+#endif

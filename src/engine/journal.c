@@ -1,0 +1,148 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/journal.h"
+#include "metrics.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+void sy_journal_init(struct sy_journal *j, const char *event_id, const char *handler,
+                     sy_send_fn send, void *send_ctx)
+{
+    memset(j, 0, sizeof(*j));
+    j->event_id = event_id;
+    j->handler = handler;
+    j->attempt = 1;
+    j->send = send;
+    j->send_ctx = send_ctx;
+}
+
+void sy_journal_set_prior(struct sy_journal *j, struct sy_call_record *prior, size_t n, int runs)
+{
+    sy_call_records_free(j->prior, j->n_prior);
+    j->prior = prior;
+    j->n_prior = n;
+    int last = runs;
+    for (size_t i = 0; i < n; i++) {
+        /* an attempt cut short by a crash left records but was never counted */
+        last = prior[i].attempt > last ? prior[i].attempt : last;
+    }
+    j->attempt = last + 1;
+}
+
+void sy_journal_dispose(struct sy_journal *j)
+{
+    sy_call_records_free(j->prior, j->n_prior);
+    j->prior = NULL;
+    j->n_prior = 0;
+}
+
+/* An earlier attempt's successful n-th call with this method and path, or NULL. */
+static const struct sy_call_record *earlier_answer(const struct sy_journal *j, int n,
+                                                   const char *method, const char *path)
+{
+    for (size_t i = 0; i < j->n_prior; i++) {
+        const struct sy_call_record *r = &j->prior[i];
+        if (r->n == n && r->attempt < j->attempt && r->status >= 200 && r->status <= 299 &&
+            !r->truncated && strcmp(r->method, method) == 0 && strcmp(r->path, path) == 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static char *dup_bounded(const char *s, size_t len, size_t max, bool *truncated)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    if (len > max) {
+        len = max;
+        *truncated = true;
+    }
+    char *p = malloc(len + 1);
+    if (p != NULL) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+static void keep_record(struct sy_journal *j, const struct sy_unizo_request *req,
+                        const struct sy_unizo_response *resp, const char *key, bool replayed,
+                        int64_t at_ms, double ms)
+{
+    if (j->keep == NULL) {
+        return;
+    }
+    struct sy_call_record *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return;
+    }
+    bool request_cut = false;
+    r->attempt = j->attempt;
+    r->n = j->n;
+    r->key = strdup(key);
+    r->method = strdup(req->method);
+    r->path = strdup(req->path);
+    r->request = req->body ? dup_bounded(req->body, strlen(req->body), SY_JOURNAL_MAX_BODY,
+                                         &request_cut)
+                           : NULL;
+    r->status = resp->status;
+    r->response = dup_bounded(resp->body ? resp->body : "", resp->len, SY_JOURNAL_MAX_BODY,
+                              &r->truncated);
+    r->response_len = r->response ? (resp->len > SY_JOURNAL_MAX_BODY ? SY_JOURNAL_MAX_BODY
+                                                                      : resp->len)
+                                  : 0;
+    r->replayed = replayed;
+    r->dry_run = resp->dry_run;
+    r->error = resp->status == 0 && resp->error[0] ? strdup(resp->error) : NULL;
+    r->at_ms = at_ms;
+    r->ms = ms;
+    if (r->key == NULL || r->method == NULL || r->path == NULL) {
+        sy_call_record_free(r);
+        return;
+    }
+    j->keep(j->keep_ctx, r);
+}
+
+int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
+                    struct sy_unizo_response *resp)
+{
+    char key[700];
+    j->n++;
+    snprintf(key, sizeof(key), "%s/%s/%d", j->event_id ? j->event_id : "-",
+             j->handler ? j->handler : "-", j->n);
+    req->idempotency_key = key;
+    req->event_id = j->event_id;
+    int64_t at = sy_wall_ms();
+    double t0 = sy_mono_s();
+    const struct sy_call_record *hit = earlier_answer(j, j->n, req->method, req->path);
+    int rc;
+    if (hit != NULL) {
+        memset(resp, 0, sizeof(*resp));
+        resp->status = hit->status;
+        resp->dry_run = hit->dry_run;
+        resp->len = hit->response_len;
+        resp->body = malloc(hit->response_len + 1);
+        if (resp->body == NULL) {
+            return SY_ENOMEM;
+        }
+        memcpy(resp->body, hit->response ? hit->response : "", hit->response_len);
+        resp->body[hit->response_len] = '\0';
+        j->replayed++;
+        char was[16];
+        snprintf(was, sizeof(was), "%d", hit->attempt);
+        sy_log(SY_LOG_INFO, "unizo call replayed from the journal; not sent", "rule", j->handler,
+               "event", j->event_id, "method", req->method, "path", req->path, "key", key,
+               "answered_in_attempt", was, NULL);
+        sy_metrics_add(&sy_metrics.unizo_replayed, 1);
+        rc = SY_OK;
+    } else {
+        rc = j->send(j->send_ctx, req, resp);
+    }
+    keep_record(j, req, resp, key, hit != NULL, at, (sy_mono_s() - t0) * 1000.0);
+    req->idempotency_key = NULL; /* it pointed at this frame */
+    return rc;
+}

@@ -1,0 +1,227 @@
+/* The 'unizo' module: unizo.request and unizo.ticketing.*, through the host's call path. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <lauxlib.h>
+
+#include "lua/sandbox_int.h"
+#include "lua/json.h"
+#include "unizo/ticketing.h"
+#include "util/buf.h"
+
+/* Push the decoded JSON body (or an empty table). */
+static void push_response_body(lua_State *L, const struct sy_unizo_response *resp)
+{
+    char err[64];
+    if (resp->len == 0 || !sy_lua_decode_json(L, resp->body, resp->len, true, err, sizeof(err))) {
+        lua_newtable(L);
+    }
+}
+
+/* Raise {status, errorCode, errorMessage, message} for a failed call. */
+static int raise_unizo_error(lua_State *L, const struct sy_unizo_request *req,
+                             const struct sy_unizo_response *resp)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, resp->status);
+    lua_setfield(L, -2, "status");
+    const char *code = NULL, *text = NULL;
+    if (resp->status != 0) {
+        push_response_body(L, resp);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "errorCode");
+            lua_setfield(L, -3, "errorCode");
+            lua_getfield(L, -1, "errorMessage");
+            lua_setfield(L, -3, "errorMessage");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "errorCode");
+        code = lua_tostring(L, -1);
+        lua_getfield(L, -2, "errorMessage");
+        text = lua_tostring(L, -1);
+    }
+    if (resp->status == 0) {
+        lua_pushfstring(L, "unizo %s %s: no answer after %d attempt(s): %s", req->method, req->path,
+                        resp->attempts, resp->error);
+    } else {
+        lua_pushfstring(L, "unizo %s %s: HTTP %d%s%s%s%s", req->method, req->path,
+                        (int)resp->status, code ? " " : "", code ? code : "", text ? ": " : "",
+                        text ? text : "");
+    }
+    if (resp->status != 0) {
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+    }
+    lua_setfield(L, -2, "message");
+    return lua_error(L);
+}
+
+/*
+ * Make the call and push the decoded answer, or raise the error table. The
+ * host gives the call its Idempotency-Key and may answer it from the
+ * journal of an earlier attempt.
+ */
+static int finish_call(lua_State *L, struct sy_lua *lx, struct sy_unizo_request *req)
+{
+    if (lx->run == NULL) {
+        return luaL_error(L, "%s %s: Unizo calls are only allowed while a rule runs", req->method,
+                          req->path);
+    }
+    struct sy_unizo_response resp;
+    int rc = lx->host.unizo_call(lx->host.ctx, lx->run, req, &resp);
+    req->query = NULL;
+    req->body = NULL;
+    if (rc != SY_OK || resp.status < 200 || resp.status > 299) {
+        /* keep the body in a Lua string, so nothing leaks when the error unwinds */
+        lua_pushlstring(L, resp.body ? resp.body : "", resp.len);
+        free(resp.body);
+        resp.body = (char *)lua_tostring(L, -1);
+        return raise_unizo_error(L, req, &resp);
+    }
+    push_response_body(L, &resp);
+    free(resp.body);
+    return 1;
+}
+
+/* The JSON text of the value at idx, or a Lua error naming 'what'. New string. */
+static char *json_text(lua_State *L, int idx, const char *what)
+{
+    char err[160];
+    json_t *v = sy_lua_to_json(L, idx, err, sizeof(err));
+    if (v == NULL) {
+        luaL_error(L, "%s: %s", what, err);
+        return NULL;
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    json_decref(v);
+    return s;
+}
+
+/* unizo.request{method, path, query, body, integration}: the decoded answer, or an error. */
+static int l_unizo_request(lua_State *L)
+{
+    struct sy_lua *lx = sy_lua_self(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "method");
+    lua_getfield(L, 1, "path");
+    lua_getfield(L, 1, "integration");
+    const char *path = lua_tostring(L, 3);
+    if (path == NULL || path[0] != '/') {
+        return luaL_error(L, "unizo.request: 'path' must be a string starting with '/'");
+    }
+    struct sy_unizo_request req = {
+        .method = luaL_optstring(L, 2, "GET"),
+        .path = path,
+        .integration = lua_tostring(L, 4),
+        .endpoint = "request",
+    };
+    /* the query, escaped, and the body, as JSON: kept on the Lua stack while the call runs */
+    struct sy_buf q;
+    sy_buf_init(&q, 16384);
+    lua_getfield(L, 1, "query");
+    int qidx = lua_gettop(L);
+    if (lua_type(L, qidx) == LUA_TSTRING) {
+        sy_buf_puts(&q, lua_tostring(L, qidx));
+    } else if (lua_type(L, qidx) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, qidx) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                const char *parts[2] = {lua_tostring(L, -2), luaL_tolstring(L, -1, NULL)};
+                if (q.len > 0) {
+                    sy_buf_puts(&q, "&");
+                }
+                for (int i = 0; i < 2; i++) {
+                    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++) {
+                        if (isalnum(*c) || strchr("-._~", *c)) {
+                            sy_buf_append(&q, c, 1);
+                        } else {
+                            sy_buf_printf(&q, "%%%02X", *c);
+                        }
+                    }
+                    if (i == 0) {
+                        sy_buf_puts(&q, "=");
+                    }
+                }
+                lua_pop(L, 1); /* the tolstring copy */
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushlstring(L, q.data ? q.data : "", q.len);
+    sy_buf_dispose(&q);
+    size_t qlen = 0;
+    const char *query = lua_tolstring(L, -1, &qlen);
+    req.query = qlen > 0 ? query : NULL;
+    lua_getfield(L, 1, "body");
+    if (!lua_isnil(L, -1)) {
+        char *body = json_text(L, -1, "unizo.request: body");
+        lua_pushstring(L, body);
+        free(body);
+        req.body = lua_tostring(L, -1);
+    }
+    return finish_call(L, lx, &req);
+}
+
+/* unizo.ticketing.<helper>{integration = ..., ...}: see unizo/ticketing.h. */
+static int l_ticketing(lua_State *L)
+{
+    struct sy_lua *lx = sy_lua_self(L);
+    enum sy_ticketing_op op = (enum sy_ticketing_op)lua_tointeger(L, lua_upvalueindex(1));
+    const char *name = sy_ticketing_name(op);
+    if (!lua_istable(L, 1)) {
+        return luaL_error(L, "%s: pass a table of fields", name);
+    }
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "integration");
+    const char *integration = lua_tostring(L, 2);
+    if (integration == NULL) {
+        return luaL_error(L, "%s: 'integration' is required", name);
+    }
+    const char *org = NULL, *col = NULL;
+    if (lx->host.unizo_defaults != NULL) {
+        lx->host.unizo_defaults(lx->host.ctx, integration, &org, &col);
+    }
+    char err[300];
+    json_t *fields = sy_lua_to_json(L, 1, err, sizeof(err));
+    if (fields == NULL) {
+        return luaL_error(L, "%s: %s", name, err);
+    }
+    const char *method = NULL;
+    char *path = NULL, *body = NULL;
+    int rc = sy_ticketing_request(op, fields, org, col, &method, &path, &body, err, sizeof(err));
+    json_decref(fields);
+    if (rc != 0) {
+        return luaL_error(L, "%s [integration '%s']", err, integration);
+    }
+    /* Lua owns the strings from here, so an error raised by the call frees them */
+    lua_pushstring(L, path);
+    free(path);
+    lua_pushstring(L, body);
+    free(body);
+    struct sy_unizo_request req = {.method = method,
+                                   .path = lua_tostring(L, 3),
+                                   .body = lua_tostring(L, 4),
+                                   .integration = integration,
+                                   .endpoint = name};
+    return finish_call(L, lx, &req);
+}
+
+
+/* Push the 'unizo' module: request, and the ticketing helpers. */
+void sy_lua_open_unizo(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_unizo_request);
+    lua_setfield(L, -2, "request");
+    lua_createtable(L, 0, 4);
+    for (int op = SY_TICKET_CREATE; op <= SY_TICKET_GET; op++) {
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, l_ticketing, 1);
+        lua_setfield(L, -2, sy_ticketing_name((enum sy_ticketing_op)op));
+    }
+    sy_lua_make_readonly(L, "unizo.ticketing");
+    lua_setfield(L, -2, "ticketing");
+}

@@ -1,0 +1,245 @@
+/* The Redis store's inspection (the shapes of store/inspect.h) and its journal. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "store/journal.h"
+#include "store/redis_int.h"
+#include "util/log.h"
+
+
+/* A job's journal lines, as records (new array). */
+static int load_calls(struct redis_store *s, const char *ref, size_t reflen,
+                      struct sy_call_record **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    redisReply *r = sy_redis_cmd(s, "LRANGE %scalls:%b 0 -1", s->prefix, ref, reflen);
+    if (r == NULL) {
+        return SY_EIO;
+    }
+    int rc = SY_OK;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        *out = calloc(r->elements, sizeof(**out));
+        rc = *out ? SY_OK : SY_ENOMEM;
+        for (size_t i = 0; rc == SY_OK && i < r->elements; i++) {
+            json_t *o = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+            if (sy_call_record_from_json(o, &(*out)[*n]) == SY_OK) {
+                (*n)++;
+            } else {
+                sy_call_record_dispose(&(*out)[*n]); /* a line that does not parse is skipped */
+            }
+            json_decref(o);
+        }
+    }
+    freeReplyObject(r);
+    if (rc != SY_OK) {
+        sy_call_records_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* {"event", "handler"} of the job holding 'key', unless it is 'ref' itself. */
+static json_t *waiting_for(struct redis_store *s, const char *key, const char *ref)
+{
+    redisReply *r = sy_redis_cmd(s, "GET %ska:%s", s->prefix, key);
+    json_t *out = NULL;
+    if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, ref) != 0) {
+        const char *nl = strchr(r->str, '\n');
+        if (nl != NULL) {
+            out = json_pack("{s:s%, s:s}", "event", r->str, (size_t)(nl - r->str), "handler",
+                            nl + 1);
+        }
+    }
+    freeReplyObject(r);
+    return out;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "seq"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "seq"));
+    return x < y ? -1 : x > y;
+}
+
+/* Sort an array of job objects by their "seq" member, in place. */
+static void sort_by_seq(json_t *jobs)
+{
+    size_t n = json_array_size(jobs);
+    json_t **v = n ? malloc(n * sizeof(*v)) : NULL;
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_incref(json_array_get(jobs, i));
+    }
+    qsort(v, n, sizeof(*v), by_seq);
+    json_array_clear(jobs);
+    for (size_t i = 0; i < n; i++) {
+        json_object_del(v[i], "seq"); /* Redis's own order; not part of the shape */
+        json_array_append_new(jobs, v[i]);
+    }
+    free(v);
+}
+
+/* The jobs of an event: per-state counts, or (full) the list with attempts, errors and calls. */
+static json_t *event_jobs(struct redis_store *s, const char *id, bool full)
+{
+    json_t *out = full ? json_array() : json_object();
+    redisReply *refs = sy_redis_cmd(s, "SMEMBERS %sevjobs:%s", s->prefix, id);
+    for (size_t i = 0; refs && refs->type == REDIS_REPLY_ARRAY && i < refs->elements; i++) {
+        const char *ref = refs->element[i]->str;
+        size_t reflen = refs->element[i]->len;
+        redisReply *j = sy_redis_cmd(s, "HMGET %sjob:%b handler state attempts due error key seq",
+                                     s->prefix, ref, reflen);
+        if (j && j->type == REDIS_REPLY_ARRAY && j->elements == 7 &&
+            j->element[1]->type == REDIS_REPLY_STRING) {
+            const char *state = j->element[1]->str;
+            if (full) {
+                const char *key = j->element[5]->str && j->element[5]->str[0] ? j->element[5]->str
+                                                                               : NULL;
+                json_t *job = json_pack(
+                    "{s:s?, s:s, s:I, s:I, s:s?, s:s?, s:I}", "handler", j->element[0]->str,
+                    "state", state, "attempts",
+                    (json_int_t)strtoll(j->element[2]->str ? j->element[2]->str : "0", NULL, 10),
+                    "due_at",
+                    (json_int_t)strtoll(j->element[3]->str ? j->element[3]->str : "0", NULL, 10),
+                    "last_error",
+                    j->element[4]->str && j->element[4]->str[0] ? j->element[4]->str : NULL, "key",
+                    key, "seq",
+                    (json_int_t)strtoll(j->element[6]->str ? j->element[6]->str : "0", NULL, 10));
+                if (key != NULL && strcmp(state, "pending") == 0) {
+                    json_t *w = waiting_for(s, key, ref);
+                    if (w != NULL) {
+                        json_object_set_new(job, "waiting_for", w);
+                    }
+                }
+                struct sy_call_record *calls = NULL;
+                size_t n = 0;
+                json_t *list = json_array();
+                if (load_calls(s, ref, reflen, &calls, &n) == SY_OK) {
+                    for (size_t k = 0; k < n; k++) {
+                        json_array_append_new(list, sy_call_record_json(&calls[k], true));
+                    }
+                }
+                sy_call_records_free(calls, n);
+                json_object_set_new(job, "calls", list);
+                json_array_append_new(out, job);
+            } else {
+                json_t *n = json_object_get(out, state);
+                json_object_set_new(out, state, json_integer(n ? json_integer_value(n) + 1 : 1));
+            }
+        }
+        freeReplyObject(j);
+    }
+    freeReplyObject(refs);
+    if (full) {
+        /* jobs in store order, as on SQLite */
+        sort_by_seq(out);
+    }
+    return out;
+}
+
+json_t *sy_redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *ids = sy_redis_cmd(s, "ZREVRANGE %sevents 0 %d", s->prefix, (limit > 0 ? limit : 50) * 20);
+    if (ids == NULL) {
+        sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
+        return NULL;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements &&
+                       json_array_size(out) < (size_t)(limit > 0 ? limit : 50);
+         i++) {
+        const char *id = ids->element[i]->str;
+        redisReply *ev = sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state", s->prefix, id);
+        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 4 &&
+            ev->element[0]->type == REDIS_REPLY_STRING) {
+            json_t *jobs = event_jobs(s, id, false);
+            const char *state = ev->element[3]->str ? ev->element[3]->str : "";
+            bool keep = status == NULL ||
+                        (strcmp(status, "unrouted") == 0 ? strcmp(state, "unrouted") == 0
+                                                         : json_object_get(jobs, status) != NULL);
+            if (keep) {
+                json_array_append_new(out, json_pack("{s:s, s:s, s:s?, s:I, s:s, s:o}", "id", id,
+                                                     "type", ev->element[0]->str, "integration",
+                                                     ev->element[1]->str, "received_at",
+                                                     (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10),
+                                                     "state", state, "jobs", jobs));
+            } else {
+                json_decref(jobs);
+            }
+        }
+        freeReplyObject(ev);
+    }
+    freeReplyObject(ids);
+    return out;
+}
+
+json_t *sy_redis_show(struct sy_store *st, const char *id, struct sy_error *err)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    redisReply *ev =
+        sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state headers body", s->prefix, id);
+    json_t *out = NULL;
+    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
+        ev->element[0]->type == REDIS_REPLY_STRING) {
+        json_t *headers = json_loads(ev->element[4]->str ? ev->element[4]->str : "{}", 0, NULL);
+        if (headers && json_object_get(headers, "x-unizo-signature")) {
+            json_object_set_new(headers, "x-unizo-signature", json_string("(redacted)"));
+        }
+        json_t *body = json_loads(ev->element[5]->str ? ev->element[5]->str : "null", 0, NULL);
+        out = json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:o, s:o, s:o}", "id", id, "type",
+                        ev->element[0]->str, "integration", ev->element[1]->str, "received_at",
+                        (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10), "state", ev->element[3]->str,
+                        "headers", headers ? headers : json_object(), "event",
+                        body ? body : json_null(), "jobs", event_jobs(s, id, true));
+    } else {
+        sy_error_set(err, NULL, 0, "no event with id '%s'", id);
+    }
+    freeReplyObject(ev);
+    return out;
+}
+
+void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record *rec)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    json_t *o = sy_call_record_json(rec, false);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    sy_call_record_free(rec);
+    struct conn *cn = sy_redis_conn(s);
+    if (text == NULL || cn == NULL) {
+        free(text);
+        sy_log(SY_LOG_WARN, "a journal line could not be written (Redis unreachable)", "event",
+               job->event_id, "rule", job->handler, NULL);
+        return;
+    }
+    /* written before the rule goes on: the window a crash leaves is Redis's own fsync policy */
+    redisAppendCommand(cn->c, "RPUSH %scalls:%s\n%s %s", s->prefix, job->event_id, job->handler,
+                       text);
+    redisAppendCommand(cn->c, "EXPIRE %scalls:%s\n%s %llu", s->prefix, job->event_id,
+                       job->handler, (unsigned long long)s->retention_s);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(cn->c, (void **)&r) != REDIS_OK) {
+            break;
+        }
+        freeReplyObject(r);
+    }
+    free(text);
+}
+
+int sy_redis_journal_load(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record **recs, size_t *n)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    char ref[1024];
+    int len = snprintf(ref, sizeof(ref), "%s\n%s", job->event_id, job->handler);
+    return load_calls(s, ref, (size_t)len < sizeof(ref) ? (size_t)len : sizeof(ref) - 1, recs, n);
+}

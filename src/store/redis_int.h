@@ -1,0 +1,66 @@
+#ifndef SY_STORE_REDIS_INT_H
+#define SY_STORE_REDIS_INT_H
+
+/* The Redis backend's private parts, shared by redis.c and redis_inspect.c. */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "store/queue.h"
+#include "store/store.h"
+
+#define GROUP "workers"
+
+struct redis_store {
+    struct sy_store base;
+    char host[256];
+    int port;
+    int db;
+    char prefix[128];
+    char instance[128]; /* consumer names start with it: "<host>-<pid>" */
+    uint64_t retention_s;
+    uint64_t visibility_ms; /* a job not finished for this long is taken over */
+
+    pthread_key_t conn_key; /* each thread's own connection */
+    int next_consumer;      /* atomic */
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sy_append_queue queue;
+    size_t max_batch;
+    bool closing;
+    bool healthy;
+    sy_route_fn route;
+    void *route_ctx;
+    struct sy_routes routes; /* writer thread only */
+
+    /* jobs taken over from dead consumers, handed out before new ones */
+    struct sy_job *claimed;
+    int64_t last_release_ms; /* atomic: last move of due retries */
+    int64_t last_claim_ms;   /* atomic: last XAUTOCLAIM */
+};
+
+struct conn {
+    redisContext *c;
+    char consumer[200];
+};
+
+/* The calling thread's connection (reconnecting after an error), or NULL. */
+struct conn *sy_redis_conn(struct redis_store *s);
+/* A command on the calling thread's connection; NULL on any error (logged). */
+redisReply *sy_redis_cmd(struct redis_store *s, const char *fmt, ...);
+
+/* redis_inspect.c */
+struct json_t *sy_redis_list(struct sy_store *st, const char *status, int limit,
+                             struct sy_error *err);
+struct json_t *sy_redis_show(struct sy_store *st, const char *id, struct sy_error *err);
+void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record *rec);
+int sy_redis_journal_load(struct sy_store *st, const struct sy_job *job,
+                          struct sy_call_record **recs, size_t *n);
+
+#endif

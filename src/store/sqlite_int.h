@@ -1,0 +1,137 @@
+#ifndef SY_STORE_SQLITE_INT_H
+#define SY_STORE_SQLITE_INT_H
+
+/* The SQLite backend's private parts, shared by its files (sqlite_*.c). */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "store/queue.h"
+#include "store/sched.h"
+#include "store/store.h"
+
+#define SCHEMA_VERSION 2
+#define WAL_SOFT_FRAMES 1000
+#define WAL_HARD_FRAMES 16384
+#define WAL_TAIL_FRAMES 256 /* what the writer copies itself to close a checkpoint */
+#define READY_CAP 8192      /* jobs held in memory; the rest wait in the database */
+#define OPS_PER_BATCH 4096
+#define OPS_CAP 65536 /* queued ops at most; a journal write waits beyond it */
+
+/* A write other than an event append, applied in the writer's next transaction. */
+struct op {
+    enum { OP_FINISH, OP_KV_SET, OP_KV_DEL, OP_REPLAY, OP_CALL } kind;
+    struct op *next;
+    struct sy_job *job; /* OP_FINISH: owned */
+    enum sy_job_outcome outcome;
+    char *text; /* OP_FINISH: error; OP_KV_*: key; OP_REPLAY: event id or NULL */
+    char *value;
+    int64_t when_ms;             /* retry time or kv expiry (0 = none) */
+    int64_t job_id;              /* OP_CALL */
+    struct sy_call_record *call; /* OP_CALL: owned */
+    /* synchronous ops: the caller waits on done_cv */
+    bool sync;
+    bool done;
+    int status;
+    long count;
+};
+
+/* A read connection with its statements; pooled. */
+struct reader {
+    sqlite3 *db;
+    sqlite3_stmt *body;  /* SELECT body FROM events WHERE id = ? */
+    sqlite3_stmt *kv;    /* SELECT value FROM kv WHERE key = ? AND not expired */
+    sqlite3_stmt *calls; /* a job's journal */
+};
+
+struct sqlite_store {
+    struct sy_store base;
+    char *path;
+    sqlite3 *db; /* the writer's connection: used only by the writer thread after open */
+    sqlite3_stmt *insert, *insert_job, *finish_job, *kv_set, *kv_del, *next_of_key, *insert_call;
+
+    pthread_t thread;
+    pthread_mutex_t mu;      /* guards everything below except what is marked otherwise */
+    pthread_cond_t cv;       /* wakes the writer */
+    pthread_cond_t done_cv;  /* synchronous ops finished, or the op queue has room */
+    pthread_cond_t ready_cv; /* a job became runnable */
+    struct sy_append_queue queue;
+    size_t max_batch;
+    struct op *ops, *ops_tail;
+    size_t n_ops;
+    bool closing;
+    bool healthy;
+
+    sy_route_fn route;
+    void *route_ctx;
+    struct sy_routes routes; /* writer thread only: the current batch's routing */
+
+    struct sy_sched sched; /* runnable jobs, retries, held ordering keys */
+    /*
+     * When the ready queue is full, new jobs stay only in the database and
+     * are read back in id order from 'spill_from' (pending jobs only).
+     */
+    bool spilled;
+    int64_t spill_from;
+    int64_t last_job_at_open; /* jobs up to this id may have a journal from a previous process */
+    size_t running;           /* handed to workers, not finished */
+    long dead;                /* jobs in state 'dead' */
+
+    uint64_t retention_ms;
+    uint64_t purge_every_ms;
+
+    /* read connections for workers and the admin thread */
+    struct reader **readers;
+    size_t n_readers, cap_readers;
+
+    /*
+     * Checkpoints copy the WAL into the database and fsync it: tens of
+     * milliseconds that must not stall the writer. A second thread with its
+     * own connection runs them, pass after pass until only a few frames
+     * written meanwhile are left; then it asks the writer to copy those
+     * between two batches (well under a millisecond), so that the WAL is
+     * wholly copied and the next commit starts it over from the beginning.
+     * Without that last step a WAL under constant writes is never wholly
+     * copied and only grows. The writer also steps in when the WAL outgrows
+     * WAL_HARD_FRAMES anyway.
+     */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    bool ckpt_wanted;
+    bool ckpt_finish; /* atomic: the writer should copy the last frames */
+    pthread_cond_t ckpt_cv;
+    int wal_frames; /* writer thread only */
+};
+
+/* sqlite_schema.c: create or migrate the schema, prepare the writer's statements. */
+int sy_sqlite_schema(struct sqlite_store *s, struct sy_error *err);
+int sy_sqlite_exec(sqlite3 *db, const char *sql);
+char *sy_sqlite_dupn(const char *s, size_t n);
+struct sy_job *sy_sqlite_job_new(int64_t id, const char *event_id, const char *handler,
+                                 const char *key, int attempts, int runs);
+
+/* sqlite_writer.c: the writer thread. */
+void *sy_sqlite_writer_main(void *arg);
+/* Queue an op; with o->sync, wait until it is committed and return its status. */
+int sy_sqlite_push_op(struct sqlite_store *s, struct op *o);
+/* Jobs left from before a start: retries to the scheduler, pending ones to the refill. */
+int sy_sqlite_load_jobs(struct sqlite_store *s);
+
+/* sqlite_ckpt.c: checkpoints. */
+int sy_sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
+/* One passive checkpoint; returns the frames it left uncopied (-1 on an error or when busy). */
+int sy_sqlite_checkpoint(sqlite3 *db);
+void *sy_sqlite_checkpointer_main(void *arg);
+
+/* sqlite_read.c: pooled read connections. */
+int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job);
+int sy_sqlite_kv_get(struct sy_store *st, const char *key, char **value);
+int sy_sqlite_journal_load(struct sy_store *st, const struct sy_job *job,
+                           struct sy_call_record **recs, size_t *n);
+void sy_sqlite_readers_close(struct sqlite_store *s);
+
+#endif
