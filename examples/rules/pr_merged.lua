@@ -4,6 +4,7 @@
 rule {
   name = "pr-merged-resolve",
   on   = "scm.pull_request.merged",
+  key  = "data.url",          -- runs after this PR's earlier jobs (pr_review.lua), never beside them
   run  = function(ev)
     local pr = ev.data
     local review = kv.get("pr:" .. pr.url)

@@ -1,9 +1,13 @@
 -- (a) A new pull request becomes a review ticket in Jira (through Unizo).
 -- The ticket's id is kept in kv under the PR's URL for later events.
+-- key = the PR's URL: this PR's jobs run one at a time, in the order their
+-- events arrived, so a merge that arrives while this job waits for a retry
+-- runs after it (see pr_merged.lua, which has the same key).
 
 rule {
   name = "pr-review-ticket",
   on   = "scm.pull_request.created",
+  key  = "data.url",
   when = function(ev) return not ev.data.draft end,        -- drafts are not ready for review
   run  = function(ev)
     local pr = ev.data

@@ -121,6 +121,24 @@ retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
         self.assertIn("plugin 'good' failed (SY_FAIL)", out)
 
 
+    def test_a_plugins_completed_call_is_not_repeated_by_its_retry(self):
+        import json
+        # the ticket is created, the comment fails: the retry answers the create from the journal
+        self.mock.script([{"method": "POST", "path": "/comments$", "status": 500, "times": 1}])
+        self.srv.post(event("evt_pj", mode="comment"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_pj").get("good") == ("done", 2), timeout=30,
+                          what="done on the second attempt")
+        self.assertEqual(len([r for r in self.mock.requests() if r["path"].endswith("/tickets")]), 1)
+        self.assertEqual(len(self.mock.requests("/comments")), 2)
+        comments = self.mock.requests("/comments")
+        self.assertEqual(comments[0]["path"], comments[1]["path"])  # the same ticket both times
+        self.assertEqual([c["headers"]["idempotency-key"] for c in comments], ["evt_pj/good/2"] * 2)
+        rc, out, _ = self.srv.cli("events", "show", "evt_pj")
+        calls = [j for j in json.loads(out)["jobs"] if j["handler"] == "good"][0]["calls"]
+        self.assertEqual([(c["attempt"], c["n"], c["status"], c["replayed"]) for c in calls],
+                         [(1, 1, 201, False), (1, 2, 500, False), (2, 1, 201, True), (2, 2, 201, False)])
+
+
 class Sdk(unittest.TestCase):
     def test_out_of_tree_build_against_an_installed_prefix(self):
         prefix = tempfile.mkdtemp(prefix="sy-prefix-")

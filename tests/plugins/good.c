@@ -1,4 +1,7 @@
-/* A test plugin: creates a ticket per event, or returns what data.mode asks for. */
+/*
+ * A test plugin: creates a ticket per event (and comments on it when data.mode is
+ * "comment"), or returns what data.mode asks for.
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +28,19 @@ static int handle(void *state, const struct sy_event *ev, struct sy_plugin_call 
     }
     char *resp = NULL;
     int rc = host->create_ticket(call, state, "{\"title\":\"from a plugin\"}", &resp);
+    if (rc == SY_OK && (strstr(json, "\"mode\": \"comment\"") || strstr(json, "\"mode\":\"comment\""))) {
+        /* a second call that may fail: its retry must not create the ticket again */
+        const char *at = resp ? strstr(resp, "\"id\": \"") : NULL;
+        char id[64] = "";
+        if (at != NULL) {
+            at += 7;
+            size_t n = strcspn(at, "\"");
+            memcpy(id, at, n < sizeof(id) - 1 ? n : sizeof(id) - 1);
+        }
+        char *c = NULL;
+        rc = host->add_comment(call, state, id, "from a plugin", &c);
+        host->free(c);
+    }
     host->free(resp);
     host->log(SY_PLUGIN_INFO, "good", "PLUGIN RAN");
     return rc == SY_OK ? SY_OK : SY_RETRY;
