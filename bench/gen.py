@@ -2,9 +2,11 @@
 """Write pre-signed raw HTTP requests for wrk: one file per wrk thread.
 
 usage: gen.py OUTDIR THREADS COUNT_PER_THREAD SECRET [--dup PCT] [--badsig PCT]
-              [--path PATH] [--body-sig HEADER]
+              [--path PATH] [--body-sig HEADER] [--uuid] [--urls N]
 Each body is a ~1 KB Unizo event with a unique id (duplicates and bad
-signatures are mixed in when asked), signed with the current time.
+signatures are mixed in when asked), signed with the current time. --uuid
+makes the ids UUID v4, as real delivery ids are; --urls N spreads the events
+over N pull request URLs at random (default: one URL for all).
 --path sets the request path (default /webhooks/unizo); --body-sig HEADER adds
 a header "HEADER: sha256=<hex HMAC-SHA256(secret, body)>" for receivers that
 sign the body alone (a bad signature spoils both).
@@ -16,6 +18,7 @@ import os
 import random
 import sys
 import time
+import uuid
 
 
 def main():
@@ -32,6 +35,8 @@ def main():
     body_sig = None
     if "--body-sig" in args:
         body_sig = args[args.index("--body-sig") + 1]
+    uuids = "--uuid" in args
+    urls = int(args[args.index("--urls") + 1]) if "--urls" in args else 1
     rnd = random.Random(42)
     ts = str(int(time.time())).encode()
     run = "%x" % int(time.time() * 1000)
@@ -52,11 +57,15 @@ def main():
             for i in range(count):
                 if last is not None and rnd.random() < dup:
                     eid = last
+                elif uuids:
+                    eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
                 else:
                     eid = "evt_%s_%d_%d" % (run, t, i)
                 last = eid
                 ev = dict(template, id=eid)
                 ev["data"] = dict(template["data"])
+                if urls > 1:
+                    ev["data"]["url"] = "https://github.com/acme/payments-api/pull/%d" % rnd.randrange(urls)
                 base = len(json.dumps(ev))
                 ev["data"]["description"] = "x" * max(0, 1024 - base)
                 body = json.dumps(ev, separators=(",", ":")).encode()

@@ -67,11 +67,15 @@ struct sy_plugin_host {
     struct json_t *(*event_object)(const struct sy_event *ev);
 
     /*
-     * Any Unizo API endpoint, with the same client, retries and
-     * Idempotency-Key (<event id>/<plugin>/<n>) as Lua rules. 'body_json',
-     * 'query' and 'integration' may be NULL. On return *status is the HTTP
-     * status (0 = no answer) and *response the body (new, may be NULL).
-     * Returns SY_OK when a 2xx answer arrived, a negative value otherwise.
+     * Any Unizo API endpoint, with the same client, retries,
+     * Idempotency-Key (<event id>/<plugin>/<n>) and effect journal as Lua
+     * rules: when a retried handle() makes its n-th call with the same
+     * method and path as a call that got a 2xx in an earlier attempt, that
+     * answer is returned again and nothing is sent. 'body_json', 'query' and
+     * 'integration' may be NULL. On return *status is the HTTP status (0 =
+     * no answer) and *response the body (new, may be NULL). Returns SY_OK
+     * when a 2xx answer arrived, a negative value otherwise. Blocks until
+     * the answer is there.
      */
     int (*unizo_request)(struct sy_plugin_call *call, const char *method, const char *path,
                          const char *query, const char *body_json, const char *integration,

@@ -375,11 +375,23 @@ static int int_of(const redisReply *r)
 static struct sy_job *job_from_ref(struct redis_store *s, const char *entry, const char *ref,
                                    size_t reflen)
 {
-    redisReply *r =
-        sy_redis_cmd(s, "HMGET %sjob:%b event handler attempts key runs", s->prefix, ref, reflen);
+    /* the job, and whether it has a journal yet (a job without one need not read it) */
+    struct conn *cn = sy_redis_conn(s);
+    redisReply *r = NULL, *journal = NULL;
+    if (cn != NULL) {
+        redisAppendCommand(cn->c, "HMGET %sjob:%b event handler attempts key runs", s->prefix,
+                           ref, reflen);
+        redisAppendCommand(cn->c, "EXISTS %scalls:%b", s->prefix, ref, reflen);
+        if (redisGetReply(cn->c, (void **)&r) != REDIS_OK ||
+            redisGetReply(cn->c, (void **)&journal) != REDIS_OK) {
+            freeReplyObject(r);
+            r = NULL;
+        }
+    }
     struct sy_job *j = NULL;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 5 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+        journal && journal->type == REDIS_REPLY_INTEGER) {
         j = calloc(1, sizeof(*j));
         if (j) {
             j->event_id = strdup(r->element[0]->str);
@@ -389,11 +401,13 @@ static struct sy_job *job_from_ref(struct redis_store *s, const char *entry, con
                 j->key = strdup(r->element[3]->str);
             }
             j->runs = int_of(r->element[4]);
+            j->fresh = j->runs == 0 && journal->integer == 0;
             j->entry = strdup(entry);
         }
     }
     freeReplyObject(r);
-    if (j == NULL) {
+    freeReplyObject(journal);
+    if (j == NULL && cn != NULL && !cn->c->err) {
         /* its hash is gone (the event expired): drop the entry */
         redisReply *a = sy_redis_cmd(s, "XACK %sjobs " GROUP " %s", s->prefix, entry);
         freeReplyObject(a);

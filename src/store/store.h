@@ -108,7 +108,7 @@ struct sy_job {
     char *key;    /* ordering key, or NULL */
     int attempts; /* finished attempts before this one (a replay starts it over) */
     int runs;     /* finished attempts ever (a replay does not reset it) */
-    bool fresh;   /* created by this process and never run: it has no journal yet */
+    bool fresh;   /* known to have no journal yet: nothing to read before it runs */
     char *body;   /* the event's raw JSON; NULL until loaded */
     size_t body_len;
     int64_t due_ms;                    /* store-internal */

@@ -11,6 +11,80 @@
 /* The scanner must accept exactly what jansson accepts (and agree on id and type). */
 static int disagreements;
 
+static bool path_name(const char *k)
+{
+    if (*k == '\0' || strlen(k) > 200) {
+        return false;
+    }
+    for (; *k; k++) {
+        if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+              *k == '_' || *k == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* sy_json_lookup must find every value jansson has at a path, with the same content. */
+static void compare_lookup(const char *text, size_t len, const char *path, json_t *want)
+{
+    struct sy_json_span got;
+    check_count++;
+    if (!sy_json_lookup(text, len, path, &got)) {
+        if (disagreements++ < 10) {
+            fprintf(stderr, "lookup %s: not found\n", path);
+        }
+        check_failures++;
+        return;
+    }
+    json_t *mine = NULL;
+    if (got.kind == SY_JSON_STRING) {
+        char *buf = malloc(got.len + 1);
+        long n = sy_json_unescape(&got, buf, got.len);
+        mine = n >= 0 ? json_stringn(buf, (size_t)n) : NULL;
+        free(buf);
+    } else {
+        mine = json_loadb(got.p, got.len, JSON_DECODE_ANY, NULL);
+    }
+    check_count++;
+    if (mine == NULL || !json_equal(mine, want)) {
+        if (disagreements++ < 10) {
+            fprintf(stderr, "lookup %s: got %.*s\n", path, (int)(got.len > 80 ? 80 : got.len), got.p);
+        }
+        check_failures++;
+    }
+    json_decref(mine);
+}
+
+/* Every path into 'v' (names usable in a key path, indexes below 4, depth below 6). */
+static void walk_paths(const char *text, size_t len, json_t *v, char *path, size_t plen, int depth)
+{
+    if (depth >= 6 || plen > 900) {
+        return;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *child;
+        json_object_foreach(v, k, child)
+        {
+            if (!path_name(k)) {
+                continue;
+            }
+            int w = snprintf(path + plen, 1024 - plen, "%s%s", plen ? "." : "", k);
+            compare_lookup(text, len, path, child);
+            walk_paths(text, len, child, path, plen + (size_t)w, depth + 1);
+            path[plen] = '\0';
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v) && i < 4; i++) {
+            int w = snprintf(path + plen, 1024 - plen, "%s%zu", plen ? "." : "", i);
+            compare_lookup(text, len, path, json_array_get(v, i));
+            walk_paths(text, len, json_array_get(v, i), path, plen + (size_t)w, depth + 1);
+            path[plen] = '\0';
+        }
+    }
+}
+
 static void compare(const char *text, size_t len, const char *label)
 {
     struct sy_json_envelope e;
@@ -40,6 +114,8 @@ static void compare(const char *text, size_t len, const char *label)
         }
         json_t *data = json_object_get(j, "data");
         CHECK((data != NULL) == (e.data.kind != SY_JSON_NONE));
+        char path[1024] = "";
+        walk_paths(text, len, j, path, 0, 0);
     }
     json_decref(j);
 }
@@ -232,6 +308,54 @@ static void test_mutations(const char *events_dir)
     free(names);
 }
 
+static bool found(const char *text, const char *path, const char *want)
+{
+    struct sy_json_span s;
+    if (!sy_json_lookup(text, strlen(text), path, &s)) {
+        return want == NULL;
+    }
+    return want != NULL && s.len == strlen(want) && memcmp(s.p, want, s.len) == 0;
+}
+
+static void test_lookup_cases(void)
+{
+    const char *doc = "{\"id\":\"e1\", \"data\": {\"url\": \"https://x/1\", \"n\": 42, \"ok\": true,"
+                      " \"none\": null, \"tricky\": \"a}b]c,d\\\"e\", \"list\": [ {\"login\": \"ann\"},"
+                      " [1, 2], \"s\" ], \"obj\": {\"a\": {\"b\": 1.5e3}}, \"esc\\u0061ped\": 7,"
+                      " \"dup\": 1, \"dup\": 2, \"a.b\": 9}}";
+    CHECK(found(doc, "id", "e1"));
+    CHECK(found(doc, "data.url", "https://x/1"));
+    CHECK(found(doc, "data.n", "42"));
+    CHECK(found(doc, "data.ok", "true"));
+    CHECK(found(doc, "data.none", "null"));
+    CHECK(found(doc, "data.tricky", "a}b]c,d\\\"e")); /* still escaped */
+    CHECK(found(doc, "data.list.0.login", "ann"));
+    CHECK(found(doc, "data.list.1.1", "2"));
+    CHECK(found(doc, "data.list.2", "s"));
+    CHECK(found(doc, "data.list.1", "[1, 2]"));
+    CHECK(found(doc, "data.obj.a.b", "1.5e3"));
+    CHECK(found(doc, "data.escaped", "7")); /* member names are compared decoded */
+    CHECK(found(doc, "data.dup", "2"));     /* the last one, as jansson keeps */
+    CHECK(found(doc, "data.list.3", NULL));
+    CHECK(found(doc, "data.missing", NULL));
+    CHECK(found(doc, "data.url.more", NULL)); /* a string has no members */
+    CHECK(found(doc, "data.list.x", NULL));   /* an array has no names */
+    CHECK(found(doc, "data.obj.0", NULL));    /* an object has no indexes */
+    CHECK(found(doc, "data..url", NULL));
+    CHECK(found(doc, "", NULL));
+    CHECK(found(doc, "data.a", NULL)); /* "a.b" is one name; paths cannot reach it */
+    CHECK(found("[10, 20]", "1", "20"));
+    CHECK(found("{}", "a", NULL));
+    /* text that was never validated: no crash, no read past the end */
+    const char *bad[] = {"{\"a\":", "{\"a\"", "{\"a\":[1,", "{\"a\":\"x", "{\"a\": {\"b\": [", "{\"a\":1,}",
+                         "{\"a\" 1}", "{\"a\":\x01\x02}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct sy_json_span sp;
+        (void)sy_json_lookup(bad[i], strlen(bad[i]), "a.b", &sp);
+        (void)sy_json_lookup(bad[i], strlen(bad[i]), "a", &sp);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -239,6 +363,7 @@ int main(int argc, char **argv)
         return 2;
     }
     test_cases();
+    test_lookup_cases();
     test_files(argv[1]);
     test_mutations(argv[2]);
     CHECK_DONE();

@@ -52,5 +52,36 @@ int main(void)
     CHECK(sy_route_matches(&r, "scm.pull_request.created", 24, "github"));
     CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, "gitlab"));
     CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, NULL));
+    /* ordering keys: dotted paths into the event, joined; absent or null = no key */
+    const char *ev = "{\"id\":\"e\",\"data\":{\"url\":\"https://x/pull/1\",\"number\":7,"
+                     "\"repo\":{\"id\":\"r\\u00e9\"},\"none\":null}}";
+    const char *url[] = {"data.url"}, *two[] = {"data.repo.id", "data.number"},
+               *gone[] = {"data.url", "data.missing"}, *nul[] = {"data.none"};
+    char key[SY_KEY_MAX + 1];
+    struct sy_route k1 = {.name = "r", .key = url, .n_key = 1};
+    CHECK(sy_route_key(&k1, ev, strlen(ev), key) == 16);
+    CHECK_STR(key, "https://x/pull/1");
+    struct sy_route k2 = {.name = "r", .key = two, .n_key = 2};
+    CHECK(sy_route_key(&k2, ev, strlen(ev), key) == 5);
+    CHECK(memcmp(key, "r\xc3\xa9\x1f" "7", 6) == 0); /* decoded, joined by \x1f; NUL-ended */
+    struct sy_route k3 = {.name = "r", .key = gone, .n_key = 2};
+    CHECK(sy_route_key(&k3, ev, strlen(ev), key) == -1);
+    struct sy_route k4 = {.name = "r", .key = nul, .n_key = 1};
+    CHECK(sy_route_key(&k4, ev, strlen(ev), key) == -1);
+    struct sy_route none = {.name = "r"};
+    CHECK(sy_route_key(&none, ev, strlen(ev), key) == -1);
+    /* a long value is hashed, so any length fits and equal values still meet */
+    char big[2000];
+    int n = snprintf(big, sizeof(big), "{\"data\":{\"url\":\"%0900d\"}}", 5);
+    CHECK(sy_route_key(&k1, big, (size_t)n, key) == 7 + 64);
+    CHECK(strncmp(key, "sha256:", 7) == 0);
+    char again[SY_KEY_MAX + 1];
+    CHECK(sy_route_key(&k1, big, (size_t)n, again) == 71 && strcmp(key, again) == 0);
+    big[n - 5] = '6';
+    CHECK(sy_route_key(&k1, big, (size_t)n, again) == 71 && strcmp(key, again) != 0);
+    /* valid key paths */
+    CHECK(sy_key_path_valid("data.url") && sy_key_path_valid("data.items.0.id"));
+    CHECK(!sy_key_path_valid("") && !sy_key_path_valid("data..url") && !sy_key_path_valid(".a"));
+    CHECK(!sy_key_path_valid("a.") && !sy_key_path_valid("data url") && !sy_key_path_valid("a/b"));
     CHECK_DONE();
 }

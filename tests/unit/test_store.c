@@ -366,6 +366,9 @@ int main(int argc, char **argv)
     CHECK(n == 3);
     if (n == 3) {
         sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
+        /* evt_r1 made a call before the process died: its journal line outlives the attempt */
+        sy_store_journal_add(st, jobs[2], record(1, 1, "POST", "/tickets", 201, "{}"));
+        barrier(st);
         sy_job_free(jobs[1]); /* as if the process died while running them */
         sy_job_free(jobs[2]);
     }
@@ -383,8 +386,13 @@ int main(int argc, char **argv)
         }
         CHECK(n == 2 && strcmp(jobs[0]->event_id, "evt_2") == 0 &&
               strcmp(jobs[0]->handler, "b") == 0);
+        /* a job with a journal is never taken for fresh: its retry must read it */
         CHECK(n == 2 && strcmp(jobs[1]->event_id, "evt_r1") == 0 && !jobs[1]->fresh);
         if (n == 2) {
+            struct sy_call_record *recs = NULL;
+            size_t nrec = 0;
+            CHECK(sy_store_journal_load(st, jobs[1], &recs, &nrec) == SY_OK && nrec == 1);
+            sy_call_records_free(recs, nrec);
             sy_store_finish(st, jobs[0], SY_JOB_DONE, NULL, 0);
             sy_store_finish(st, jobs[1], SY_JOB_DONE, NULL, 0);
             struct sy_job *r2 = take(st, 2000, "evt_r2");
