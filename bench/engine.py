@@ -95,17 +95,38 @@ def stop(p):
     p.wait()
 
 
-def ingest(build, base, rule, reqdir):
+def ingest(build, base, rule, events, urls, root):
+    """Store 'events' fresh events (signed now) with a receive-only instance; returns the job count."""
+    reqdir = os.path.join(root, "req")
+    shutil.rmtree(reqdir, ignore_errors=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), reqdir, "2", str(events // 2), SECRET,
+                    "--uuid", "--urls", str(urls)], check=True)
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(os.path.join(base, "rules"))
     p, port = serve(build, base, 0, rule)
-    subprocess.run(["wrk", "-t2", "-c32", "-d120s", "-s", os.path.join(HERE, "wrk.lua"),
-                    "http://127.0.0.1:%d/" % port], env=dict(os.environ, REQ_DIR=reqdir, ONCE="1"),
-                   capture_output=True, timeout=180)
+    w = subprocess.Popen(["wrk", "-t2", "-c32", "-d600s", "-s", os.path.join(HERE, "wrk.lua"),
+                          "http://127.0.0.1:%d/" % port], env=dict(os.environ, REQ_DIR=reqdir, ONCE="1"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = os.path.join(base, "store.db")
+    deadline = time.time() + 600
+    # wrk's ONCE mode sends everything (but the last request of each thread), then idles
+    # until its duration: stop it once the store stops growing
+    stored, still = -1, 0
+    while w.poll() is None and time.time() < deadline and still < 5:
+        time.sleep(0.2)
+        c = sqlite3.connect(db, timeout=30)
+        now = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        c.close()
+        still = still + 1 if now == stored and now > 0 else 0
+        stored = now
+    w.terminate()
+    w.wait()
     stop(p)
-    db = sqlite3.connect(os.path.join(base, "store.db"))
-    total = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
-    db.close()
+    c = sqlite3.connect(db)
+    total = c.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    c.close()
+    if total < events * 0.99:
+        raise RuntimeError("only %d of %d events were stored" % (total, events))
     return total
 
 
@@ -140,19 +161,14 @@ def main():
     root = tempfile.mkdtemp(prefix="sy-engine-bench-")
     results = {}
     try:
-        reqdirs = {}
         for name, rule, urls, keyed in CASES:
             if args.only and not any(name.startswith(o) for o in args.only.split(",")):
                 continue
-            if urls not in reqdirs:
-                reqdirs[urls] = os.path.join(root, "req-%d" % urls)
-                subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), reqdirs[urls], "2",
-                                str(args.events // 2), SECRET, "--uuid", "--urls", str(urls)], check=True)
             for label, build in builds:
                 if keyed and label == "baseline":
                     continue
                 base = os.path.join(root, "base")
-                total = ingest(build, base, rule, reqdirs[urls])
+                total = ingest(build, base, rule, args.events, urls, root)
                 for w in workers:
                     took = drain(build, base, root, rule, w, total)
                     results[(name, label, w)] = (total, took)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/file.h"
 
 const char *sy_cli_config_path(const char *path)
 {
@@ -52,42 +53,15 @@ char *sy_cli_read_file(const char *path, size_t max, size_t *len)
         fprintf(stderr, "%s: %s\n", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf != NULL) {
-        if (n == cap) {
-            if (cap >= max) {
-                fprintf(stderr, "%s: larger than %zu bytes\n", path, max);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            cap = cap * 2 > max ? max : cap * 2;
-            char *p = realloc(buf, cap + 1);
-            if (p == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                fprintf(stderr, "%s: read error\n", path);
-                free(buf);
-                buf = NULL;
-            }
-            break;
-        }
-    }
+    char *buf = NULL;
+    int rc = sy_file_read_stream(f, max, &buf, len);
     if (!is_stdin) {
         fclose(f);
     }
-    if (buf != NULL) {
-        buf[n] = '\0';
-        *len = n;
+    if (rc == SY_EFULL) {
+        fprintf(stderr, "%s: larger than %zu bytes\n", path, max);
+    } else if (rc != SY_OK) {
+        fprintf(stderr, "%s: %s\n", path, rc == SY_ENOMEM ? "out of memory" : "read error");
     }
     return buf;
 }

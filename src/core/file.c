@@ -4,21 +4,18 @@
 #include "core/file.h"
 #include "util/error.h"
 
-int sy_file_read(const char *path, size_t max, char **data, size_t *len)
+int sy_file_read_stream(FILE *f, size_t max, char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return SY_ENOTFOUND;
-    }
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap + 1);
     int rc = buf ? SY_OK : SY_ENOMEM;
     while (rc == SY_OK) {
         if (n == cap) {
             if (cap >= max) {
-                rc = SY_EFULL;
+                /* exactly 'max' bytes is fine; one more is not */
+                rc = fgetc(f) == EOF ? SY_OK : SY_EFULL;
                 break;
             }
             cap = cap * 2 > max ? max : cap * 2;
@@ -36,11 +33,6 @@ int sy_file_read(const char *path, size_t max, char **data, size_t *len)
             break;
         }
     }
-    /* a file of exactly 'max' bytes is fine; one more byte is not */
-    if (rc == SY_OK && n == cap && cap >= max && fgetc(f) != EOF) {
-        rc = SY_EFULL;
-    }
-    fclose(f);
     if (rc != SY_OK) {
         free(buf);
         return rc;
@@ -49,4 +41,17 @@ int sy_file_read(const char *path, size_t max, char **data, size_t *len)
     *data = buf;
     *len = n;
     return SY_OK;
+}
+
+int sy_file_read(const char *path, size_t max, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return SY_ENOTFOUND;
+    }
+    int rc = sy_file_read_stream(f, max, data, len);
+    fclose(f);
+    return rc;
 }

@@ -2,6 +2,7 @@
 #define SY_CORE_FILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * Read the whole file 'path' into *data (new, NUL-terminated; *len bytes).
@@ -10,5 +11,8 @@
  * thread.
  */
 int sy_file_read(const char *path, size_t max, char **data, size_t *len);
+
+/* The same for an open stream (read to its end; not closed). */
+int sy_file_read_stream(FILE *f, size_t max, char **data, size_t *len);
 
 #endif

@@ -76,7 +76,7 @@ struct sqlite_store {
      */
     bool spilled;
     int64_t spill_from;
-    int64_t last_job_at_open; /* jobs up to this id may have a journal from a previous process */
+    int64_t journaled_at_open; /* the highest job id with a journal when the store opened */
     size_t running;           /* handed to workers, not finished */
     long dead;                /* jobs in state 'dead' */
 

@@ -49,7 +49,7 @@ static const char migrate_v2[] =
     "ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;"
     "UPDATE jobs SET runs = attempts;"
     /* the next job of a key, and what a waiting job waits for */
-    "CREATE INDEX jobs_key ON jobs(key, state, id) WHERE key IS NOT NULL;"
+    "CREATE INDEX jobs_key ON jobs(key, id) WHERE key IS NOT NULL AND state = 'pending';"
     "CREATE TABLE calls ("
     "  id INTEGER PRIMARY KEY,"
     "  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"

@@ -65,10 +65,14 @@ static int by_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Jobs from before this process may have run already and have a journal. */
+/*
+ * A job that never finished an attempt has a journal only if a previous
+ * process ran it and died: then its id is at most the highest journaled one
+ * at open. Every other such job need not read its journal.
+ */
 static void mark_fresh(struct sqlite_store *s, struct sy_job *j)
 {
-    j->fresh = j->runs == 0 && j->id > s->last_job_at_open;
+    j->fresh = j->runs == 0 && j->id > s->journaled_at_open;
 }
 
 static void bind_text_or_null(sqlite3_stmt *st, int col, const char *text, int len)
@@ -606,6 +610,19 @@ static struct op *take_ops(struct sqlite_store *s)
     return ops;
 }
 
+/* The purge and the poll for replay requests, when their time has come (mu not held). */
+static void periodic(struct sqlite_store *s, double now, double *next_purge, double *next_poll)
+{
+    if (now >= *next_purge) {
+        purge_expired(s);
+        *next_purge = sy_mono_s() + (double)s->purge_every_ms / 1000.0;
+    }
+    if (now >= *next_poll) {
+        take_replay_requests(s);
+        *next_poll = sy_mono_s() + 1.0;
+    }
+}
+
 void *sy_sqlite_writer_main(void *arg)
 {
     struct sqlite_store *s = arg;
@@ -619,14 +636,7 @@ void *sy_sqlite_writer_main(void *arg)
             if (now >= next_purge || now >= next_poll ||
                 (s->spilled && s->sched.n_ready < READY_CAP / 2)) {
                 pthread_mutex_unlock(&s->mu);
-                if (now >= next_purge) {
-                    purge_expired(s);
-                    next_purge = sy_mono_s() + (double)s->purge_every_ms / 1000.0;
-                }
-                if (now >= next_poll) {
-                    take_replay_requests(s);
-                    next_poll = sy_mono_s() + 1.0;
-                }
+                periodic(s, now, &next_purge, &next_poll);
                 refill(s);
                 pthread_mutex_lock(&s->mu);
                 continue;
@@ -673,15 +683,7 @@ void *sy_sqlite_writer_main(void *arg)
         }
         refill(s);
         /* a busy writer never idles: the periodic work also runs between batches */
-        double now = sy_mono_s();
-        if (now >= next_purge) {
-            purge_expired(s);
-            next_purge = sy_mono_s() + (double)s->purge_every_ms / 1000.0;
-        }
-        if (now >= next_poll) {
-            take_replay_requests(s);
-            next_poll = sy_mono_s() + 1.0;
-        }
+        periodic(s, sy_mono_s(), &next_purge, &next_poll);
         pthread_mutex_lock(&s->mu);
     }
     pthread_cond_broadcast(&s->ready_cv);
@@ -740,12 +742,13 @@ int sy_sqlite_load_jobs(struct sqlite_store *s)
         }
     }
     sqlite3_finalize(q);
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*), (SELECT max(id) FROM jobs) FROM jobs WHERE "
-                                  "state = 'dead'",
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*), (SELECT coalesce(max(job_id), 0) FROM calls) FROM "
+                           "jobs WHERE state = 'dead'",
                            -1, &q, NULL) == SQLITE_OK &&
         sqlite3_step(q) == SQLITE_ROW) {
         s->dead = sqlite3_column_int64(q, 0);
-        s->last_job_at_open = sqlite3_column_int64(q, 1);
+        s->journaled_at_open = sqlite3_column_int64(q, 1);
         sy_metrics_set(&sy_metrics.jobs_dead, (uint64_t)s->dead);
     }
     sqlite3_finalize(q);

@@ -159,6 +159,69 @@ class Restarts(unittest.TestCase):
         self.assertEqual(srv.rows("SELECT id FROM events"), [("evt_inflight",)])
 
 
+# The schema of the first release (user_version 1), as a store written by it looks.
+SCHEMA_V1 = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+  integration TEXT, received_at INTEGER NOT NULL, headers TEXT NOT NULL, body TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'routed');
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+  handler TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL,
+  last_error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, UNIQUE(event_id, handler));
+CREATE INDEX jobs_state ON jobs(state, id);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER);
+CREATE INDEX kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE replay_requests (id INTEGER PRIMARY KEY, event_id TEXT, requested_at INTEGER NOT NULL);
+PRAGMA user_version = 1;
+"""
+
+UPGRADE_RULE = """
+rule { name = "r", on = "scm.*", run = function(ev) log.info("RAN " .. ev.id .. " kv=" .. tostring(kv.get("k"))) end }
+"""
+
+
+class Upgrade(unittest.TestCase):
+    def test_a_store_from_schema_1_is_upgraded_in_place_and_its_jobs_run(self):
+        srv = Server(rules={"r.lua": UPGRADE_RULE}, config_extra='retry = { schedule = { "1s" }, jitter = 0 }\n')
+        db = sqlite3.connect(srv.db)
+        db.executescript(SCHEMA_V1)
+        now = int(time.time() * 1000)
+        for eid, state, attempts in (("evt_v1_pending", "pending", 0), ("evt_v1_retry", "retrying", 1),
+                                     ("evt_v1_done", "done", 1)):
+            db.execute("INSERT INTO events(id, type, integration, received_at, headers, body) VALUES "
+                       "(?, 'scm.pull_request.created', 'github', ?, '{}', ?)", (eid, now, event(eid).decode()))
+            db.execute("INSERT INTO jobs(event_id, handler, state, attempts, due_at, created_at, updated_at) "
+                       "VALUES (?, 'r', ?, ?, ?, ?, ?)", (eid, state, attempts, now, now, now))
+        db.execute("INSERT INTO kv VALUES ('k', '\"kept\"', NULL)")
+        db.commit()
+        db.close()
+        srv.start()
+        self.assertIn("store schema upgraded", srv.log())
+        srv.wait_for(lambda: srv.count("RAN evt_v1_pending kv=kept") == 1 and srv.count("RAN evt_v1_retry") == 1)
+        self.assertEqual(srv.job_states("evt_v1_retry"), {"r": ("done", 2)})
+        self.assertEqual(srv.job_states("evt_v1_done"), {"r": ("done", 1)})
+        self.assertEqual(srv.count("RAN evt_v1_done"), 0)
+        self.assertEqual(srv.rows("PRAGMA user_version"), [(2,)])
+        self.assertEqual(srv.rows("SELECT runs FROM jobs WHERE event_id = 'evt_v1_retry'"), [(2,)])
+        # dedupe across the upgrade, and new events on the new schema
+        self.assertEqual(srv.post(event("evt_v1_done"))[1]["status"], "duplicate")
+        self.assertEqual(srv.post(event("evt_v2_new"))[1]["status"], "accepted")
+        srv.wait_for(lambda: srv.count("RAN evt_v2_new") == 1)
+        self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
+        # a second start finds nothing to upgrade
+        srv.start()
+        self.assertEqual(srv.stop(), 0)
+        self.assertNotIn("store schema upgraded", srv.log())
+
+    def test_a_store_from_a_newer_switchyard_is_refused(self):
+        srv = Server()
+        db = sqlite3.connect(srv.db)
+        db.execute("PRAGMA user_version = 99")
+        db.close()
+        with self.assertRaises(RuntimeError) as e:
+            srv.start()
+        self.assertIn("the store has schema version 99; this switchyard understands 2", str(e.exception))
+
+
 class FullQueue(ServerTest):
     server_args = {"config_extra": 'store = { url = "sqlite:store.db", queue = 2, max_batch = 1 }'}
 

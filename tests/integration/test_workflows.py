@@ -214,6 +214,44 @@ class Journal(unittest.TestCase):
                          [(1, False), (1, False), (2, False), (2, False)])
 
 
+SLOW_AFTER_CREATE = """
+rule {
+  name = "create-then-slow",
+  on = "scm.pull_request.created",
+  run = function(ev)
+    local t = unizo.ticketing.create_ticket { integration = "jira-prod", title = "Review " .. ev.data.title }
+    log.info("CREATED " .. t.id)
+    local c = os.clock() while os.clock() - c < 30 do end
+    log.info("FINISHED " .. t.id)
+  end,
+}
+"""
+
+
+class CrashAfterACall(unittest.TestCase):
+    def test_a_call_journaled_before_a_kill_is_not_sent_again_after_the_restart(self):
+        mock = Mock()
+        srv = Server(rules={"slow.lua": SLOW_AFTER_CREATE},
+                     config_extra=config(mock.url, 'lua = { instruction_limit = 100000000000 }\n'),
+                     env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        srv.post(sample("scm.pull_request.created.json", "evt_kill", url=pr_url(7)))
+        # the create was answered and its journal line committed; the rule is still running
+        srv.wait_for(lambda: srv.rows("SELECT count(*) FROM calls") == [(1,)], what="the journal line")
+        self.assertEqual(state(srv, "evt_kill", "create-then-slow"), "pending")
+        srv.kill()
+        self.assertEqual(len(creates(mock)), 1)
+        # the same rule without the wait runs at the restart
+        srv.write_rules({"slow.lua": SLOW_AFTER_CREATE.replace("while os.clock() - c < 30", "while false")})
+        srv.start()
+        srv.wait_for(lambda: state(srv, "evt_kill", "create-then-slow") == "done", timeout=30)
+        self.assertEqual(len(creates(mock)), 1)  # not sent again
+        calls = job_of(shown(srv, "evt_kill"), "create-then-slow")["calls"]
+        self.assertEqual([(c["attempt"], c["n"], c["replayed"]) for c in calls], [(1, 1, False), (2, 1, True)])
+        self.assertEqual(srv.count("FINISHED " + calls[0]["response"]["id"]), 1)
+        self.assertEqual(srv.stop(), 0)
+        mock.stop()
+
+
 class RedisTwoInstances(unittest.TestCase):
     def test_merge_on_the_other_instance_waits_for_the_retry(self):
         redis = Redis()
