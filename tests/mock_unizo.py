@@ -7,9 +7,12 @@ Real HTTP on loopback. It records every request and answers from a script:
                            "body": {...}, "headers": {"Retry-After": "2"},
                            "delay": 0.5, "drop": false, "times": 1}, ...]
         Entries are tried in order; "path" is a regular expression searched in
-        the request path; "times" (default 1) is how often an entry answers
+        the request path, "match" (optional) one searched in its raw body; "times" (default 1) is how often an entry answers
         before it is used up (0 = forever). "drop" closes the connection
-        without an answer.
+        without an answer. "hold": NAME keeps the request waiting until
+        POST /_mock/release {"name": NAME} (at most 60 s), then answers it as
+        the entry says, or as an unscripted request when it has no "status".
+    POST /_mock/release  {"name": NAME}: let held requests of that name go
     GET  /_mock/requests  every request so far: method, path, query, headers, body, time
     POST /_mock/reset     forget requests and script
     GET  /_mock/health    200
@@ -33,12 +36,20 @@ lock = threading.Lock()
 requests = []
 script = []
 counter = [0]
+released = {}  # hold name -> threading.Event
 
 
-def scripted(method, path):
+def gate(name):
+    with lock:
+        return released.setdefault(name, threading.Event())
+
+
+def scripted(method, path, raw):
     with lock:
         for entry in script:
             if entry.get("method", method) != method or not re.search(entry.get("path", ""), path):
+                continue
+            if "match" in entry and not re.search(entry["match"], raw.decode(errors="replace")):
                 continue
             times = entry.get("times", 1)
             if times == 0:
@@ -94,7 +105,11 @@ class Handler(BaseHTTPRequestHandler):
             requests.append({"method": self.command, "path": u.path, "query": u.query,
                              "headers": {k.lower(): v for k, v in self.headers.items()},
                              "body": body, "time": time.time()})
-        entry = scripted(self.command, u.path)
+        entry = scripted(self.command, u.path, raw)
+        if entry is not None and entry.get("hold"):
+            gate(entry["hold"]).wait(60)
+            if "status" not in entry:
+                entry = None
         if entry is not None:
             if entry.get("delay"):
                 time.sleep(entry["delay"])
@@ -115,6 +130,9 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 script = json.loads(raw or b"[]")
             return self.reply(200, {"entries": len(script)})
+        if path == "/_mock/release":
+            gate(json.loads(raw)["name"]).set()
+            return self.reply(200, {})
         if path == "/_mock/reset":
             with lock:
                 requests.clear()

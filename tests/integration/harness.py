@@ -252,6 +252,10 @@ class Mock:
     def script(self, entries):
         self._call("POST", "/_mock/script", entries)
 
+    def release(self, name):
+        """Let the requests held by a {"hold": name} entry go."""
+        self._call("POST", "/_mock/release", {"name": name})
+
     def requests(self, path_contains=""):
         return [r for r in self._call("GET", "/_mock/requests") if path_contains in r["path"]]
 

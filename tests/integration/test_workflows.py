@@ -2,6 +2,7 @@
 retry, the API drops an answer on the floor, and rule files change on a live server."""
 import json
 import os
+import re
 import time
 import unittest
 
@@ -76,7 +77,9 @@ class Reordering(unittest.TestCase):
 
     def test_merge_during_the_retry_resolves_the_one_ticket(self):
         url, other = pr_url(1), pr_url(2)
-        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1}])
+        # the create fails once; its retry is held at the API until the checks below are done
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1},
+                          {"method": "POST", "path": "/tickets$", "match": re.escape(url), "hold": "retry"}])
         self.srv.post(sample("scm.pull_request.created.json", "evt_wf_c", url=url))
         self.srv.wait_for(lambda: state(self.srv, "evt_wf_c", "pr-review-ticket") == "retrying")
         self.srv.post(sample("scm.pull_request.merged.json", "evt_wf_m", url=url))
@@ -84,6 +87,7 @@ class Reordering(unittest.TestCase):
         self.srv.post(sample("scm.pull_request.created.json", "evt_wf_o", url=other))
         self.srv.wait_for(lambda: state(self.srv, "evt_wf_o", "pr-review-ticket") == "done")
         self.assertEqual(state(self.srv, "evt_wf_c", "pr-review-ticket"), "retrying")
+        self.assertEqual(state(self.srv, "evt_wf_m", "pr-merged-resolve"), "pending")
         # the merge waits, and says for what
         merged = job_of(shown(self.srv, "evt_wf_m"), "pr-merged-resolve")
         self.assertEqual(merged["state"], "pending")
@@ -93,6 +97,7 @@ class Reordering(unittest.TestCase):
         self.assertEqual(json.loads(body)["jobs"][0]["waiting_for"]["event"], "evt_wf_c")
         self.assertEqual([r for r in self.mock.requests() if r["method"] == "PUT"], [])
 
+        self.mock.release("retry")
         self.srv.wait_for(lambda: state(self.srv, "evt_wf_m", "pr-merged-resolve") == "done", timeout=30,
                           what="the merge after the retry")
         self.assertEqual(self.srv.job_states("evt_wf_c")["pr-review-ticket"], ("done", 2))
@@ -122,12 +127,17 @@ class IncidentLifecycle(unittest.TestCase):
         mock = Mock()
         srv = Server(rules=INCIDENT, config_extra=config(mock.url, "workers = 4\n"),
                      env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
-        mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1}])
+        mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1},
+                     {"method": "POST", "path": "/tickets$", "hold": "retry", "times": 1}])
         inc = {"id": "INC-%d" % os.getpid()}
         srv.post(sample("incidents.incident.created.sev1.json", "evt_i1", **inc))
         srv.wait_for(lambda: state(srv, "evt_i1", "sev1-incident-ticket") == "retrying")
         srv.post(sample("incidents.incident.acknowledged.sev1.json", "evt_i2", **inc))
         srv.post(sample("incidents.incident.resolved.sev1.json", "evt_i3", **inc))
+        srv.wait_for(lambda: srv.job_states("evt_i3") != {})
+        self.assertEqual(state(srv, "evt_i2", "sev1-incident-acknowledged"), "pending")
+        self.assertEqual(state(srv, "evt_i3", "sev1-incident-resolved"), "pending")
+        mock.release("retry")
         srv.wait_for(lambda: state(srv, "evt_i3", "sev1-incident-resolved") == "done", timeout=30)
         self.assertEqual(state(srv, "evt_i2", "sev1-incident-acknowledged"), "done")
         calls = [(r["method"], r["path"].rsplit("/collections/ENG", 1)[1]) for r in mock.requests()]
@@ -200,11 +210,13 @@ class Journal(unittest.TestCase):
         rule += 'rule { name = "set-col", on = "ticketing.ticket.created", run = function() kv.set("col", "OPS") end }'
         self.srv.write_rules({"two.lua": rule})
         self.assertEqual(self.srv.admin("/admin/reload", method="POST")[0], 200)
-        self.mock.script([{"method": "POST", "path": "/comments$", "status": 500, "times": 1}])
+        # the first attempt's comment is held at the API while the collection changes, then fails
+        self.mock.script([{"method": "POST", "path": "/comments$", "status": 500, "hold": "c", "times": 1}])
         self.srv.post(sample("scm.pull_request.created.json", "evt_j2", url=pr_url(4)))
-        self.srv.wait_for(lambda: state(self.srv, "evt_j2", "ticket-and-comment") == "retrying")
+        self.srv.wait_for(lambda: len(self.mock.requests("/comments")) == 1)
         self.srv.post(sample("ticketing.ticket.created.json", "evt_j2_col"))
         self.srv.wait_for(lambda: state(self.srv, "evt_j2_col", "set-col") == "done")
+        self.mock.release("c")
         self.srv.wait_for(lambda: state(self.srv, "evt_j2", "ticket-and-comment") == "done", timeout=30)
         self.assertEqual([r["path"] for r in creates(self.mock)],
                          ["/ticketing/default/collections/ENG/tickets",
@@ -265,7 +277,8 @@ class RedisTwoInstances(unittest.TestCase):
         a, b = instance("a"), instance("b")
         url = pr_url(5)
         job = "switchyard:job:%s\n%s"
-        mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1}])
+        mock.script([{"method": "POST", "path": "/tickets$", "status": 503, "times": 1},
+                     {"method": "POST", "path": "/tickets$", "match": re.escape(url), "hold": "retry"}])
         a.post(sample("scm.pull_request.created.json", "evt_rc", url=url))
         a.wait_for(lambda: redis.cmd("HGET", job % ("evt_rc", "pr-review-ticket"), "state") == "retrying")
         b.post(sample("scm.pull_request.merged.json", "evt_rm", url=url))
@@ -274,6 +287,7 @@ class RedisTwoInstances(unittest.TestCase):
         self.assertEqual(redis.cmd("HGET", job % ("evt_rm", "pr-merged-resolve"), "state"), "pending")
         merged = job_of(shown(b, "evt_rm"), "pr-merged-resolve")
         self.assertEqual(merged["waiting_for"], {"event": "evt_rc", "handler": "pr-review-ticket"})
+        mock.release("retry")
         a.wait_for(lambda: redis.cmd("HGET", job % ("evt_rm", "pr-merged-resolve"), "state") == "done",
                    timeout=30, what="the merge after the retry")
         mine = [r for r in creates(mock) if r["body"]["metadata"]["pr_url"] == url]
