@@ -230,22 +230,30 @@ static void snapshot(uint64_t *hist, uint64_t *counts)
     counts[3] = atomic_load(&total.errors);
 }
 
+/* A whole positive number, or -1 (the caller reports it). */
+static int number(const char *v)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    return end != v && *end == '\0' && n > 0 && n <= 1000000 ? (int)n : -1;
+}
+
 static int parse_args(int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (strcmp(k, "--port") == 0) {
-            opt.port = atoi(v);
+            opt.port = number(v);
         } else if (strcmp(k, "--secret") == 0) {
             opt.secret = v;
         } else if (strcmp(k, "--connections") == 0) {
-            opt.connections = atoi(v);
+            opt.connections = number(v);
         } else if (strcmp(k, "--duration") == 0) {
-            opt.duration = atoi(v);
+            opt.duration = number(v);
         } else if (strcmp(k, "--rate") == 0) {
-            opt.rate = atof(v);
+            opt.rate = strtod(v, NULL);
         } else if (strcmp(k, "--interval") == 0) {
-            opt.interval = atoi(v);
+            opt.interval = number(v);
         } else if (strcmp(k, "--prefix") == 0) {
             opt.prefix = v;
         } else {

@@ -33,7 +33,7 @@ static void run_case(const char *dir, const char *name)
             check_failures++;
         }
     } else {
-        int line = atoi(expect);
+        int line = (int)strtol(expect, NULL, 10);
         const char *text = strchr(expect, ':') + 2;
         char want[64];
         snprintf(want, sizeof(want), ":%d:", line);
