@@ -458,6 +458,12 @@ static bool scan_value_tree(struct scanner *s)
         if (slot != NULL) {
             memset(slot, 0, sizeof(*slot));
         }
+        if (slot == &s->env->integration) {
+            /* a repeated "integration" replaces the first one wholly, as in jansson */
+            memset(&s->env->integration_id, 0, sizeof(s->env->integration_id));
+            memset(&s->env->integration_type, 0, sizeof(s->env->integration_type));
+            memset(&s->env->integration_name, 0, sizeof(s->env->integration_name));
+        }
     }
 }
 

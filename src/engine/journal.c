@@ -107,13 +107,36 @@ static void keep_record(struct sy_journal *j, const struct sy_unizo_request *req
     j->keep(j->keep_ctx, r);
 }
 
+/*
+ * Append 's' with every byte that is not visible ASCII, and '%', percent-encoded: an
+ * event id is the sender's text, and a CR or LF in it must never end the header it is
+ * sent in. Returns the new length (the output is cut, never overrun, at cap).
+ */
+static size_t put_encoded(char *out, size_t n, size_t cap, const char *s)
+{
+    for (; *s && n + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c > 0x20 && c < 0x7f && c != '%') {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = "0123456789ABCDEF"[c >> 4];
+            out[n++] = "0123456789ABCDEF"[c & 15];
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
 int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
                     struct sy_unizo_response *resp)
 {
-    char key[700];
+    char key[1200];
     j->n++;
-    snprintf(key, sizeof(key), "%s/%s/%d", j->event_id ? j->event_id : "-",
-             j->handler ? j->handler : "-", j->n);
+    size_t kn = put_encoded(key, 0, sizeof(key), j->event_id ? j->event_id : "-");
+    key[kn++] = '/';
+    kn = put_encoded(key, kn, sizeof(key), j->handler ? j->handler : "-");
+    snprintf(key + kn, sizeof(key) - kn, "/%d", j->n);
     req->idempotency_key = key;
     req->event_id = j->event_id;
     int64_t at = sy_wall_ms();

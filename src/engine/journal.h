@@ -9,7 +9,8 @@
 /*
  * The one path of a job's Unizo calls, for Lua rules and C plugins alike,
  * live and in rule tests. Each call gets its Idempotency-Key
- * ("<event id>/<handler>/<n>", n counting the calls of this attempt) and
+ * ("<event id>/<handler>/<n>", n counting the calls of this attempt; bytes
+ * outside visible ASCII, and '%', percent-encoded) and
  * leaves a journal record. When an earlier attempt of the same job made its
  * n-th call with the same method and path and got a 2xx answer, that answer
  * is returned again and nothing is sent ("replayed"): a call that completed

@@ -230,6 +230,38 @@ static const h2o_iovec_t *single_header(h2o_req_t *req, const char *name, size_t
     return &req->headers.entries[i].value;
 }
 
+/*
+ * Every X-Forwarded-For line as one list, in the order received (RFC 7230: lines of a
+ * list header are one comma-joined value). A proxy appends its own line after the
+ * client's, so reading only the first would let the client's forged line decide.
+ */
+static h2o_iovec_t forwarded_for(h2o_req_t *req)
+{
+    ssize_t first = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
+    if (first < 0) {
+        return h2o_iovec_init(NULL, 0);
+    }
+    size_t total = 0, lines = 0;
+    for (ssize_t i = first; i >= 0; i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
+        total += req->headers.entries[i].value.len + 1;
+        lines++;
+    }
+    if (lines == 1) {
+        return req->headers.entries[first].value;
+    }
+    char *buf = h2o_mem_alloc_pool(&req->pool, total);
+    size_t n = 0;
+    for (ssize_t i = first; i >= 0; i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
+        const h2o_iovec_t *v = &req->headers.entries[i].value;
+        if (n > 0) {
+            buf[n++] = ',';
+        }
+        memcpy(buf + n, v->base, v->len);
+        n += v->len;
+    }
+    return h2o_iovec_init(buf, n);
+}
+
 int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -244,10 +276,9 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
     socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     bool have_peer = sl > 0 && sy_addr_from_sockaddr((struct sockaddr *)&ss, &paddr);
     if (have_peer) {
-        ssize_t x = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, -1);
-        h2o_iovec_t *xff = x >= 0 ? &req->headers.entries[x].value : NULL;
-        sy_client_addr(&paddr, xff ? xff->base : NULL, xff ? xff->len : 0,
-                       cfg->webhook.trusted_proxies, cfg->webhook.n_trusted_proxies, &client);
+        h2o_iovec_t xff = forwarded_for(req);
+        sy_client_addr(&paddr, xff.base, xff.len, cfg->webhook.trusted_proxies,
+                       cfg->webhook.n_trusted_proxies, &client);
         sy_addr_format(&client, peer, sizeof(peer));
     }
 

@@ -61,6 +61,23 @@ static size_t timestamp(char out[32])
     return (size_t)(p - out);
 }
 
+/*
+ * A message as it is, but for control characters, written as JSON escapes: a message
+ * can hold an event id or other text from a sender, and one log line must stay one line.
+ */
+static void put_message(struct sy_buf *b, const char *msg)
+{
+    size_t run = 0, i = 0;
+    for (; msg[i]; i++) {
+        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) {
+            sy_buf_append(b, msg + run, i - run);
+            sy_buf_json_escape(b, msg + i, 1);
+            run = i + 1;
+        }
+    }
+    sy_buf_append(b, msg + run, i - run);
+}
+
 static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *msg)
 {
     char ts[32];
@@ -78,7 +95,7 @@ static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *ms
         sy_buf_append(b, " ", 1);
         sy_buf_puts(b, name);
         sy_buf_append(b, "      ", 6 - strlen(name)); /* the level padded to 5, then a space */
-        sy_buf_puts(b, msg);
+        put_message(b, msg);
     }
 }
 

@@ -4,18 +4,50 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/record.h"
 
 void sy_record_safe_name(const char *s, size_t len, char *out, size_t cap)
 {
+    /* [A-Za-z0-9._-] as they are, every other byte as %XX: distinct ids, distinct names */
     size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        out[n++] = ok ? c : '_';
+    bool fits = true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '.' || c == '_' || c == '-';
+        if (n + (plain ? 1 : 3) + 1 > cap || n + (plain ? 1 : 3) > SY_RECORD_NAME_MAX) {
+            fits = false;
+            break;
+        }
+        if (plain) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = "0123456789ABCDEF"[c >> 4];
+            out[n++] = "0123456789ABCDEF"[c & 15];
+        }
+    }
+    if (!fits) {
+        /* too long for a file name: a prefix, then the SHA-256 of the whole id */
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)s, len, md);
+        size_t keep = SY_RECORD_NAME_MAX - 1 - 2 * sizeof(md);
+        n = n < keep ? n : keep;
+        /* never cut a %XX in half */
+        if (n >= 1 && out[n - 1] == '%') {
+            n -= 1;
+        } else if (n >= 2 && out[n - 2] == '%') {
+            n -= 2;
+        }
+        out[n++] = '~';
+        for (size_t i = 0; i < sizeof(md) && n + 2 < cap; i++) {
+            out[n++] = "0123456789abcdef"[md[i] >> 4];
+            out[n++] = "0123456789abcdef"[md[i] & 15];
+        }
     }
     out[n] = '\0';
 }
@@ -36,7 +68,7 @@ void sy_record_delivery(const char *dir, const char *type, size_t type_len, cons
                         const char *body, size_t body_len)
 {
     char name[600], path[4800];
-    char safe_type[256], safe_id[300];
+    char safe_type[SY_RECORD_NAME_MAX + 1], safe_id[SY_RECORD_NAME_MAX + 1];
     sy_record_safe_name(type, type_len, safe_type, sizeof(safe_type));
     sy_record_safe_name(id, id_len, safe_id, sizeof(safe_id));
     snprintf(name, sizeof(name), "%s--%s.json", safe_type, safe_id);
@@ -56,7 +88,7 @@ void sy_record_delivery(const char *dir, const char *type, size_t type_len, cons
 
 void sy_record_exchange(const char *dir, const char *event_id, const char *line, size_t len)
 {
-    char safe[300], path[4800];
+    char safe[SY_RECORD_NAME_MAX + 1], path[4800];
     sy_record_safe_name(event_id, strlen(event_id), safe, sizeof(safe));
     snprintf(path, sizeof(path), "%s/cassettes/%s.jsonl", dir, safe);
     write_file(path, line, len, O_APPEND);

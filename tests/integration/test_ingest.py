@@ -251,6 +251,28 @@ class AllowList(ServerTest):
         self.assertEqual((status, data["error"]), (403, "forbidden_ip"))
 
 
+    def test_every_forwarded_for_line_counts_in_order(self):
+        # the client forges a line, the trusted proxy appends the real address as a line of its own:
+        # read as one list, right to left, the real address decides
+        body = event()
+        h = signed_headers(body)
+        h["X-Forwarded-For"] = "203.0.113.9"
+        raw = http_request("POST", "/webhooks/unizo", body, h).replace(
+            b"\r\n\r\n", b"\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n", 1)
+        (status, _, data), = raw_exchange(self.srv.port, raw)
+        self.assertEqual((status, json.loads(data)["error"]), (403, "forbidden_ip"))
+        self.assertIn("198.51.100.1", json.loads(data)["detail"])
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])
+        # and the other way round the real client is allowed
+        body = event()
+        h = signed_headers(body)
+        h["X-Forwarded-For"] = "198.51.100.1"
+        raw = http_request("POST", "/webhooks/unizo", body, h).replace(
+            b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n", 1)
+        (status, _, _), = raw_exchange(self.srv.port, raw)
+        self.assertEqual(status, 200)
+
+
 class UntrustedProxy(ServerTest):
     server_args = {"webhook_extra": 'allow = { "203.0.113.0/24" }, trusted_proxies = { "10.0.0.0/8" }'}
 

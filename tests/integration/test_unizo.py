@@ -44,6 +44,40 @@ def pr_event(eid):
     return event(eid, title="Add OAuth login", url="https://github.com/acme/x/pull/%s" % eid, number=1)
 
 
+CRLF_RULE = """
+rule {
+  name = "echo",
+  on = "scm.*",
+  run = function(ev)
+    log.info("RAN " .. ev.id)
+    unizo.request { method = "GET", path = "/ticketing/x", integration = "jira-prod" }
+  end,
+}
+"""
+
+
+class ControlCharactersInIds(unittest.TestCase):
+    """An id is the sender's text: it must not become a header or a log line of its own."""
+
+    def test_a_crlf_in_an_event_id_reaches_no_header_and_no_log_line(self):
+        mock = Mock()
+        srv = Server(rules={"r.lua": CRLF_RULE}, config_extra=config(mock.url),
+                     env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        eid = "evt_crlf\r\nX-Evil: 1\r\n"
+        status, data, _ = srv.post(event(eid))
+        self.assertEqual(status, 200, data)
+        srv.wait_for(lambda: len(mock.requests("/ticketing/x")) == 1, what="the call")
+        r = mock.requests("/ticketing/x")[0]
+        self.assertNotIn("x-evil", r["headers"])
+        self.assertEqual(r["headers"]["idempotency-key"], "evt_crlf%0D%0AX-Evil:%201%0D%0A/echo/1")
+        srv.wait_for(lambda: srv.count("job done") == 1)
+        self.assertEqual(srv.stop(), 0)
+        # every log line is one line: nothing starts with the injected text
+        self.assertFalse([l for l in srv.lines if l.startswith("X-Evil")], srv.log()[-2000:])
+        self.assertEqual(srv.count("RAN evt_crlf\\r\\nX-Evil: 1"), 1)
+        mock.stop()
+
+
 class UnizoCalls(unittest.TestCase):
     def setUp(self):
         self.mock = Mock()
@@ -204,6 +238,30 @@ class Record(unittest.TestCase):
         out = p.stdout.decode()
         self.assertEqual(p.returncode, 0, out + p.stderr.decode())
         self.assertIn("1 passed, 0 failed", out)
+
+    def test_different_ids_are_recorded_to_different_files(self):
+        import tempfile
+        rec = tempfile.mkdtemp(prefix="sy-rec-")
+        srv = Server()
+        srv.start_args = ["--record", rec]
+        srv.start()
+        ids = ["evt/a", "evt_a", "evt:a", "evt%2Fa", "x" * 255, "x" * 254 + "y"]
+        for eid in ids:
+            self.assertEqual(srv.post(event(eid))[1]["status"], "accepted")
+        self.assertEqual(srv.stop(), 0)
+        files = sorted(os.listdir(os.path.join(rec, "deliveries")))
+        self.assertEqual(len(files), len(ids), files)
+        found = set()
+        for name in files:
+            self.assertLessEqual(len(name.encode()), 255)
+            with open(os.path.join(rec, "deliveries", name)) as f:
+                found.add(json.loads(json.load(f)["body"])["id"])
+        self.assertEqual(found, set(ids))
+        # short names are reversible: the id is the name, percent-decoded
+        from urllib.parse import unquote
+        self.assertIn("scm.pull_request.created--evt%2Fa.json", files)
+        self.assertEqual(unquote("evt%252Fa"), "evt%2Fa")
+        self.assertIn("scm.pull_request.created--evt%252Fa.json", files)
 
 
 class DryRun(unittest.TestCase):

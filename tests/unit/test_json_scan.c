@@ -114,6 +114,15 @@ static void compare(const char *text, size_t len, const char *label)
         }
         json_t *data = json_object_get(j, "data");
         CHECK((data != NULL) == (e.data.kind != SY_JSON_NONE));
+        /* integration's members come from the object jansson keeps (the last one) */
+        json_t *itype = json_object_get(json_object_get(j, "integration"), "type");
+        CHECK((itype != NULL) == (e.integration_type.kind != SY_JSON_NONE));
+        if (json_is_string(itype) && e.integration_type.kind == SY_JSON_STRING) {
+            char ibuf[4096];
+            long n = sy_json_unescape(&e.integration_type, ibuf, sizeof(ibuf));
+            CHECK(n == (long)json_string_length(itype) &&
+                  memcmp(ibuf, json_string_value(itype), (size_t)n) == 0);
+        }
         char path[1024] = "";
         walk_paths(text, len, j, path, 0, 0);
     }
@@ -130,6 +139,8 @@ static void test_cases(void)
     static const char *cases[] = {
         "{}",
         "[]",
+        "{\"integration\":{\"id\":\"a\",\"type\":\"x\"},\"integration\":{\"name\":\"n\"}}",
+        "{\"integration\":{\"type\":\"x\"},\"integration\":5}",
         "",
         " ",
         "{",
