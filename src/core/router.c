@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,49 +10,97 @@
 static bool seg_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == ':' || c == '-';
+           c == '-';
+}
+
+static bool is_sep(char c)
+{
+    return c == '.' || c == ':';
 }
 
 bool sy_pattern_valid(const char *p)
 {
-    if (strcmp(p, "*") == 0) {
-        return true;
-    }
     size_t len = strlen(p);
     if (len == 0 || len > 255) {
         return false;
     }
-    if (len >= 2 && strcmp(p + len - 2, ".*") == 0) {
-        len -= 2;
-    }
-    bool seg_empty = true;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '.') {
-            if (seg_empty) {
+    /* segments of [A-Za-z0-9_-], or "*", joined by '.' or ':' */
+    size_t seg_start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && !is_sep(p[i])) {
+            if (!seg_char(p[i]) && p[i] != '*') {
                 return false;
             }
-            seg_empty = true;
-        } else if (seg_char(p[i])) {
-            seg_empty = false;
-        } else {
+            continue;
+        }
+        size_t n = i - seg_start;
+        if (n == 0) {
             return false;
         }
+        if (memchr(p + seg_start, '*', n) != NULL && n != 1) {
+            return false; /* '*' is a whole segment or nothing */
+        }
+        seg_start = i + 1;
     }
-    return !seg_empty;
+    return true;
+}
+
+struct seg {
+    const char *p;
+    size_t len;
+};
+
+/* Split on '.' and ':' into at most 'max' segments; returns how many, or 0 when there are more. */
+static size_t split(const char *s, size_t len, struct seg *out, size_t max)
+{
+    size_t n = 0, start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || is_sep(s[i])) {
+            if (n == max) {
+                return 0;
+            }
+            out[n].p = s + start;
+            out[n].len = i - start;
+            n++;
+            start = i + 1;
+        }
+    }
+    return n;
+}
+
+static bool is_star(const struct seg *g)
+{
+    return g->len == 1 && g->p[0] == '*';
 }
 
 bool sy_pattern_match(const char *pattern, const char *type, size_t len)
 {
-    size_t plen = strlen(pattern);
-    if (plen == 1 && pattern[0] == '*') {
-        return true;
+    struct seg ps[128], ts[129];
+    size_t np = split(pattern, strlen(pattern), ps, 128);
+    size_t nt = split(type, len, ts, 129);
+    if (np == 0 || nt == 0) {
+        return false;
     }
-    if (plen >= 2 && pattern[plen - 1] == '*' && pattern[plen - 2] == '.') {
-        /* "a.b.*": type starts with "a.b." and has something after it */
-        size_t prefix = plen - 1;
-        return len > prefix && memcmp(type, pattern, prefix) == 0;
+    /*
+     * '*' matches one or more segments. Greedy matching with a return to the last star
+     * when a segment does not match: O(np * nt) at worst, whatever the type.
+     */
+    size_t p = 0, t = 0, star = SIZE_MAX, mark = 0;
+    while (t < nt) {
+        if (p < np && is_star(&ps[p])) {
+            star = p++;
+            mark = ++t; /* the star takes one segment, and maybe more later */
+        } else if (p < np && ps[p].len == ts[t].len && memcmp(ps[p].p, ts[t].p, ts[t].len) == 0) {
+            p++;
+            t++;
+        } else if (star != SIZE_MAX) {
+            p = star + 1;
+            t = ++mark; /* the last star takes one more segment */
+        } else {
+            return false;
+        }
     }
-    return plen == len && memcmp(type, pattern, len) == 0;
+    return p == np;
 }
 
 bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_len,

@@ -5,16 +5,17 @@
 #include <stddef.h>
 
 /*
- * Event type patterns: an exact type ("scm.pull_request.created"), a prefix
- * with one or more further segments ("scm.*" matches "scm.pull_request.created"
- * but not "scm"), or "*" (everything). Pure functions; any thread.
+ * Event type patterns. A type is read as segments split on '.' and ':'
+ * ("scm.pull_request.created", "ticket:created"). A pattern is segments of
+ * [A-Za-z0-9_-] or "*", joined by '.' or ':'; a "*" segment matches one or
+ * more segments of the type: "scm.*", "ticket:*", "*:created", "*". The two
+ * separators are the same to matching. Pure functions; any thread.
  */
 
-/* True when 'pattern' is well formed: "*", or segments of [A-Za-z0-9_:-] joined by '.', optionally
- * ending in ".*". */
+/* True when 'pattern' is well formed (see above; at most 255 bytes). */
 bool sy_pattern_valid(const char *pattern);
 
-/* True when 'type' (len bytes) matches 'pattern'. */
+/* True when 'type' (len bytes) matches 'pattern'. Time O(segments^2) at worst. */
 bool sy_pattern_match(const char *pattern, const char *type, size_t len);
 
 /* One handler's routing: its patterns, an optional integration type filter and ordering key. */

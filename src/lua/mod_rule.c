@@ -167,8 +167,9 @@ int sy_lua_rule_decl(lua_State *L)
             snprintf(msg, sizeof(msg),
                      n_on == 0 ? "rule '%s': 'on' must be an event type or a list of them "
                                  "(like \"scm.pull_request.created\", \"scm.*\" or \"*\")%s"
-                               : "rule '%s': 'on' has an invalid pattern \"%s\" (use a type, "
-                                 "\"prefix.*\" or \"*\")",
+                               : "rule '%s': 'on' has an invalid pattern \"%s\" (use segments "
+                                 "of letters, digits, '_' or '-', or '*', joined by '.' or ':', "
+                                 "like \"ticket:*\" or \"scm.*\")",
                      name, bad);
             free_list(on, n_on);
             free_list(key, n_key);

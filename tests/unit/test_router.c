@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -8,8 +9,53 @@ static bool m(const char *pattern, const char *type)
     return sy_pattern_match(pattern, type, strlen(type));
 }
 
+/* The definition, as plainly as it can be written: for the random comparison below. */
+static bool reference(const char *const *p, size_t np, const char *const *t, size_t nt)
+{
+    if (np == 0) {
+        return nt == 0;
+    }
+    if (strcmp(p[0], "*") == 0) {
+        for (size_t k = 1; k <= nt; k++) {
+            if (reference(p + 1, np - 1, t + k, nt - k)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return nt > 0 && strcmp(p[0], t[0]) == 0 && reference(p + 1, np - 1, t + 1, nt - 1);
+}
+
+static void random_patterns(void)
+{
+    static const char *const words[] = {"a", "b", "*"};
+    unsigned seed = 99;
+    for (int round = 0; round < 20000; round++) {
+        const char *ps[6], *ts[7];
+        size_t np = 1 + (size_t)rand_r(&seed) % 5, nt = 1 + (size_t)rand_r(&seed) % 6;
+        char pat[64] = "", typ[64] = "";
+        for (size_t i = 0; i < np; i++) {
+            ps[i] = words[rand_r(&seed) % 3];
+            size_t at = strlen(pat);
+            snprintf(pat + at, sizeof(pat) - at, "%s%s", i ? (rand_r(&seed) % 2 ? "." : ":") : "", ps[i]);
+        }
+        for (size_t i = 0; i < nt; i++) {
+            ts[i] = words[rand_r(&seed) % 2];
+            size_t at = strlen(typ);
+            snprintf(typ + at, sizeof(typ) - at, "%s%s", i ? (rand_r(&seed) % 2 ? "." : ":") : "", ts[i]);
+        }
+        bool want = reference(ps, np, ts, nt);
+        bool got = sy_pattern_match(pat, typ, strlen(typ));
+        CHECK(want == got);
+        if (want != got) {
+            fprintf(stderr, "  %s vs %s: want %d\n", pat, typ, want);
+        }
+    }
+}
+
 int main(void)
 {
+    random_patterns();
     /* exact */
     CHECK(m("scm.pull_request.created", "scm.pull_request.created"));
     CHECK(!m("scm.pull_request.created", "scm.pull_request.created2"));
@@ -25,6 +71,37 @@ int main(void)
     /* everything */
     CHECK(m("*", "anything.at.all"));
     CHECK(m("*", "x"));
+    /* both spellings: segments split on '.' and ':'; '*' takes one or more segments */
+    CHECK(m("ticket:*", "ticket:created"));
+    CHECK(m("ticket:*", "ticket:comment:added"));
+    CHECK(!m("ticket:*", "ticket"));
+    CHECK(!m("ticket:*", "ticketing.ticket.created"));
+    CHECK(m("*:created", "ticket:created"));
+    CHECK(m("*:created", "ticketing.ticket.created"));
+    CHECK(m("*.created", "user:created"));
+    CHECK(!m("*:created", "created"));
+    CHECK(!m("*:created", "ticket:created:later"));
+    CHECK(m("scm.*.merged", "scm.pull_request.merged"));
+    CHECK(m("scm.*.merged", "scm.a.b.merged"));
+    CHECK(!m("scm.*.merged", "scm.merged"));
+    CHECK(m("*.*", "a.b"));
+    CHECK(!m("*.*", "a"));
+    CHECK(m("*.b.*", "x.y.b.z"));
+    CHECK(!m("*.b.*", "x.y.b"));
+    CHECK(m("ticket:created", "ticket.created")); /* the separators are alike */
+    CHECK(!m("ticket", "ticket:created"));
+    /* a hostile type against many stars stays cheap: each check is at most segments squared */
+    {
+        char t[256];
+        for (int i = 0; i < 127; i++) {
+            t[2 * i] = 'a';
+            t[2 * i + 1] = '.';
+        }
+        t[254] = 'c';
+        t[255] = '\0';
+        CHECK(!m("*.*.*.*.*.*.*.*.*.*.*.*.b", t));
+        CHECK(m("*.*.*.*.*.*.*.*.*.*.*.*.c", t));
+    }
     /* types outside the documented list route too */
     CHECK(m("custom:acme-v2.*", "custom:acme-v2.deploy.finished"));
 
@@ -34,7 +111,13 @@ int main(void)
     CHECK(sy_pattern_valid("custom:acme-v2.x"));
     CHECK(!sy_pattern_valid(""));
     CHECK(!sy_pattern_valid("scm*"));
-    CHECK(!sy_pattern_valid("*.created"));
+    CHECK(sy_pattern_valid("*.created"));
+    CHECK(sy_pattern_valid("ticket:*"));
+    CHECK(sy_pattern_valid("*:created"));
+    CHECK(sy_pattern_valid("scm.*.merged"));
+    CHECK(!sy_pattern_valid("ticket:"));
+    CHECK(!sy_pattern_valid("a*:b"));
+    CHECK(!sy_pattern_valid("a.:b"));
     CHECK(!sy_pattern_valid("scm..created"));
     CHECK(!sy_pattern_valid(".scm"));
     CHECK(!sy_pattern_valid("scm."));
