@@ -157,7 +157,7 @@ static void test_load_errors(void)
 {
     load_error("no_run.lua", "rules/no_run.lua:1: rule 'no-run': 'run' must be a function");
     load_error("bad_pattern.lua", "rules/bad_pattern.lua:1: rule 'bad': 'on' has an invalid "
-                                  "pattern \"*.created\"");
+                                  "pattern \"scm*.created\"");
     load_error("syntax.lua", "rules/syntax.lua:");
     /* the same name in two files names both places */
     struct sy_lua *lx = fresh();

@@ -1,1 +1,1 @@
-rule { name = "bad", on = "*.created", run = function() end }
+rule { name = "bad", on = "scm*.created", run = function() end }
