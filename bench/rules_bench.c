@@ -42,7 +42,7 @@ int main(int argc, char **argv)
     char msg[1024];
     while (t - t0 < seconds) {
         for (int i = 0; i < 1000; i++) {
-            if (sy_lua_run(lx, argv[2], "bench", body, len, NULL, msg, sizeof(msg)) > SY_LUA_SKIPPED) {
+            if (sy_lua_run(lx, argv[2], "bench", body, len, NULL, 0, NULL, msg, sizeof(msg)) > SY_LUA_SKIPPED) {
                 fprintf(stderr, "rule failed: %s\n", msg);
                 return 1;
             }

@@ -476,6 +476,26 @@ static int check_keys(struct walker *w, const char *path, const char *const *kno
 }
 
 /* Push t[key] (t on top); returns false (and pushes nothing) when nil. */
+/* One of 'choices' (a NULL-ended list of strings) into *out as its index. */
+static int read_choice(struct walker *w, const char *path, const char *const *choices, int *out)
+{
+    const char *s = lua_type(w->L, -1) == LUA_TSTRING ? lua_tostring(w->L, -1) : NULL;
+    for (int i = 0; s != NULL && choices[i] != NULL; i++) {
+        if (strcmp(s, choices[i]) == 0) {
+            *out = i;
+            return SY_OK;
+        }
+    }
+    char list[200] = "";
+    for (int i = 0; choices[i] != NULL; i++) {
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof(list) - n, "%s\"%s\"", i == 0 ? "" : choices[i + 1] ? ", " : " or ",
+                 choices[i]);
+    }
+    return fail_at(w, leaf(path), "'%s' must be %s, got %s%s%s", path, list, s ? "\"" : "",
+                   s ? s : luaL_typename(w->L, -1), s ? "\"" : "");
+}
+
 static bool field(lua_State *L, const char *key)
 {
     lua_getfield(L, -1, key);
@@ -591,8 +611,9 @@ static int walk_admin(struct walker *w, struct sy_config *cfg)
 
 static int walk_webhook(struct walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"path",  "secrets",         "tolerance", "max_body",
-                                       "allow", "trusted_proxies", NULL};
+    static const char *const keys[] = {"path",           "secrets",  "tolerance",
+                                       "max_body",       "allow",    "trusted_proxies",
+                                       "signed_payload", "on_invalid", NULL};
     int rc = check_keys(w, "webhook", keys);
     if (rc != SY_OK) {
         return rc;
@@ -632,6 +653,20 @@ static int walk_webhook(struct walker *w, struct sy_config *cfg)
     if (field(w->L, "trusted_proxies")) {
         TRY(read_cidrs(w, "webhook.trusted_proxies", &cfg->webhook.trusted_proxies,
                        &cfg->webhook.n_trusted_proxies));
+    }
+    static const char *const payloads[] = {[SY_SIGNED_TS_BODY] = "timestamp.body",
+                                           [SY_SIGNED_BODY] = "body",
+                                           [SY_SIGNED_EITHER] = "either", NULL};
+    if (field(w->L, "signed_payload")) {
+        int v = 0;
+        TRY(read_choice(w, "webhook.signed_payload", payloads, &v));
+        cfg->webhook.signed_payload = (enum sy_signed_payload)v;
+    }
+    static const char *const invalid[] = {"quarantine", "reject", NULL};
+    if (field(w->L, "on_invalid")) {
+        int v = 0;
+        TRY(read_choice(w, "webhook.on_invalid", invalid, &v));
+        cfg->webhook.reject_invalid = v == 1;
     }
     return SY_OK;
 }

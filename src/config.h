@@ -10,6 +10,13 @@
 
 enum sy_sync_mode { SY_SYNC_FULL, SY_SYNC_NORMAL, SY_SYNC_OFF };
 
+/* What a delivery's signature covers (webhook.signed_payload). */
+enum sy_signed_payload {
+    SY_SIGNED_TS_BODY, /* "<timestamp>.<raw body>" (default) */
+    SY_SIGNED_BODY,    /* the raw body alone (older Unizo pages) */
+    SY_SIGNED_EITHER,  /* either of the two: for a migration */
+};
+
 /*
  * The whole configuration. Built once by sy_config_load and then immutable:
  * every thread may read it without locks. All strings are owned by the
@@ -48,6 +55,8 @@ struct sy_config {
         size_t n_allow;
         struct sy_cidr *trusted_proxies;
         size_t n_trusted_proxies;
+        enum sy_signed_payload signed_payload;
+        bool reject_invalid; /* on_invalid = "reject": 400 instead of quarantine */
     } webhook;
 
     struct {

@@ -19,6 +19,7 @@ static const char *const result_names[SY_R__COUNT] = {
     [SY_R_UNAVAILABLE] = "unavailable",
     [SY_R_NOT_FOUND] = "not_found",
     [SY_R_METHOD_NOT_ALLOWED] = "method_not_allowed",
+    [SY_R_QUARANTINED] = "quarantined",
 };
 
 struct sy_metrics sy_metrics = {

@@ -28,6 +28,7 @@ enum sy_result {
     SY_R_UNAVAILABLE,
     SY_R_NOT_FOUND,
     SY_R_METHOD_NOT_ALLOWED,
+    SY_R_QUARANTINED, /* authentic, stored, but it cannot be routed as it is */
     SY_R__COUNT
 };
 

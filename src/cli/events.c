@@ -19,8 +19,9 @@ static const char events_usage[] =
     "\n"
     "List stored events, newest first, with their jobs by state; or show one event\n"
     "with its headers (signature redacted), body, jobs, attempts and last errors.\n"
-    "STATUS: pending, retrying, dead, done, skipped (events with a job in that state)\n"
-    "or unrouted (events no rule took).\n";
+    "STATUS: pending, retrying, dead, done, skipped (events with a job in that state),\n"
+    "unrouted (events no rule took) or quarantined (authentic deliveries that could not be\n"
+    "routed as they came; `events show` says why).\n";
 
 static const char replay_usage[] = "usage: switchyard replay [-c FILE] ID...\n"
                                    "       switchyard replay [-c FILE] --dead\n"

@@ -20,7 +20,7 @@
 #include "engine/engine.h"
 #include "engine/journal.h"
 #include "core/router.h"
-#include "ingest/envelope.h"
+#include "ingest/delivery.h"
 #include "ingest/verify.h"
 #include "lua/json.h"
 #include "lua/sandbox.h"
@@ -420,21 +420,49 @@ static int p_verify(lua_State *L)
     return 3;
 }
 
+/* A header of a recorded delivery's table (lowercase names), or NULL. */
+static const char *header_of(lua_State *L, int idx, const char *name, size_t *len)
+{
+    *len = 0;
+    if (!lua_istable(L, idx)) {
+        return NULL;
+    }
+    lua_getfield(L, idx, name);
+    const char *v = lua_tolstring(L, -1, len);
+    lua_pop(L, 1); /* the string stays alive in the headers table */
+    return v;
+}
+
+/*
+ * validate(body, headers, category): normalize as the server does. Returns
+ * true and the normalized envelope (JSON), or false, code, reason and the
+ * envelope of a quarantined delivery.
+ */
 static int p_validate(lua_State *L)
 {
-    size_t len;
-    const char *body = luaL_checklstring(L, 1, &len);
-    struct sy_envelope env;
-    const char *code = NULL;
-    char detail[256];
-    if (sy_envelope_parse(body, len, &env, &code, detail, sizeof(detail)) != 0) {
+    struct sy_delivery d = {0};
+    d.body = luaL_checklstring(L, 1, &d.body_len);
+    d.event_type = header_of(L, 2, "x-unizo-event-type", &d.event_type_len);
+    d.delivery_id = header_of(L, 2, "x-unizo-delivery-id", &d.delivery_id_len);
+    d.timestamp = header_of(L, 2, "x-unizo-timestamp", &d.timestamp_len);
+    d.category = lua_tolstring(L, 3, &d.category_len);
+    struct sy_event_norm *n = lua_newuserdatauv(L, sizeof(*n), 0);
+    sy_delivery_normalize(&d, n);
+    struct sy_buf b;
+    sy_buf_init(&b, 8192);
+    sy_event_norm_json(n, &b);
+    if (n->quarantined) {
         lua_pushboolean(L, 0);
-        lua_pushstring(L, code);
-        lua_pushstring(L, detail);
-        return 3;
+        lua_pushstring(L, n->code);
+        lua_pushstring(L, n->reason);
+        lua_pushlstring(L, b.data ? b.data : "{}", b.len);
+        sy_buf_dispose(&b);
+        return 4;
     }
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushlstring(L, b.data ? b.data : "{}", b.len);
+    sy_buf_dispose(&b);
+    return 2;
 }
 
 static int p_route(lua_State *L)
@@ -443,6 +471,7 @@ static int p_route(lua_State *L)
     size_t len;
     const char *type = luaL_checklstring(L, 1, &len);
     const char *integration = lua_tostring(L, 2);
+    const char *category = lua_tostring(L, 3);
     const struct sy_lua_rule *rules;
     size_t n = sy_lua_rules(t->lx, &rules);
     lua_newtable(L);
@@ -451,8 +480,9 @@ static int p_route(lua_State *L)
         struct sy_route r = {.name = rules[i].name,
                              .on = rules[i].on,
                              .n_on = rules[i].n_on,
-                             .integration = rules[i].integration};
-        if (sy_route_matches(&r, type, len, integration)) {
+                             .integration = rules[i].integration,
+                             .category = rules[i].category};
+        if (sy_route_matches(&r, type, len, integration, category)) {
             lua_pushstring(L, rules[i].name);
             lua_rawseti(L, -2, k++);
         }
@@ -465,8 +495,9 @@ static int p_run_rule(lua_State *L)
     struct tctx *t = ctx_of(L);
     const char *name = luaL_checkstring(L, 1);
     const char *id = luaL_checkstring(L, 2);
-    size_t len;
+    size_t len, norm_len = 0;
     const char *body = luaL_checklstring(L, 3, &len);
+    const char *norm = lua_tolstring(L, 4, &norm_len);
     char err[4096] = "";
     static const char *const outcomes[] = {
         [SY_LUA_OK] = "done",        [SY_LUA_SKIPPED] = "skipped", [SY_LUA_ERROR] = "failed",
@@ -480,7 +511,8 @@ static int p_run_rule(lua_State *L)
     }
     struct sy_journal journal;
     sy_journal_init(&journal, id, name, transport, t);
-    enum sy_lua_result r = sy_lua_run(t->lx, name, id, body, len, &journal, err, sizeof(err));
+    enum sy_lua_result r =
+        sy_lua_run(t->lx, name, id, body, len, norm, norm_len, &journal, err, sizeof(err));
     sy_journal_dispose(&journal);
     if (r != SY_LUA_OK) {
         kv_free(t->kv, t->n_kv);

@@ -295,7 +295,8 @@ static bool match_word(struct scanner *s, const char *word, size_t n)
 }
 
 /* Which span (if any) a member's value goes to, by the path to it. */
-static struct sy_json_span *slot_for(struct scanner *s, int depth, bool in_integration,
+static struct sy_json_span *slot_for(struct scanner *s, int depth,
+                                     const struct sy_json_span *parent,
                                      const struct sy_json_span *key)
 {
     struct sy_json_envelope *e = s->env;
@@ -303,16 +304,24 @@ static struct sy_json_span *slot_for(struct scanner *s, int depth, bool in_integ
     if (depth == 1) {
         return KEY_IS("id")            ? &e->id
                : KEY_IS("type")        ? &e->type
+               : KEY_IS("event")       ? &e->event
                : KEY_IS("integration") ? &e->integration
+               : KEY_IS("source")      ? &e->source
                : KEY_IS("data")        ? &e->data
                : KEY_IS("timestamp")   ? &e->timestamp
                                        : NULL;
     }
-    if (depth == 2 && in_integration) {
+    if (depth == 2 && parent == &e->integration) {
         return KEY_IS("id")     ? &e->integration_id
                : KEY_IS("type") ? &e->integration_type
                : KEY_IS("name") ? &e->integration_name
                                 : NULL;
+    }
+    if (depth == 2 && parent == &e->source) {
+        return KEY_IS("integration_id") ? &e->source_integration_id
+               : KEY_IS("type")         ? &e->source_type
+               : KEY_IS("name")         ? &e->source_name
+                                        : NULL;
     }
 #undef KEY_IS
     return NULL;
@@ -326,7 +335,8 @@ static bool scan_value_tree(struct scanner *s)
 {
     char stack[SY_JSON_MAX_DEPTH + 1];
     int depth = 0;
-    bool integration_open = false; /* the depth-2 container is root.integration */
+    /* the depth-1 member whose object is the open depth-2 container, if any */
+    const struct sy_json_span *parent = NULL;
     struct sy_json_span *slot = NULL;
     struct sy_json_span *open_slot[3] = {NULL, NULL, NULL};
     const char *open_at[3] = {NULL, NULL, NULL};
@@ -348,8 +358,8 @@ static bool scan_value_tree(struct scanner *s)
             if (depth == SY_JSON_MAX_DEPTH) {
                 return fail(s, s->p, "maximum parsing depth reached");
             }
-            if (depth == 1 && slot == &s->env->integration) {
-                integration_open = c == '{';
+            if (depth == 1) {
+                parent = c == '{' ? slot : NULL;
             }
             if (depth < 3) {
                 open_slot[depth] = slot;
@@ -414,7 +424,7 @@ static bool scan_value_tree(struct scanner *s)
             os->len = (size_t)(s->p - open_at[depth - 1]);
         }
         if (depth == 2) {
-            integration_open = false;
+            parent = NULL;
         }
         depth--;
         if (depth == 0) {
@@ -454,15 +464,19 @@ static bool scan_value_tree(struct scanner *s)
             return fail(s, s->p, "':' expected");
         }
         s->p++;
-        slot = slot_for(s, depth, depth == 2 && integration_open, &key);
+        slot = slot_for(s, depth, parent, &key);
         if (slot != NULL) {
             memset(slot, 0, sizeof(*slot));
         }
+        /* a repeated object member replaces the first one wholly, as in jansson */
         if (slot == &s->env->integration) {
-            /* a repeated "integration" replaces the first one wholly, as in jansson */
             memset(&s->env->integration_id, 0, sizeof(s->env->integration_id));
             memset(&s->env->integration_type, 0, sizeof(s->env->integration_type));
             memset(&s->env->integration_name, 0, sizeof(s->env->integration_name));
+        } else if (slot == &s->env->source) {
+            memset(&s->env->source_integration_id, 0, sizeof(s->env->source_integration_id));
+            memset(&s->env->source_type, 0, sizeof(s->env->source_type));
+            memset(&s->env->source_name, 0, sizeof(s->env->source_name));
         }
     }
 }

@@ -31,11 +31,12 @@ struct sy_json_span {
     size_t len;
 };
 
-/* Members of the root object and of root.integration that the envelope needs. */
+/* Members of the root object, root.integration and root.source that normalization needs. */
 struct sy_json_envelope {
     enum sy_json_kind root;
-    struct sy_json_span id, type, integration, data, timestamp;
+    struct sy_json_span id, type, event, integration, source, data, timestamp;
     struct sy_json_span integration_id, integration_type, integration_name;
+    struct sy_json_span source_integration_id, source_type, source_name;
 };
 
 /*

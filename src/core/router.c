@@ -104,10 +104,13 @@ bool sy_pattern_match(const char *pattern, const char *type, size_t len)
 }
 
 bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_len,
-                      const char *integration)
+                      const char *integration, const char *category)
 {
     if (r->integration != NULL &&
         (integration == NULL || strcmp(r->integration, integration) != 0)) {
+        return false;
+    }
+    if (r->category != NULL && (category == NULL || strcmp(r->category, category) != 0)) {
         return false;
     }
     for (size_t i = 0; i < r->n_on; i++) {

@@ -24,6 +24,7 @@ struct sy_route {
     const char *const *on; /* borrowed, n_on patterns */
     size_t n_on;
     const char *integration; /* borrowed; NULL = any */
+    const char *category;    /* borrowed; NULL = any */
     const char *const *key;  /* borrowed: dotted paths into the event; n_key 0 = no key */
     size_t n_key;
 };
@@ -43,8 +44,8 @@ bool sy_key_path_valid(const char *path);
  */
 long sy_route_key(const struct sy_route *r, const char *body, size_t len, char *out);
 
-/* True when 'r' takes an event of 'type' from 'integration' (may be NULL). */
+/* True when 'r' takes an event of 'type' from 'integration' under 'category' (each may be NULL). */
 bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_len,
-                      const char *integration);
+                      const char *integration, const char *category);
 
 #endif

@@ -40,7 +40,7 @@ static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
     char key[SY_KEY_MAX + 1];
     for (size_t i = 0; i < g->n_rules && n < SY_ROUTES_MAX; i++) {
         const struct sy_route *r = &g->routes[i];
-        if (sy_route_matches(r, a->type, a->type_len, a->integration)) {
+        if (sy_route_matches(r, a->type, a->type_len, a->integration, a->category)) {
             long klen = sy_route_key(r, a->body, a->body_len, key);
             n += sy_routes_add(out, r->name, klen >= 0 ? key : NULL) == SY_OK;
         }

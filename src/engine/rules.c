@@ -219,6 +219,7 @@ struct sy_rule_gen *sy_rule_gen_load(const struct sy_config *cfg, unsigned gener
                                              .on = r->on,
                                              .n_on = r->n_on,
                                              .integration = r->integration,
+                                             .category = r->category,
                                              .key = r->key,
                                              .n_key = r->n_key};
         }

@@ -136,8 +136,8 @@ static enum run_result run_rule(const struct handler *h, struct run *r)
             return RUN_FAILED;
         }
     }
-    switch (sy_lua_run(w->lx, job->handler, job->event_id, job->body, job->body_len, r, r->err,
-                       sizeof(r->err))) {
+    switch (sy_lua_run(w->lx, job->handler, job->event_id, job->body, job->body_len, job->norm,
+                       job->norm_len, r, r->err, sizeof(r->err))) {
     case SY_LUA_OK:
         return RUN_DONE;
     case SY_LUA_SKIPPED:
@@ -158,6 +158,11 @@ static enum run_result run_plugin(const struct handler *h, struct run *r)
 {
     struct sy_job *job = r->job;
     json_t *obj = json_loadb(job->body, job->body_len, 0, NULL);
+    json_t *norm = job->norm ? json_loadb(job->norm, job->norm_len, 0, NULL) : NULL;
+    if (json_is_object(obj) && json_is_object(norm)) {
+        json_object_update(obj, norm); /* the normalized envelope over the body's members */
+    }
+    json_decref(norm);
     json_t *integ = json_object_get(json_object_get(obj, "integration"), "type");
     struct sy_event ev = {.id = job->event_id,
                           .type = json_string_value(json_object_get(obj, "type")),

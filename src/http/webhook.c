@@ -6,7 +6,7 @@
 
 #include "http/internal.h"
 #include "ingest/cidr.h"
-#include "ingest/envelope.h"
+#include "ingest/delivery.h"
 #include "ingest/verify.h"
 #include "metrics.h"
 #include "util/buf.h"
@@ -55,7 +55,8 @@ static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result
     return 0;
 }
 
-static void send_status(h2o_req_t *req, const char *status, const char *id, size_t idlen)
+static void send_status(h2o_req_t *req, const char *status, const char *id, size_t idlen,
+                        const char *detail)
 {
     struct sy_buf *b = sy_scratch(SY_SCRATCH_HTTP, 16 * 1024);
     if (b == NULL) {
@@ -67,6 +68,10 @@ static void send_status(h2o_req_t *req, const char *status, const char *id, size
     sy_buf_puts(b, status);
     sy_buf_puts(b, "\",\"id\":");
     sy_buf_json_string(b, id, idlen);
+    if (detail != NULL) {
+        sy_buf_puts(b, ",\"detail\":");
+        sy_buf_json_string(b, detail, strlen(detail));
+    }
     sy_buf_puts(b, "}");
     sy_http_send(req, 200, "OK", "application/json", b->data, b->len);
 }
@@ -106,13 +111,25 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                     sy_record_delivery(lp->srv->cfg->record_dir, a->type, a->type_len, a->id,
                                        a->id_len, a->headers, a->headers_len, a->body, a->body_len);
                 }
-                send_status(req, a->is_new ? "accepted" : "duplicate", a->id, a->id_len);
-                finish(a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 200, a->id, a->id_len, p->t0,
-                       p->peer);
+                bool quarantined = a->is_new && a->reason != NULL;
+                send_status(req,
+                            !a->is_new ? "duplicate" : quarantined ? "quarantined" : "accepted",
+                            a->id, a->id_len, quarantined ? a->reason : NULL);
+                finish(!a->is_new    ? SY_R_DUPLICATE
+                       : quarantined ? SY_R_QUARANTINED
+                                     : SY_R_ACCEPTED,
+                       200, a->id, a->id_len, p->t0, p->peer);
+                if (quarantined) {
+                    sy_log(SY_LOG_WARN, "delivery quarantined: authentic, stored, not routable",
+                           "id", a->id, "reason", a->reason, NULL);
+                }
             }
         } else if (a->status == SY_OK) {
             /* stored all the same; the sender will retry and get "duplicate" */
-            finish(a->is_new ? SY_R_ACCEPTED : SY_R_DUPLICATE, 0, a->id, a->id_len, p->t0, p->peer);
+            finish(!a->is_new ? SY_R_DUPLICATE
+                   : a->reason != NULL ? SY_R_QUARANTINED
+                                       : SY_R_ACCEPTED,
+                   0, a->id, a->id_len, p->t0, p->peer);
         }
         free(p);
         __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
@@ -161,7 +178,17 @@ static void kept_headers(h2o_req_t *req, struct sy_buf *b)
     sy_buf_puts(b, "}");
 }
 
-static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *env, double t0,
+/* Copy 'len' bytes of 'src' to *w, NUL-terminated; returns the copy and moves *w past it. */
+static const char *put(char **w, const char *src, size_t len)
+{
+    char *at = *w;
+    memcpy(at, src, len);
+    at[len] = '\0';
+    *w += len + 1;
+    return at;
+}
+
+static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_event_norm *ev, double t0,
                   const char *peer)
 {
     struct sy_buf *hdrs = sy_scratch(SY_SCRATCH_HEADERS, 256 * 1024);
@@ -174,8 +201,16 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
         return reject(req, 400, "Bad Request", SY_R_INVALID_EVENT, "headers are too large", t0,
                       peer);
     }
-    size_t integ_len = strlen(env->integration_type) + 1;
-    size_t need = env->id_len + env->type_len + integ_len + hdrs->len + req->entity.len;
+    size_t hlen = hdrs->len;
+    /* the normalized envelope goes after the headers in the same scratch buffer */
+    sy_event_norm_json(ev, hdrs);
+    if (hdrs->failed) {
+        return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0, peer);
+    }
+    size_t nlen = hdrs->len - hlen;
+    size_t itype = strlen(ev->integration_type), cat = strlen(ev->category);
+    size_t rlen = ev->quarantined ? strlen(ev->reason) : 0;
+    size_t need = ev->id_len + ev->type_len + itype + cat + rlen + hdrs->len + req->entity.len + 8;
     struct sy_pending *p = malloc(sizeof(*p) + need);
     if (p == NULL) {
         return reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE, "out of memory", t0, peer);
@@ -183,18 +218,18 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_envelope *
     memset(p, 0, sizeof(*p));
     char *w = p->data;
     struct sy_append *a = &p->append;
-    a->id = memcpy(w, env->id, env->id_len);
-    a->id_len = env->id_len;
-    w += env->id_len;
-    a->type = memcpy(w, env->type, env->type_len);
-    a->type_len = env->type_len;
-    w += env->type_len;
-    a->integration = memcpy(w, env->integration_type, integ_len);
-    w += integ_len;
-    a->headers = memcpy(w, hdrs->data, hdrs->len);
-    a->headers_len = hdrs->len;
-    w += hdrs->len;
-    a->body = memcpy(w, req->entity.base, req->entity.len);
+    a->id = put(&w, ev->id, ev->id_len);
+    a->id_len = ev->id_len;
+    a->type = put(&w, ev->type, ev->type_len);
+    a->type_len = ev->type_len;
+    a->integration = itype ? put(&w, ev->integration_type, itype) : NULL;
+    a->category = cat ? put(&w, ev->category, cat) : NULL;
+    a->reason = ev->quarantined ? put(&w, ev->reason, rlen) : NULL;
+    a->headers = put(&w, hdrs->data, hlen);
+    a->headers_len = hlen;
+    a->norm = put(&w, hdrs->data + hlen, nlen);
+    a->norm_len = nlen;
+    a->body = put(&w, req->entity.base ? req->entity.base : "", req->entity.len);
     a->body_len = req->entity.len;
     a->received_ms = sy_wall_ms();
     a->done = on_stored;
@@ -282,10 +317,20 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
         sy_addr_format(&client, peer, sizeof(peer));
     }
 
+    /* the webhook path, or one endpoint per category under it (/webhooks/unizo/scm) */
     size_t plen = strlen(cfg->webhook.path);
-    if (req->path_normalized.len != plen ||
-        memcmp(req->path_normalized.base, cfg->webhook.path, plen) != 0) {
+    const h2o_iovec_t *path = &req->path_normalized;
+    const char *category = NULL;
+    size_t category_len = 0;
+    if (path->len < plen || memcmp(path->base, cfg->webhook.path, plen) != 0) {
         return reject(req, 404, "Not Found", SY_R_NOT_FOUND, "no such endpoint", t0, peer);
+    }
+    if (path->len > plen) {
+        category = path->base + plen + 1;
+        category_len = path->len - plen - 1;
+        if (path->base[plen] != '/' || !sy_category_valid(category, category_len)) {
+            return reject(req, 404, "Not Found", SY_R_NOT_FOUND, "no such endpoint", t0, peer);
+        }
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
@@ -309,24 +354,25 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
         return reject(req, 413, "Payload Too Large", SY_R_TOO_LARGE, detail, t0, peer);
     }
 
-    /* 3. timestamp */
+    /* 3. timestamp: required when the signature covers it; checked whenever it is sent */
+    enum sy_signed_payload form = cfg->webhook.signed_payload;
     bool dup = false;
     const h2o_iovec_t *ts = single_header(req, H2O_STRLIT("x-unizo-timestamp"), &dup);
     if (dup) {
         return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
                       "x-unizo-timestamp is sent more than once", t0, peer);
     }
-    switch (sy_timestamp_check(ts ? ts->base : NULL, ts ? ts->len : 0, (int64_t)time(NULL),
-                               cfg->webhook.tolerance_s)) {
-    case SY_TS_OK:
-        break;
-    case SY_TS_MISSING:
+    enum sy_ts_result tsr = sy_timestamp_check(ts ? ts->base : NULL, ts ? ts->len : 0,
+                                               (int64_t)time(NULL), cfg->webhook.tolerance_s);
+    if (tsr == SY_TS_MISSING && form != SY_SIGNED_TS_BODY) {
+        ts = NULL; /* the body alone is signed: no window to check */
+    } else if (tsr == SY_TS_MISSING) {
         return reject(req, 401, "Unauthorized", SY_R_MISSING_TIMESTAMP,
                       "the x-unizo-timestamp header is missing", t0, peer);
-    case SY_TS_INVALID:
+    } else if (tsr == SY_TS_INVALID) {
         return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
                       "x-unizo-timestamp must be a Unix time in whole seconds", t0, peer);
-    case SY_TS_STALE:
+    } else if (tsr == SY_TS_STALE) {
         return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
                       "x-unizo-timestamp is outside the allowed window; check the sender's clock",
                       t0, peer);
@@ -349,32 +395,66 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
         return reject(req, 401, "Unauthorized", SY_R_MISSING_SIGNATURE,
                       "the x-unizo-signature header is missing", t0, peer);
     }
-    if (cands.n == 0 || !sy_verifier_check(lp->verifier, ts->base, ts->len, req->entity.base,
-                                           req->entity.len, &cands)) {
+    bool good = false;
+    if (cands.n > 0 && ts != NULL && form != SY_SIGNED_BODY) {
+        good = sy_verifier_check(lp->verifier, ts->base, ts->len, req->entity.base,
+                                 req->entity.len, &cands);
+    }
+    if (cands.n > 0 && !good && form != SY_SIGNED_TS_BODY) {
+        good = sy_verifier_check(lp->verifier, NULL, 0, req->entity.base, req->entity.len, &cands);
+    }
+    if (!good) {
         return reject(req, 401, "Unauthorized", SY_R_INVALID_SIGNATURE,
-                      cands.n == 0 ? "x-unizo-signature holds no 64-digit hex HMAC-SHA256"
-                                   : "the signature does not match the body and timestamp",
+                      cands.n == 0          ? "x-unizo-signature holds no 64-digit hex HMAC-SHA256"
+                      : form == SY_SIGNED_BODY ? "the signature does not match the body"
+                                               : "the signature does not match the body and timestamp",
                       t0, peer);
     }
 
-    /* 5. content type */
+    /*
+     * From here the delivery is authentic. 5-6: its content type and shape; what
+     * cannot be routed is kept as "quarantined" (or refused, with on_invalid = "reject").
+     */
+    struct sy_delivery d = {.body = req->entity.base ? req->entity.base : "",
+                            .body_len = req->entity.len,
+                            .category = category,
+                            .category_len = category_len};
+    const h2o_iovec_t *h;
+    if ((h = single_header(req, H2O_STRLIT("x-unizo-event-type"), &dup)) != NULL && !dup) {
+        d.event_type = h->base;
+        d.event_type_len = h->len;
+    }
+    if ((h = single_header(req, H2O_STRLIT("x-unizo-delivery-id"), &dup)) != NULL && !dup) {
+        d.delivery_id = h->base;
+        d.delivery_id_len = h->len;
+    }
+    if (ts != NULL) {
+        d.timestamp = ts->base;
+        d.timestamp_len = ts->len;
+    }
+    struct sy_event_norm *ev = h2o_mem_alloc_pool(&req->pool, sizeof(*ev));
+    sy_delivery_normalize(&d, ev);
     ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (ct < 0 || !is_json_type(req->headers.entries[ct].value)) {
+    bool json_type = ct >= 0 && is_json_type(req->headers.entries[ct].value);
+    if (cfg->webhook.reject_invalid && !json_type) {
         return reject(req, 415, "Unsupported Media Type", SY_R_UNSUPPORTED_MEDIA_TYPE,
                       "content-type must be application/json", t0, peer);
     }
-
-    /* 6. envelope */
-    struct sy_envelope env;
-    const char *code = NULL;
-    char detail[256];
-    if (sy_envelope_parse(req->entity.base ? req->entity.base : "", req->entity.len, &env, &code,
-                          detail, sizeof(detail)) != 0) {
+    if (cfg->webhook.reject_invalid && ev->quarantined) {
         enum sy_result r =
-            strcmp(code, "invalid_json") == 0 ? SY_R_INVALID_JSON : SY_R_INVALID_EVENT;
-        return reject(req, 400, "Bad Request", r, detail, t0, peer);
+            strcmp(ev->code, "invalid_json") == 0 ? SY_R_INVALID_JSON : SY_R_INVALID_EVENT;
+        return reject(req, 400, "Bad Request", r, ev->reason, t0, peer);
+    }
+    if (!json_type && !ev->quarantined) {
+        ev->quarantined = true;
+        ev->code = "unsupported_media_type";
+        char got[64];
+        snprintf(got, sizeof(got), "%.*s", ct >= 0 ? (int)req->headers.entries[ct].value.len : 4,
+                 ct >= 0 ? req->headers.entries[ct].value.base : "none");
+        snprintf(ev->reason, sizeof(ev->reason), "content-type must be application/json, got %s",
+                 got);
     }
 
     /* 7. dedupe + durable append; the answer comes from sy_webhook_on_done */
-    return submit(req, lp, &env, t0, peer);
+    return submit(req, lp, ev, t0, peer);
 }

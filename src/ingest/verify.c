@@ -175,8 +175,8 @@ bool sy_verifier_check(struct sy_verifier *v, const char *ts, size_t ts_len, con
         size_t outlen = 0;
         /* a NULL key re-initialises the context with the key it already holds */
         if (!EVP_MAC_init(v->ctx[i], NULL, 0, NULL) ||
-            !EVP_MAC_update(v->ctx[i], (const unsigned char *)ts, ts_len) ||
-            !EVP_MAC_update(v->ctx[i], (const unsigned char *)".", 1) ||
+            (ts != NULL && !EVP_MAC_update(v->ctx[i], (const unsigned char *)ts, ts_len)) ||
+            (ts != NULL && !EVP_MAC_update(v->ctx[i], (const unsigned char *)".", 1)) ||
             !EVP_MAC_update(v->ctx[i], body, body_len) ||
             !EVP_MAC_final(v->ctx[i], out, &outlen, sizeof(out)) || outlen != 32) {
             return false;

@@ -50,8 +50,9 @@ struct sy_verifier *sy_verifier_new(const char *const *secrets, size_t n);
 void sy_verifier_free(struct sy_verifier *v);
 
 /*
- * True when any candidate equals the HMAC of "<ts>.<body>" under any secret.
- * Comparisons are constant-time. Only the thread that owns 'v' may call it.
+ * True when any candidate equals the HMAC of "<ts>.<body>" (or of the body
+ * alone when 'ts' is NULL) under any secret. Comparisons are constant-time.
+ * Only the thread that owns 'v' may call it.
  */
 bool sy_verifier_check(struct sy_verifier *v, const char *ts, size_t ts_len, const void *body,
                        size_t body_len, const struct sy_sig_candidates *c);

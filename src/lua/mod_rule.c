@@ -6,6 +6,7 @@
 
 #include "lua/sandbox_int.h"
 #include "core/router.h"
+#include "ingest/delivery.h"
 
 static char *xstrdup(const char *s)
 {
@@ -80,6 +81,7 @@ void sy_lua_rules_dispose(struct sy_lua *lx)
         free_list((char **)r->on, r->n_on);
         free_list((char **)r->key, r->n_key);
         free((char *)r->integration);
+        free((char *)r->category);
         free((char *)r->file);
     }
     free(lx->rules);
@@ -96,7 +98,8 @@ int sy_lua_rule_decl(lua_State *L)
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) {
         line = ar.currentline;
     }
-    static const char *const known[] = {"name", "on", "integration", "key", "when", "run", NULL};
+    static const char *const known[] = {"name", "on",   "integration", "category",
+                                        "key",  "when", "run",         NULL};
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         lua_pop(L, 1);
@@ -107,7 +110,7 @@ int sy_lua_rule_decl(lua_State *L)
         if (!ok) {
             return luaL_error(L,
                               "rule: unknown field '%s' (known: name, on, integration, "
-                              "key, when, run)",
+                              "category, key, when, run)",
                               luaL_tolstring(L, -1, NULL));
         }
     }
@@ -136,6 +139,15 @@ int sy_lua_rule_decl(lua_State *L)
         return luaL_error(L, "rule '%s': 'integration' must be a string", name);
     }
     const char *integration = lua_tostring(L, -1);
+    lua_getfield(L, 1, "category");
+    const char *category = lua_tostring(L, -1);
+    if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING ||
+                              !sy_category_valid(category, strlen(category)))) {
+        return luaL_error(L,
+                          "rule '%s': 'category' must be a category name like \"identity\" "
+                          "(lowercase letters, digits, '_' or '-')",
+                          name);
+    }
     size_t n_key = 0;
     char **key = NULL;
     if (read_key(L, name, &key, &n_key) != 0) {
@@ -188,6 +200,7 @@ int sy_lua_rule_decl(lua_State *L)
     r->on = (const char *const *)on;
     r->n_on = n_on;
     r->integration = integration ? xstrdup(integration) : NULL;
+    r->category = category ? xstrdup(category) : NULL;
     r->key = (const char *const *)key;
     r->n_key = n_key;
     r->has_when = has_when;

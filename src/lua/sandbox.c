@@ -337,7 +337,8 @@ int sy_lua_load_file(struct sy_lua *lx, const char *path, const char *display, s
 }
 
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
-                              const char *json, size_t len, void *run, char *err, size_t errlen)
+                              const char *json, size_t len, const char *norm, size_t norm_len,
+                              void *run, char *err, size_t errlen)
 {
     lua_State *L = lx->L;
     int base = lua_gettop(L);
@@ -356,6 +357,27 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
         return SY_LUA_PERMANENT;
     }
     int ev = lua_gettop(L);
+    if (norm != NULL && norm_len > 0) {
+        /* the normalized envelope over the body's own members: ev.type whatever the form */
+        if (!lua_istable(L, ev) || !sy_lua_decode_json(L, norm, norm_len, false, jerr, sizeof(jerr))) {
+            lua_settop(L, base);
+            snprintf(err, errlen, "the stored event cannot be read as an event");
+            return SY_LUA_PERMANENT;
+        }
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, ev);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, ev, "integration");
+        if (!lua_istable(L, -1)) {
+            lua_newtable(L); /* ev.integration.type is nil, not an error, when there is none */
+            lua_setfield(L, ev, "integration");
+        }
+        lua_pop(L, 1);
+    }
     lx->rule = name;
     lx->event_id = event_id;
     lx->run = run;

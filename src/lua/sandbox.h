@@ -53,6 +53,7 @@ struct sy_lua_rule {
     const char *const *on;
     size_t n_on;
     const char *integration; /* NULL = any */
+    const char *category;    /* NULL = any */
     const char *const *key;  /* ordering key: dotted paths into the event */
     size_t n_key;            /* 0 = no key */
     bool has_when;
@@ -98,13 +99,16 @@ enum sy_lua_result {
 
 /*
  * Run rule 'name' on the event (JSON text): 'when' first if it has one,
- * then 'run'. On failure 'err' gets the message with a traceback. 'event_id'
- * is used as log context; 'run' (borrowed) is handed to the host callbacks
- * made during the run. The Lua stack is left as it was, so a C function
- * called from Lua (a rule test) may use it.
+ * then 'run'. 'norm' (JSON, may be NULL) is the normalized envelope
+ * (ingest/delivery.h); its members replace the body's. On failure 'err'
+ * gets the message with a traceback. 'event_id' is used as log context;
+ * 'run' (borrowed) is handed to the host callbacks made during the run.
+ * The Lua stack is left as it was, so a C function called from Lua (a rule
+ * test) may use it.
  */
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
-                              const char *json, size_t len, void *run, char *err, size_t errlen);
+                              const char *json, size_t len, const char *norm, size_t norm_len,
+                              void *run, char *err, size_t errlen);
 
 /* The raw state, for tests. */
 lua_State *sy_lua_state(struct sy_lua *lx);

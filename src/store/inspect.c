@@ -52,14 +52,16 @@ static json_t *job_counts(sqlite3 *db, const char *id)
 
 json_t *sy_inspect_list(const char *db_path, const char *status, int limit, struct sy_error *err)
 {
-    bool known = status == NULL || strcmp(status, "unrouted") == 0;
+    bool plain_state = status != NULL &&
+                       (strcmp(status, "unrouted") == 0 || strcmp(status, "quarantined") == 0);
+    bool known = status == NULL || plain_state;
     for (const char *const *s = states; status && *s; s++) {
         known = known || strcmp(*s, status) == 0;
     }
     if (!known) {
         sy_error_set(err, NULL, 0,
-                     "unknown status '%s' (use pending, retrying, dead, done, skipped or "
-                     "unrouted)",
+                     "unknown status '%s' (use pending, retrying, dead, done, skipped, "
+                     "unrouted or quarantined)",
                      status);
         return NULL;
     }
@@ -68,13 +70,14 @@ json_t *sy_inspect_list(const char *db_path, const char *status, int limit, stru
         return NULL;
     }
     const char *sql =
-        status == NULL ? "SELECT id, type, integration, received_at, state FROM events "
-                         "ORDER BY seq DESC LIMIT ?1"
-        : strcmp(status, "unrouted") == 0
-            ? "SELECT id, type, integration, received_at, state FROM events WHERE "
-              "state = 'unrouted' ORDER BY seq DESC LIMIT ?1"
-            : "SELECT id, type, integration, received_at, state FROM events WHERE id IN "
-              "(SELECT event_id FROM jobs WHERE state = ?2) ORDER BY seq DESC LIMIT ?1";
+        status == NULL ? "SELECT id, type, integration, received_at, state, category, reason "
+                         "FROM events ORDER BY seq DESC LIMIT ?1"
+        : plain_state
+            ? "SELECT id, type, integration, received_at, state, category, reason FROM events "
+              "WHERE state = ?2 ORDER BY seq DESC LIMIT ?1"
+            : "SELECT id, type, integration, received_at, state, category, reason FROM events "
+              "WHERE id IN (SELECT event_id FROM jobs WHERE state = ?2) ORDER BY seq DESC "
+              "LIMIT ?1";
     sqlite3_stmt *st = NULL;
     json_t *out = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -82,17 +85,21 @@ json_t *sy_inspect_list(const char *db_path, const char *status, int limit, stru
         goto done;
     }
     sqlite3_bind_int(st, 1, limit > 0 ? limit : 50);
-    if (status != NULL && strcmp(status, "unrouted") != 0) {
+    if (status != NULL) {
         sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
     }
     out = json_array();
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        json_array_append_new(out,
-                              json_pack("{s:s, s:o, s:o, s:I, s:o, s:o}", "id", id, "type",
-                                        text_or_null(st, 1), "integration", text_or_null(st, 2),
-                                        "received_at", (json_int_t)sqlite3_column_int64(st, 3),
-                                        "state", text_or_null(st, 4), "jobs", job_counts(db, id)));
+        json_t *e = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "id", id, "type",
+                              text_or_null(st, 1), "integration", text_or_null(st, 2),
+                              "received_at", (json_int_t)sqlite3_column_int64(st, 3), "state",
+                              text_or_null(st, 4), "category", text_or_null(st, 5), "jobs",
+                              job_counts(db, id));
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+            json_object_set_new(e, "reason", text_or_null(st, 6));
+        }
+        json_array_append_new(out, e);
     }
 done:
     sqlite3_finalize(st);
@@ -172,8 +179,8 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
     json_t *out = NULL;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT type, integration, received_at, state, headers, body FROM "
-                           "events WHERE id = ?",
+                           "SELECT type, integration, received_at, state, headers, body, "
+                           "category, reason, norm FROM events WHERE id = ?",
                            -1, &st, NULL) != SQLITE_OK) {
         sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
         goto done;
@@ -188,11 +195,25 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
         json_object_set_new(headers, "x-unizo-signature", json_string("(redacted)"));
     }
     json_t *body = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
-    out =
-        json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o, s:[]}", "id", id, "type",
-                  text_or_null(st, 0), "integration", text_or_null(st, 1), "received_at",
-                  (json_int_t)sqlite3_column_int64(st, 2), "state", text_or_null(st, 3), "headers",
-                  headers ? headers : json_object(), "event", body ? body : json_null(), "jobs");
+    /* a quarantined body need not be JSON: then it is shown as the text it is */
+    if (body == NULL && sqlite3_column_type(st, 5) != SQLITE_NULL) {
+        body = json_stringn((const char *)sqlite3_column_text(st, 5),
+                            (size_t)sqlite3_column_bytes(st, 5));
+    }
+    json_t *norm = sqlite3_column_type(st, 8) != SQLITE_NULL
+                       ? json_loads((const char *)sqlite3_column_text(st, 8), 0, NULL)
+                       : NULL;
+    out = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:[]}", "id", id, "type",
+                    text_or_null(st, 0), "integration", text_or_null(st, 1), "received_at",
+                    (json_int_t)sqlite3_column_int64(st, 2), "state", text_or_null(st, 3),
+                    "category", text_or_null(st, 6), "headers", headers ? headers : json_object(),
+                    "event", body ? body : json_null(), "jobs");
+    if (norm != NULL) {
+        json_object_set_new(out, "normalized", norm);
+    }
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+        json_object_set_new(out, "reason", text_or_null(st, 7));
+    }
     sqlite3_finalize(st);
     st = NULL;
     if (sqlite3_prepare_v2(db,

@@ -39,19 +39,21 @@
 
 /*
  * ARGV: prefix, id, retention, type, integration, received_at, headers,
- * body, then a handler name and its ordering key ('' = none) per job. A job
- * whose key is free takes it and goes to the stream; otherwise it waits in
- * the key's queue.
+ * body, category, norm, reason ('' = routable), then a handler name and its
+ * ordering key ('' = none) per job. A job whose key is free takes it and
+ * goes to the stream; otherwise it waits in the key's queue.
  */
 static const char append_lua[] =
     "local p, id = ARGV[1], ARGV[2]\n"
     "if not redis.call('SET', p..'seen:'..id, '1', 'NX', 'EX', ARGV[3]) then return 0 end\n"
-    "local n = (#ARGV - 8) / 2\n"
+    "local n = (#ARGV - 11) / 2\n"
+    "local state = ARGV[11] ~= '' and 'quarantined' or n > 0 and 'routed' or 'unrouted'\n"
     "redis.call('HSET', p..'ev:'..id, 'type', ARGV[4], 'integration', ARGV[5], 'received_at',\n"
-    "  ARGV[6], 'headers', ARGV[7], 'body', ARGV[8], 'state', n > 0 and 'routed' or 'unrouted')\n"
+    "  ARGV[6], 'headers', ARGV[7], 'body', ARGV[8], 'state', state, 'category', ARGV[9],\n"
+    "  'norm', ARGV[10], 'reason', ARGV[11])\n"
     "redis.call('EXPIRE', p..'ev:'..id, ARGV[3])\n"
     "redis.call('ZADD', p..'events', ARGV[6], id)\n"
-    "for i = 9, #ARGV, 2 do\n"
+    "for i = 12, #ARGV, 2 do\n"
     "  local h, k = ARGV[i], ARGV[i + 1]\n"
     "  local ref = id .. '\\n' .. h\n"
     "  local seq = redis.call('INCR', p..'seq')\n"
@@ -195,9 +197,9 @@ redisReply *sy_redis_cmd(struct redis_store *s, const char *fmt, ...)
 static void append_one(struct redis_store *s, redisContext *c, const char *sha, struct sy_append *a)
 {
     size_t first = s->routes.n;
-    size_t n = s->route != NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
-    const char *argv[11 + 2 * SY_ROUTES_MAX];
-    size_t lens[11 + 2 * SY_ROUTES_MAX];
+    size_t n = s->route != NULL && a->reason == NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
+    const char *argv[14 + 2 * SY_ROUTES_MAX];
+    size_t lens[14 + 2 * SY_ROUTES_MAX];
     char retention[32], received[32];
     snprintf(retention, sizeof(retention), "%llu", (unsigned long long)s->retention_s);
     snprintf(received, sizeof(received), "%lld", (long long)a->received_ms);
@@ -214,6 +216,9 @@ static void append_one(struct redis_store *s, redisContext *c, const char *sha, 
     argv[k] = received, lens[k++] = strlen(received);
     argv[k] = a->headers, lens[k++] = a->headers_len;
     argv[k] = a->body, lens[k++] = a->body_len;
+    argv[k] = a->category ? a->category : "", lens[k++] = a->category ? strlen(a->category) : 0;
+    argv[k] = a->norm ? a->norm : "", lens[k++] = a->norm ? a->norm_len : 0;
+    argv[k] = a->reason ? a->reason : "", lens[k++] = a->reason ? strlen(a->reason) : 0;
     for (size_t i = 0; i < n && i < SY_ROUTES_MAX; i++) {
         const char *key = sy_routes_key(&s->routes, first + i);
         argv[k] = sy_routes_handler(&s->routes, first + i), lens[k] = strlen(argv[k]), k++;
@@ -508,6 +513,17 @@ static struct sy_job *redis_next_job(struct sy_store *st, int timeout_ms)
     }
 }
 
+static char *dup_reply(const redisReply *r, size_t *len)
+{
+    char *p = malloc(r->len + 1);
+    if (p != NULL) {
+        memcpy(p, r->str, r->len);
+        p[r->len] = '\0';
+        *len = r->len;
+    }
+    return p;
+}
+
 static int redis_load_body(struct sy_store *st, struct sy_job *job)
 {
     struct redis_store *s = (struct redis_store *)st;
@@ -515,17 +531,16 @@ static int redis_load_body(struct sy_store *st, struct sy_job *job)
     if (cn == NULL) {
         return SY_EIO;
     }
-    redisReply *r = redisCommand(cn->c, "HGET %sev:%s body", s->prefix, job->event_id);
+    redisReply *r = redisCommand(cn->c, "HMGET %sev:%s body norm", s->prefix, job->event_id);
     int rc = SY_EIO;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        job->body = malloc(r->len + 1);
-        if (job->body) {
-            memcpy(job->body, r->str, r->len);
-            job->body[r->len] = '\0';
-            job->body_len = r->len;
-            rc = SY_OK;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        job->body = dup_reply(r->element[0], &job->body_len);
+        if (r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len > 0) {
+            job->norm = dup_reply(r->element[1], &job->norm_len);
         }
-    } else if (r && r->type == REDIS_REPLY_NIL) {
+        rc = job->body ? SY_OK : SY_ENOMEM;
+    } else if (r && r->type == REDIS_REPLY_ARRAY) {
         rc = SY_ENOTFOUND;
     }
     freeReplyObject(r);

@@ -58,6 +58,12 @@ static json_t *waiting_for(struct redis_store *s, const char *key, const char *r
     return out;
 }
 
+/* A string reply's text, or NULL when it is absent or empty. */
+static const char *nonempty(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING && r->len > 0 ? r->str : NULL;
+}
+
 static int by_seq(const void *a, const void *b)
 {
     json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "seq"));
@@ -156,20 +162,25 @@ json_t *sy_redis_list(struct sy_store *st, const char *status, int limit, struct
                        json_array_size(out) < (size_t)(limit > 0 ? limit : 50);
          i++) {
         const char *id = ids->element[i]->str;
-        redisReply *ev = sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state", s->prefix, id);
-        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 4 &&
+        redisReply *ev = sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state category reason", s->prefix, id);
+        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
             ev->element[0]->type == REDIS_REPLY_STRING) {
             json_t *jobs = event_jobs(s, id, false);
             const char *state = ev->element[3]->str ? ev->element[3]->str : "";
-            bool keep = status == NULL ||
-                        (strcmp(status, "unrouted") == 0 ? strcmp(state, "unrouted") == 0
-                                                         : json_object_get(jobs, status) != NULL);
+            bool plain = strcmp(status ? status : "", "unrouted") == 0 ||
+                         strcmp(status ? status : "", "quarantined") == 0;
+            bool keep = status == NULL || (plain ? strcmp(state, status) == 0
+                                                 : json_object_get(jobs, status) != NULL);
             if (keep) {
-                json_array_append_new(out, json_pack("{s:s, s:s, s:s?, s:I, s:s, s:o}", "id", id,
-                                                     "type", ev->element[0]->str, "integration",
-                                                     ev->element[1]->str, "received_at",
-                                                     (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10),
-                                                     "state", state, "jobs", jobs));
+                json_t *e = json_pack(
+                    "{s:s, s:s, s:s?, s:I, s:s, s:s?, s:o}", "id", id, "type", ev->element[0]->str,
+                    "integration", nonempty(ev->element[1]), "received_at",
+                    (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10),
+                    "state", state, "category", nonempty(ev->element[4]), "jobs", jobs);
+                if (nonempty(ev->element[5]) != NULL) {
+                    json_object_set_new(e, "reason", json_string(ev->element[5]->str));
+                }
+                json_array_append_new(out, e);
             } else {
                 json_decref(jobs);
             }
@@ -183,21 +194,34 @@ json_t *sy_redis_list(struct sy_store *st, const char *status, int limit, struct
 json_t *sy_redis_show(struct sy_store *st, const char *id, struct sy_error *err)
 {
     struct redis_store *s = (struct redis_store *)st;
-    redisReply *ev =
-        sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state headers body", s->prefix, id);
+    redisReply *ev = sy_redis_cmd(
+        s, "HMGET %sev:%s type integration received_at state headers body category reason norm",
+        s->prefix, id);
     json_t *out = NULL;
-    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
+    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 9 &&
         ev->element[0]->type == REDIS_REPLY_STRING) {
         json_t *headers = json_loads(ev->element[4]->str ? ev->element[4]->str : "{}", 0, NULL);
         if (headers && json_object_get(headers, "x-unizo-signature")) {
             json_object_set_new(headers, "x-unizo-signature", json_string("(redacted)"));
         }
         json_t *body = json_loads(ev->element[5]->str ? ev->element[5]->str : "null", 0, NULL);
-        out = json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:o, s:o, s:o}", "id", id, "type",
-                        ev->element[0]->str, "integration", ev->element[1]->str, "received_at",
-                        (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10), "state", ev->element[3]->str,
+        if (body == NULL && ev->element[5]->type == REDIS_REPLY_STRING) {
+            body = json_stringn(ev->element[5]->str, ev->element[5]->len); /* not JSON */
+        }
+        out = json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:s?, s:o, s:o, s:o}", "id", id, "type",
+                        ev->element[0]->str, "integration", nonempty(ev->element[1]),
+                        "received_at",
+                        (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10),
+                        "state", ev->element[3]->str, "category", nonempty(ev->element[6]),
                         "headers", headers ? headers : json_object(), "event",
                         body ? body : json_null(), "jobs", event_jobs(s, id, true));
+        if (nonempty(ev->element[7]) != NULL) {
+            json_object_set_new(out, "reason", json_string(ev->element[7]->str));
+        }
+        json_t *norm = nonempty(ev->element[8]) ? json_loads(ev->element[8]->str, 0, NULL) : NULL;
+        if (norm != NULL) {
+            json_object_set_new(out, "normalized", norm);
+        }
     } else {
         sy_error_set(err, NULL, 0, "no event with id '%s'", id);
     }

@@ -13,7 +13,7 @@
 #include "store/sched.h"
 #include "store/store.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define WAL_SOFT_FRAMES 1000
 #define WAL_HARD_FRAMES 16384
 #define WAL_TAIL_FRAMES 256 /* what the writer copies itself to close a checkpoint */
@@ -42,7 +42,7 @@ struct op {
 /* A read connection with its statements; pooled. */
 struct reader {
     sqlite3 *db;
-    sqlite3_stmt *body;  /* SELECT body FROM events WHERE id = ? */
+    sqlite3_stmt *body;  /* SELECT body, norm FROM events WHERE id = ? */
     sqlite3_stmt *kv;    /* SELECT value FROM kv WHERE key = ? AND not expired */
     sqlite3_stmt *calls; /* a job's journal */
 };

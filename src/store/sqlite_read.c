@@ -46,7 +46,7 @@ static struct reader *reader_acquire(struct sqlite_store *s)
         return NULL;
     }
     sqlite3_busy_timeout(r->db, 5000);
-    if (!prepare(r, "SELECT body FROM events WHERE id = ?", &r->body) ||
+    if (!prepare(r, "SELECT body, norm FROM events WHERE id = ?", &r->body) ||
         !prepare(r,
                  "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
                  &r->kv) ||
@@ -83,6 +83,16 @@ static void reader_release(struct sqlite_store *s, struct reader *r)
     reader_close(r);
 }
 
+static char *column_dup(sqlite3_stmt *st, int col, size_t *len)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (len != NULL) {
+        *len = t ? n : 0;
+    }
+    return t ? sy_sqlite_dupn((const char *)t, n) : NULL;
+}
+
 int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
@@ -96,6 +106,7 @@ int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job)
     if (step == SQLITE_ROW) {
         job->body_len = (size_t)sqlite3_column_bytes(r->body, 0);
         job->body = sy_sqlite_dupn((const char *)sqlite3_column_text(r->body, 0), job->body_len);
+        job->norm = column_dup(r->body, 1, &job->norm_len);
         rc = job->body ? SY_OK : SY_ENOMEM;
     } else {
         rc = step == SQLITE_DONE ? SY_ENOTFOUND : SY_EIO;
@@ -124,16 +135,6 @@ int sy_sqlite_kv_get(struct sy_store *st, const char *key, char **value)
     }
     reader_release(s, r);
     return rc;
-}
-
-static char *column_dup(sqlite3_stmt *st, int col, size_t *len)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    size_t n = (size_t)sqlite3_column_bytes(st, col);
-    if (len != NULL) {
-        *len = t ? n : 0;
-    }
-    return t ? sy_sqlite_dupn((const char *)t, n) : NULL;
 }
 
 int sy_sqlite_journal_load(struct sy_store *st, const struct sy_job *job,

@@ -16,7 +16,7 @@ static const char schema_v1[] =
     "  received_at INTEGER NOT NULL,"
     "  headers TEXT NOT NULL,"
     "  body TEXT NOT NULL,"
-    "  state TEXT NOT NULL DEFAULT 'routed'" /* routed | unrouted */
+    "  state TEXT NOT NULL DEFAULT 'routed'" /* routed | unrouted | quarantined (v3) */
     ");"
     "CREATE TABLE IF NOT EXISTS jobs ("
     "  id INTEGER PRIMARY KEY,"
@@ -69,6 +69,16 @@ static const char migrate_v2[] =
     "  ms REAL NOT NULL DEFAULT 0"
     ");"
     "CREATE INDEX calls_job ON calls(job_id, id);";
+
+/*
+ * Version 3: every delivery form normalized into one envelope (norm), the
+ * category it came under, and why an authentic one could not be routed.
+ */
+static const char migrate_v3[] = "ALTER TABLE events ADD COLUMN category TEXT;"
+                                 "ALTER TABLE events ADD COLUMN norm TEXT;"
+                                 "ALTER TABLE events ADD COLUMN reason TEXT;"
+                                 "CREATE INDEX events_quarantined ON events(seq) "
+                                 "WHERE state = 'quarantined';";
 
 int sy_sqlite_exec(sqlite3 *db, const char *sql)
 {
@@ -137,15 +147,18 @@ static int migrate(sqlite3 *db, int from)
     if (rc == SY_OK && from < 2) {
         rc = sy_sqlite_exec(db, migrate_v2);
     }
+    if (rc == SY_OK && from < 3) {
+        rc = sy_sqlite_exec(db, migrate_v3);
+    }
     if (rc == SY_OK) {
-        rc = sy_sqlite_exec(db, "PRAGMA user_version=2; COMMIT");
+        rc = sy_sqlite_exec(db, "PRAGMA user_version=3; COMMIT");
     }
     if (rc != SY_OK) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     } else if (from > 0) {
         char v[16];
         snprintf(v, sizeof(v), "%d", from);
-        sy_log(SY_LOG_INFO, "store schema upgraded", "from", v, "to", "2", NULL);
+        sy_log(SY_LOG_INFO, "store schema upgraded", "from", v, "to", "3", NULL);
     }
     return rc;
 }
@@ -169,7 +182,7 @@ int sy_sqlite_schema(struct sqlite_store *s, struct sy_error *err)
     }
     if (!prepare(s,
                  "INSERT OR IGNORE INTO events(id, type, integration, received_at, headers, "
-                 "body, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 "body, state, category, norm, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  &s->insert) ||
         !prepare(s,
                  "INSERT INTO jobs(event_id, handler, state, attempts, due_at, created_at, "

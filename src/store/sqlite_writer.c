@@ -100,7 +100,8 @@ static int step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
 static int insert_event(struct sqlite_store *s, struct sy_append *a, struct routed *r)
 {
     r->first_hit = s->routes.n;
-    r->n_hits = s->route != NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
+    /* a quarantined delivery is kept, not routed: a replay routes it once it can be */
+    r->n_hits = s->route != NULL && a->reason == NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
     sqlite3_stmt *st = s->insert;
     sqlite3_bind_text(st, 1, a->id, (int)a->id_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, a->type, (int)a->type_len, SQLITE_STATIC);
@@ -108,7 +109,11 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, struct rout
     sqlite3_bind_int64(st, 4, a->received_ms);
     sqlite3_bind_text(st, 5, a->headers, (int)a->headers_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, a->body, (int)a->body_len, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, r->n_hits > 0 ? "routed" : "unrouted", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, a->reason ? "quarantined" : r->n_hits > 0 ? "routed" : "unrouted", -1,
+                      SQLITE_STATIC);
+    bind_text_or_null(st, 8, a->category, -1);
+    bind_text_or_null(st, 9, a->norm, (int)a->norm_len);
+    bind_text_or_null(st, 10, a->reason, -1);
     if (step_done(s, st, "sqlite insert failed") != SY_OK) {
         return SY_EIO;
     }
@@ -301,9 +306,11 @@ static void enqueue_new_jobs(struct sqlite_store *s, struct sy_append *a, const 
             j->event_id = sy_sqlite_dupn(a->id, a->id_len);
             j->body = sy_sqlite_dupn(a->body, a->body_len);
             j->body_len = a->body_len;
+            j->norm = a->norm ? sy_sqlite_dupn(a->norm, a->norm_len) : NULL;
+            j->norm_len = a->norm ? a->norm_len : 0;
             j->fresh = true;
         }
-        if (j == NULL || j->event_id == NULL || j->body == NULL) {
+        if (j == NULL || j->event_id == NULL || j->body == NULL || (a->norm && j->norm == NULL)) {
             sy_job_free(j);
             s->spilled = true;
             s->spill_from = id;
@@ -403,6 +410,8 @@ static void complete_ops(struct sqlite_store *s, struct op *ops, int status)
                 j->due_ms = ops->when_ms;
                 free(j->body); /* a retry may be hours away: reload it then */
                 j->body = NULL;
+                free(j->norm);
+                j->norm = NULL;
                 sy_sched_defer(&s->sched, j);
             } else {
                 /* on failure the job stays as it was in the database and runs again after a

@@ -81,6 +81,7 @@ void sy_job_free(struct sy_job *job)
         free(job->handler);
         free(job->key);
         free(job->body);
+        free(job->norm);
         free(job->entry);
         free(job);
     }

@@ -28,8 +28,12 @@ struct sy_append {
     const char *type; /* borrowed */
     size_t type_len;
     const char *integration; /* borrowed, NUL-terminated, may be NULL */
+    const char *category;    /* borrowed, NUL-terminated, may be NULL */
     const char *body;        /* borrowed: the raw request body */
     size_t body_len;
+    const char *norm; /* borrowed: the normalized envelope as JSON (ingest/delivery.h) */
+    size_t norm_len;
+    const char *reason; /* borrowed, NUL-terminated: why it is quarantined; NULL = routable */
     const char *headers; /* borrowed: JSON object of the headers kept for replay */
     size_t headers_len;
     int64_t received_ms; /* Unix time in milliseconds */
@@ -111,6 +115,8 @@ struct sy_job {
     bool fresh;   /* known to have no journal yet: nothing to read before it runs */
     char *body;   /* the event's raw JSON; NULL until loaded */
     size_t body_len;
+    char *norm; /* its normalized envelope (JSON), loaded with the body; NULL = none */
+    size_t norm_len;
     int64_t due_ms;                    /* store-internal */
     char *entry;                       /* store-internal (the Redis stream entry) */
     struct sy_job *next;               /* store-internal */
@@ -137,7 +143,10 @@ void sy_store_set_router(struct sy_store *st, sy_route_fn route, void *ctx);
  */
 struct sy_job *sy_store_next_job(struct sy_store *st, int timeout_ms);
 
-/* Load job->body from the store if it is NULL. Returns SY_OK or SY_ENOTFOUND / SY_EIO. */
+/*
+ * Load job->body (and job->norm) from the store if the body is NULL. Returns
+ * SY_OK or SY_ENOTFOUND / SY_EIO.
+ */
 int sy_store_load_body(struct sy_store *st, struct sy_job *job);
 
 /*

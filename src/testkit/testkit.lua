@@ -94,17 +94,23 @@ function fire(fixture, opts)
       return run
     end
   end
-  local ok, ev = pcall(json.decode, delivery.body)
-  local valid, code, detail = sy.validate(delivery.body)
+  -- normalized as the server does: every delivery form gives the same 'ev'
+  local valid, a, b, c = sy.validate(delivery.body, delivery.headers, opts.category)
   if not valid then
-    run.status, run.rejected, run.detail = 400, code, detail
+    run.status, run.quarantined, run.rejected, run.detail = 200, b, a, b
+    run.event = json.decode(c)
     return run
   end
+  local norm = a
+  local _, ev = pcall(json.decode, delivery.body)
+  ev = type(ev) == "table" and ev or {}
+  for k, v in pairs(json.decode(norm)) do ev[k] = v end
+  ev.integration = ev.integration or {}
   run.status, run.event = 200, ev
   calls_now = run.calls
   sy.capture_logs(run.logs)
-  for _, name in ipairs(sy.route(ev.type, ev.integration and ev.integration.type)) do
-    local outcome, err = sy.run_rule(name, ev.id, delivery.body)
+  for _, name in ipairs(sy.route(ev.type, ev.integration.type, ev.category)) do
+    local outcome, err = sy.run_rule(name, ev.id, delivery.body, norm)
     run.jobs[#run.jobs + 1] = { rule = name, outcome = outcome, error = err }
   end
   sy.capture_logs(nil)

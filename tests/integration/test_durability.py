@@ -200,7 +200,7 @@ class Upgrade(unittest.TestCase):
         self.assertEqual(srv.job_states("evt_v1_retry"), {"r": ("done", 2)})
         self.assertEqual(srv.job_states("evt_v1_done"), {"r": ("done", 1)})
         self.assertEqual(srv.count("RAN evt_v1_done"), 0)
-        self.assertEqual(srv.rows("PRAGMA user_version"), [(2,)])
+        self.assertEqual(srv.rows("PRAGMA user_version"), [(3,)])
         self.assertEqual(srv.rows("SELECT runs FROM jobs WHERE event_id = 'evt_v1_retry'"), [(2,)])
         # dedupe across the upgrade, and new events on the new schema
         self.assertEqual(srv.post(event("evt_v1_done"))[1]["status"], "duplicate")
@@ -219,7 +219,7 @@ class Upgrade(unittest.TestCase):
         db.close()
         with self.assertRaises(RuntimeError) as e:
             srv.start()
-        self.assertIn("the store has schema version 99; this switchyard understands 2", str(e.exception))
+        self.assertIn("the store has schema version 99; this switchyard understands 3", str(e.exception))
 
 
 class FullQueue(ServerTest):

@@ -10,8 +10,10 @@ import unittest
 from harness import ServerTest, event, http_request, raw_exchange, sign, signed_headers
 
 
-def cases():
-    """(name, raw HTTP request bytes, expected status, expected error code or None)."""
+def cases(reject=False):
+    """(name, raw HTTP request bytes, expected status, expected error code or None, or
+    "quarantined"). Authentic deliveries with a bad body or content type are quarantined
+    (stored, answered 200) by default, and refused with 400/415 under on_invalid = "reject"."""
     now = int(time.time())
     good = event("evt_hostile_template")
     out = []
@@ -71,7 +73,6 @@ def cases():
         (b'{"id":"x","type":"a","integration":[],"data":{}}', "invalid_event"),
         (b'{"id":"x","type":"a","integration":{"id":1,"type":"t"},"data":{}}', "invalid_event"),
         (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":"d"}', "invalid_event"),
-        (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"}}', "invalid_event"),
         (b'{"id":"' + b"x" * 300 + b'","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
         (b'{"id":"x","type":"' + b"a" * 300 + b'","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event"),
         (b'{"a":}', "invalid_json"), (b"[1,]", "invalid_json"), (b"{'id':1}", "invalid_json"),
@@ -83,57 +84,89 @@ def cases():
         (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":{}} {}', "invalid_json"),
     ]
     for b, code in bodies:
-        req("body %r" % b[:30], b, signed(b), 400, code)
+        if reject:
+            req("body %r" % b[:30], b, signed(b), 400, code)
+        else:
+            req("body %r" % b[:30], b, signed(b), 200, "quarantined")
     # content types
     for ct in ["text/plain", "application/xml", "multipart/form-data; boundary=x", "application/jsonx",
                "json", "", "application/x-www-form-urlencoded", "text/json"]:
         b = event()
         h = signed(b)
         h["content-type"] = ct
-        req("content-type %r" % ct, b, h, 415, "unsupported_media_type")
+        if reject:
+            req("content-type %r" % ct, b, h, 415, "unsupported_media_type")
+        else:
+            req("content-type %r" % ct, b, h, 200, "quarantined")
     b = event()
     h = signed(b)
     del h["content-type"]
-    req("no content-type", b, h, 415, "unsupported_media_type")
+    if reject:
+        req("no content-type", b, h, 415, "unsupported_media_type")
+    else:
+        req("no content-type", b, h, 200, "quarantined")
     # size
     big = b'{"id":"big","type":"a","integration":{"id":"i","type":"t"},"data":{"p":"' + b"x" * (70 * 1024) + b'"}}'
     req("body over the cap", big, signed(big), 413, "too_large")
     # methods and paths
     for m in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"]:
         req("method %s" % m, good, signed(good), 405, "method_not_allowed", method=m)
-    for p in ["/", "/webhooks", "/webhooks/unizo/", "/webhooks/unizo/x", "/webhooks/UNIZO", "/admin/events",
-              "/webhooks/unizo/../unizo2", "/%00", "/" + "a" * 2000]:
+    for p in ["/", "/webhooks", "/webhooks/unizo/", "/webhooks/unizo/X", "/webhooks/unizo/a/b",
+              "/webhooks/unizo/a.b", "/webhooks/unizox", "/webhooks/UNIZO", "/admin/events",
+              "/webhooks/unizo/../unizo2", "/%00", "/" + "a" * 2000, "/webhooks/unizo/" + "a" * 65]:
         req("path %r" % p[:30], good, signed(good), 404, "not_found", path=p)
     return out
+
+
+def run_cases(test, srv, all_cases):
+    test.assertGreaterEqual(len(all_cases), 100)
+    failures = []
+    quarantined = set()
+    for name, raw, status, code in all_cases:
+        got = raw_exchange(srv.port, raw)
+        if not got:
+            failures.append((name, "no answer"))
+            continue
+        st, headers, body = got[0]
+        if st != status:
+            failures.append((name, "status %d, wanted %d: %r" % (st, status, body[:120])))
+            continue
+        if code is None:
+            continue
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            failures.append((name, "not JSON: %r" % body[:80]))
+            continue
+        if code == "quarantined":
+            # the same bad bytes twice are one delivery: the second is a duplicate
+            if doc.get("status") == "duplicate" and doc.get("id") in quarantined:
+                continue
+            if doc.get("status") != "quarantined" or not doc.get("detail") or not doc.get("id"):
+                failures.append((name, "got %r, wanted quarantined with a detail" % doc))
+            quarantined.add(doc.get("id"))
+        elif doc.get("error") != code or not doc.get("detail"):
+            failures.append((name, "got %r, wanted %s" % (doc, code)))
+    test.assertEqual(failures, [])
+    return quarantined
 
 
 class Hostile(ServerTest):
     server_args = {"config_extra": 'http = { threads = 2, request_timeout = "2s" }'}
 
     def test_every_bad_delivery_gets_its_answer_and_the_server_stays_up(self):
-        all_cases = cases()
-        self.assertGreaterEqual(len(all_cases), 100)
-        failures = []
-        for name, raw, status, code in all_cases:
-            got = raw_exchange(self.srv.port, raw)
-            if not got:
-                failures.append((name, "no answer"))
-                continue
-            st, headers, body = got[0]
-            if st != status:
-                failures.append((name, "status %d, wanted %d: %r" % (st, status, body[:120])))
-            elif code is not None:
-                try:
-                    doc = json.loads(body)
-                except ValueError:
-                    failures.append((name, "not JSON: %r" % body[:80]))
-                    continue
-                if doc.get("error") != code or not doc.get("detail"):
-                    failures.append((name, "got %r, wanted %s" % (doc, code)))
-        self.assertEqual(failures, [])
-        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])  # nothing bad stored
+        quarantined = run_cases(self, self.srv, cases())
+        # authentic bad deliveries are kept, as quarantined, with their reasons; nothing else is
+        rows = self.srv.rows("SELECT id, state, reason FROM events")
+        self.assertEqual({r[0] for r in rows}, quarantined)
+        self.assertEqual({r[1] for r in rows}, {"quarantined"})
+        self.assertTrue(all(r[2] for r in rows))
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM jobs"), [(0,)])
+        self.assertEqual(self.srv.metric("switchyard_webhook_requests_total", '{result="quarantined"}'),
+                         len(quarantined))
         status, data, _ = self.srv.post(event("evt_after_hostile"))
         self.assertEqual((status, data["status"]), (200, "accepted"))
+
 
     def test_oversized_headers_are_refused_and_extra_headers_never_stored(self):
         # over h2o's header limit (about 408 KB in all): refused before any check
@@ -221,6 +254,17 @@ def raw_exchange_on(sock, payload):
     sock.sendall(payload)
     line = sock.makefile("rb").readline()
     return int(line.split()[1])
+
+
+class HostileRejecting(ServerTest):
+    server_args = {"config_extra": 'http = { threads = 2, request_timeout = "2s" }',
+                   "webhook_extra": 'on_invalid = "reject"'}
+
+    def test_with_on_invalid_reject_bad_deliveries_get_400_and_nothing_is_stored(self):
+        run_cases(self, self.srv, cases(reject=True))
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])  # nothing bad stored
+        status, data, _ = self.srv.post(event("evt_after_hostile"))
+        self.assertEqual((status, data["status"]), (200, "accepted"))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ class Answers(ServerTest):
 
     def test_not_found_and_method(self):
         body = event()
-        for path in ("/", "/webhooks/unizo/x", "/webhooks/unizox", "/webhooks"):
+        for path in ("/", "/webhooks/unizox", "/webhooks", "/webhooks/unizo/", "/webhooks/unizo/X",
+                     "/webhooks/unizo/a/b", "/webhooks/unizo/a.b"):
             status, data, _ = self.srv.post(body, path=path)
             self.assertEqual(status, 404, path)
             self.assertEqual(data["error"], "not_found")
@@ -146,11 +147,7 @@ class Answers(ServerTest):
         self.assertEqual(self.srv.rows(), [])
 
     def test_content_type(self):
-        body = event()
-        for ct, ok in [("application/json", True), ("application/json; charset=utf-8", True),
-                       ("Application/JSON", True), ("application/vnd.unizo+json", True),
-                       ("text/plain", False), ("application/x-www-form-urlencoded", False),
-                       (None, False), ("application/jsonp", False)]:
+        for ct, ok in CONTENT_TYPES:
             b = event()
             h = signed_headers(b)
             if ct is None:
@@ -159,29 +156,33 @@ class Answers(ServerTest):
                 h["content-type"] = ct
             status, data, _ = self.srv.post(b, h)
             if ok:
-                self.assertEqual(status, 200, ct)
+                self.assertEqual((status, data["status"]), (200, "accepted"), ct)
             else:
-                self.assertEqual((status, data["error"]), (415, "unsupported_media_type"), ct)
+                # authentic all the same: kept, and said why
+                self.assertEqual((status, data["status"]), (200, "quarantined"), ct)
+                self.assertIn("content-type must be application/json", data["detail"])
+                self.assertEqual(self.srv.rows("SELECT state FROM events WHERE id = ?", (data["id"],)),
+                                 [("quarantined",)])
 
-    def test_invalid_json_and_envelope_name_the_field(self):
-        cases = [
-            (b"{not json", "invalid_json", "line 1"),
-            (b"", "invalid_json", ""),
-            (b'{"id":"\xff"}', "invalid_json", ""),
-            (b"[1]", "invalid_event", "JSON object"),
-            (b'{"type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "'id'"),
-            (b'{"id":"x","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "'type'"),
-            (b'{"id":"x","type":"a b","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "'type'"),
-            (b'{"id":"x","type":"a","integration":{"id":"i"},"data":{}}', "invalid_event", "'integration.type'"),
-            (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":[]}', "invalid_event", "'data'"),
-            (b'{"id":"' + b"x" * 256 + b'","type":"a","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "'id'"),
-            (b'{"id":"x","type":"a","integration":{"id":"i","type":"t"},"data":' + b"[" * 3000 + b"]" * 3000 + b"}", "invalid_json", "depth"),
-        ]
-        for body, code, detail in cases:
+    def test_bad_bodies_are_quarantined_with_the_reason(self):
+        for body, code, detail in BAD_BODIES:
             status, data, _ = self.srv.post(body)
-            self.assertEqual((status, data["error"]), (400, code), body[:60])
+            self.assertEqual((status, data["status"]), (200, "quarantined"), body[:60])
             self.assertIn(detail, data["detail"])
-        self.assertEqual(self.srv.rows(), [])
+            rows = self.srv.rows("SELECT state, reason, CAST(body AS BLOB) FROM events WHERE id = ?",
+                                 (data["id"],))
+            self.assertEqual(rows[0][0], "quarantined")
+            self.assertIn(detail, rows[0][1])
+            self.assertEqual(rows[0][2], body)  # byte for byte, even when it is not UTF-8
+        self.assertEqual(self.srv.rows("SELECT count(*) FROM jobs"), [(0,)])
+        # what is routable now is accepted: the id and the integration are not required any more
+        for body in (b'{"type":"a","integration":{"id":"i","type":"t"},"data":{}}',
+                     b'{"id":"x_noint","type":"a","data":{}}', b'{"id":"x_nodata","type":"a"}'):
+            status, data, _ = self.srv.post(body)
+            self.assertEqual((status, data["status"]), (200, "accepted"), body)
+        rc, out, _ = self.srv.cli("events", "--status", "quarantined")
+        self.assertEqual(rc, 0)
+        self.assertEqual(len([l for l in out.splitlines() if "quarantined" in l]), len(BAD_BODIES))
 
     def test_body_cap(self):
         cap = 64 * 1024
@@ -283,6 +284,54 @@ class UntrustedProxy(ServerTest):
         self.assertEqual((status, data["error"]), (403, "forbidden_ip"))
 
 
+CONTENT_TYPES = [("application/json", True), ("application/json; charset=utf-8", True),
+                 ("Application/JSON", True), ("application/vnd.unizo+json", True),
+                 ("text/plain", False), ("application/x-www-form-urlencoded", False),
+                 (None, False), ("application/jsonp", False)]
+
+BAD_BODIES = [
+    (b"{not json", "invalid_json", "line 1"),
+    (b"", "invalid_json", ""),
+    (b'{"id":"\xff"}', "invalid_json", ""),
+    (b"[1]", "invalid_event", "JSON object"),
+    (b'{"id":"x1","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "no event type"),
+    (b'{"id":"x2","type":"a b","integration":{"id":"i","type":"t"},"data":{}}', "invalid_event", "'type'"),
+    (b'{"id":"x3","type":"a","integration":{"id":"i","type":7},"data":{}}', "invalid_event",
+     "'integration.type'"),
+    (b'{"id":"x4","type":"a","integration":{"id":"i","type":"t"},"data":[]}', "invalid_event", "'data'"),
+    (b'{"id":"' + b"x" * 256 + b'","type":"a","integration":{"id":"i","type":"t"},"data":{}}',
+     "invalid_event", "'id'"),
+    (b'{"id":"x5","type":"a","integration":{"id":"i","type":"t"},"data":' + b"[" * 3000 + b"]" * 3000 + b"}",
+     "invalid_json", "depth"),
+]
+
+
+class RejectInvalid(ServerTest):
+    """webhook.on_invalid = "reject": what would be quarantined is refused, as before, and not kept."""
+    server_args = {"webhook_extra": 'on_invalid = "reject"'}
+
+    def test_bad_bodies_get_400_naming_the_field(self):
+        for body, code, detail in BAD_BODIES:
+            status, data, _ = self.srv.post(body)
+            self.assertEqual((status, data["error"]), (400, code), body[:60])
+            self.assertIn(detail, data["detail"])
+        self.assertEqual(self.srv.rows(), [])
+
+    def test_content_type_gets_415(self):
+        for ct, ok in CONTENT_TYPES:
+            b = event()
+            h = signed_headers(b)
+            if ct is None:
+                del h["content-type"]
+            else:
+                h["content-type"] = ct
+            status, data, _ = self.srv.post(b, h)
+            if ok:
+                self.assertEqual(status, 200, ct)
+            else:
+                self.assertEqual((status, data["error"]), (415, "unsupported_media_type"), ct)
+
+
 class OrderOfChecks(ServerTest):
     def test_size_before_auth_and_auth_before_body(self):
         big = b"{" + b"x" * (70 * 1024)
@@ -294,7 +343,8 @@ class OrderOfChecks(ServerTest):
         ts, sig = sign(b"{garbage")
         status, data, _ = self.srv.post(b"{garbage", {"content-type": "text/plain",
                                                       "x-unizo-timestamp": ts, "x-unizo-signature": sig})
-        self.assertEqual(data["error"], "unsupported_media_type")
+        # authentic: only now is the body looked at, and it is kept however it looks
+        self.assertEqual((status, data["status"]), (200, "quarantined"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@
 
 #include "check.h"
 #include "files.h"
-#include "ingest/envelope.h"
 #include "core/json_scan.h"
 
 /* The scanner must accept exactly what jansson accepts (and agree on id and type). */
@@ -251,7 +250,7 @@ static void test_cases(void)
 
 static void test_files(const char *dir)
 {
-    const char *subs[] = {"valid", "invalid"};
+    const char *subs[] = {"valid", "quarantined"};
     for (int k = 0; k < 2; k++) {
         char path[1024];
         char **names;

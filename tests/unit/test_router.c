@@ -128,13 +128,19 @@ int main(void)
     /* routes: several patterns, integration filter */
     const char *on[] = {"scm.pull_request.created", "incidents.*"};
     struct sy_route r = {.name = "r", .on = on, .n_on = 2, .integration = NULL};
-    CHECK(sy_route_matches(&r, "incidents.incident.created", 26, "pagerduty"));
-    CHECK(sy_route_matches(&r, "scm.pull_request.created", 24, NULL));
-    CHECK(!sy_route_matches(&r, "scm.pull_request.merged", 23, "github"));
+    CHECK(sy_route_matches(&r, "incidents.incident.created", 26, "pagerduty", NULL));
+    CHECK(sy_route_matches(&r, "scm.pull_request.created", 24, NULL, NULL));
+    CHECK(!sy_route_matches(&r, "scm.pull_request.merged", 23, "github", NULL));
     r.integration = "github";
-    CHECK(sy_route_matches(&r, "scm.pull_request.created", 24, "github"));
-    CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, "gitlab"));
-    CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, NULL));
+    CHECK(sy_route_matches(&r, "scm.pull_request.created", 24, "github", NULL));
+    CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, "gitlab", NULL));
+    CHECK(!sy_route_matches(&r, "scm.pull_request.created", 24, NULL, NULL));
+    /* the category filter: the same type under two categories */
+    const char *uc[] = {"user:created"};
+    struct sy_route ident = {.name = "i", .on = uc, .n_on = 1, .category = "identity"};
+    CHECK(sy_route_matches(&ident, "user:created", 12, NULL, "identity"));
+    CHECK(!sy_route_matches(&ident, "user:created", 12, NULL, "ticketing"));
+    CHECK(!sy_route_matches(&ident, "user:created", 12, NULL, NULL));
     /* ordering keys: dotted paths into the event, joined; absent or null = no key */
     const char *ev = "{\"id\":\"e\",\"data\":{\"url\":\"https://x/pull/1\",\"number\":7,"
                      "\"repo\":{\"id\":\"r\\u00e9\"},\"none\":null}}";

@@ -96,16 +96,16 @@ static void test_rules_and_limits(void)
     CHECK_STR(rules[0].file, "rules/good.lua");
     CHECK_STR(rules[1].on[0], "incidents.*");
 
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_OK);
-    CHECK(sy_lua_run(lx, "counter", "e2", ev_draft, strlen(ev_draft), NULL, err, sizeof(err)) ==
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "counter", "e2", ev_draft, strlen(ev_draft), NULL, 0, NULL, err, sizeof(err)) ==
           SY_LUA_SKIPPED);
     CHECK(run_code(lx, "assert(seen == 1 and last_title == 'Add OAuth')") == SY_LUA_OK);
 
-    CHECK(sy_lua_run(lx, "gives-up", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) ==
+    CHECK(sy_lua_run(lx, "gives-up", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
           SY_LUA_PERMANENT);
     CHECK_STR(err, "no such team: nil");
 
-    CHECK(sy_lua_run(lx, "fails", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_ERROR);
+    CHECK(sy_lua_run(lx, "fails", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_ERROR);
     if (strstr(err, "rules/good.lua:49: attempt to index a nil value") == NULL) {
         fprintf(stderr, "got: %s\n", err);
         check_failures++;
@@ -113,18 +113,18 @@ static void test_rules_and_limits(void)
     CHECK(strstr(err, "stack traceback") != NULL);
 
     /* an endless loop fails its job; the same state then runs the next job */
-    CHECK(sy_lua_run(lx, "spins", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_LIMIT);
+    CHECK(sy_lua_run(lx, "spins", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_LIMIT);
     if (strstr(err, "instruction limit exceeded") == NULL) {
         fprintf(stderr, "got: %s\n", err);
         check_failures++;
     }
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
     /* pcall cannot swallow the budget */
-    CHECK(sy_lua_run(lx, "spins-in-pcall", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) ==
+    CHECK(sy_lua_run(lx, "spins-in-pcall", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
           SY_LUA_LIMIT);
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
     /* a memory bomb fails its job */
-    CHECK(sy_lua_run(lx, "eats-memory", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) ==
+    CHECK(sy_lua_run(lx, "eats-memory", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
           SY_LUA_LIMIT);
     CHECK(strstr(err, "memory") != NULL);
     sy_lua_free(lx);
@@ -132,8 +132,8 @@ static void test_rules_and_limits(void)
     /* the engine rebuilds the state after a limit; a fresh one runs normally */
     lx = fresh();
     CHECK(sy_lua_load_file(lx, path("good.lua"), "rules/good.lua", &e) == SY_OK);
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_OK);
-    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), NULL, err, sizeof(err)) == SY_LUA_PERMANENT);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_PERMANENT);
     sy_lua_free(lx);
 }
 
