@@ -209,23 +209,35 @@ int sy_cli_replay(int argc, char **argv)
     int rc = 0;
     for (int i = all ? argc - 1 : optind; i < argc; i++) {
         const char *id = all ? NULL : argv[i];
-        long dead = 0;
+        struct sy_replay_result r = {0};
+        bool quarantined = false;
         struct sy_error err = {0};
         json_t *ev = t.store && id ? sy_store_show(t.store, id, &err) : NULL;
-        int rrc = t.store == NULL      ? sy_inspect_request_replay(t.db_path, id, &dead, &err)
+        int rrc = t.store == NULL
+                      ? sy_inspect_request_replay(t.db_path, id, &r.jobs, &quarantined, &err)
                   : (id && ev == NULL) ? SY_ENOTFOUND
-                                       : sy_store_replay(t.store, id, &dead);
+                                       : sy_store_replay(t.store, id, &r);
         json_decref(ev);
         if (rrc != SY_OK) {
             print_error(&err);
             rc = 1;
             continue;
         }
-        if (dead == 0) {
-            printf("%s: no dead jobs to replay\n", id ? id : "store");
+        const char *name = id ? id : "store";
+        if (quarantined) {
+            /* through the database: the running server routes it within a second */
+            printf("%s: quarantined; asked the server to normalize and route it again (see "
+                   "`switchyard events show %s`)\n",
+                   name, name);
+        } else if (r.was_quarantined && !r.routed) {
+            printf("%s: still quarantined: %s\n", name, r.reason);
+            rc = 1;
+        } else if (r.was_quarantined) {
+            printf("%s: routed after all: %ld job%s queued\n", name, r.jobs, r.jobs == 1 ? "" : "s");
+        } else if (r.jobs == 0) {
+            printf("%s: no dead jobs to replay\n", name);
         } else {
-            printf("%s: %ld dead job%s queued for replay\n", id ? id : "store", dead,
-                   dead == 1 ? "" : "s");
+            printf("%s: %ld dead job%s queued for replay\n", name, r.jobs, r.jobs == 1 ? "" : "s");
         }
     }
     close_target(&t);

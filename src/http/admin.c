@@ -165,13 +165,20 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
             return 0;
         }
         json_decref(ev);
-        long count = 0;
-        if (sy_store_replay(srv->store, id, &count) != SY_OK) {
+        struct sy_replay_result r;
+        if (sy_store_replay(srv->store, id, &r) != SY_OK) {
             sy_http_send_error(req, 503, "Service Unavailable", "unavailable",
                                "the store could not record the replay");
             return 0;
         }
-        send_json(req, 200, "OK", json_pack("{s:s, s:I}", "id", id, "replayed", (json_int_t)count));
+        json_t *out = json_pack("{s:s, s:I}", "id", id, "replayed", (json_int_t)r.jobs);
+        if (r.was_quarantined) {
+            json_object_set_new(out, "quarantined",
+                                r.routed ? json_pack("{s:b}", "routed", 1)
+                                         : json_pack("{s:b, s:s}", "routed", 0, "reason",
+                                                     r.reason));
+        }
+        send_json(req, 200, "OK", out);
         return 0;
     }
     if (!is_get) {

@@ -248,9 +248,10 @@ done:
 }
 
 int sy_inspect_request_replay(const char *db_path, const char *event_id, long *dead,
-                              struct sy_error *err)
+                              bool *quarantined, struct sy_error *err)
 {
     *dead = 0;
+    *quarantined = false;
     sqlite3 *db = open_db(db_path, true, err);
     if (db == NULL) {
         return SY_EIO;
@@ -258,12 +259,13 @@ int sy_inspect_request_replay(const char *db_path, const char *event_id, long *d
     int rc = SY_EIO;
     sqlite3_stmt *st = NULL;
     if (event_id != NULL) {
-        if (sqlite3_prepare_v2(db, "SELECT 1 FROM events WHERE id = ?", -1, &st, NULL) !=
-            SQLITE_OK) {
+        if (sqlite3_prepare_v2(db, "SELECT state = 'quarantined' FROM events WHERE id = ?", -1, &st,
+                               NULL) != SQLITE_OK) {
             goto fail;
         }
         sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
         bool exists = sqlite3_step(st) == SQLITE_ROW;
+        *quarantined = exists && sqlite3_column_int(st, 0) != 0;
         sqlite3_finalize(st);
         st = NULL;
         if (!exists) {
@@ -286,7 +288,7 @@ int sy_inspect_request_replay(const char *db_path, const char *event_id, long *d
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (*dead == 0) {
+    if (*dead == 0 && !*quarantined) {
         rc = SY_OK;
         goto done;
     }

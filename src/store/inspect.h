@@ -1,6 +1,8 @@
 #ifndef SY_INSPECT_H
 #define SY_INSPECT_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "util/error.h"
@@ -25,12 +27,13 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
 
 /*
  * Ask the server to requeue the dead jobs of 'event_id' (NULL = all dead
- * jobs). The request is durable; a running server acts on it within a
- * second, a stopped one at its next start. Sets *dead to how many dead jobs
- * match now. Returns SY_OK, SY_ENOTFOUND (no such event) or SY_EIO.
+ * jobs), or to normalize and route it again when it is quarantined. The
+ * request is durable; a running server acts on it within a second, a
+ * stopped one at its next start. Sets *dead to how many dead jobs match now
+ * and *quarantined. Returns SY_OK, SY_ENOTFOUND (no such event) or SY_EIO.
  */
 int sy_inspect_request_replay(const char *db_path, const char *event_id, long *dead,
-                              struct sy_error *err);
+                              bool *quarantined, struct sy_error *err);
 
 /* The path of a "sqlite:PATH" store URL, or NULL. */
 const char *sy_inspect_db_path(const char *store_url);

@@ -175,7 +175,7 @@ static int sqlite_kv_delete(struct sy_store *st, const char *key)
     return rc < 0 ? rc : SY_OK;
 }
 
-static int sqlite_replay(struct sy_store *st, const char *event_id, long *count)
+static int sqlite_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
     struct op *o = calloc(1, sizeof(*o));
@@ -186,7 +186,10 @@ static int sqlite_replay(struct sy_store *st, const char *event_id, long *count)
     o->text = event_id ? strdup(event_id) : NULL;
     o->sync = true;
     int rc = sy_sqlite_push_op(s, o);
-    *count = o->count;
+    r->jobs = o->count;
+    r->was_quarantined = o->promoted || o->reason[0] != '\0';
+    r->routed = o->promoted;
+    snprintf(r->reason, sizeof(r->reason), "%s", o->reason);
     free(o->text);
     free(o);
     return rc;

@@ -37,6 +37,8 @@ struct op {
     bool done;
     int status;
     long count;
+    bool promoted;   /* OP_REPLAY: a quarantined event was routed */
+    char reason[256]; /* OP_REPLAY: why a quarantined event still cannot be routed */
 };
 
 /* A read connection with its statements; pooled. */

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "ingest/delivery.h"
 #include "metrics.h"
 #include "store/sqlite_int.h"
 #include "util/clock.h"
@@ -224,9 +227,126 @@ static int apply_call(struct sqlite_store *s, struct op *o)
     return step_done(s, st, "sqlite journal insert failed");
 }
 
-/* Requeue dead jobs (their attempts start over) into 'requeued'. */
-static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *requeued)
+/* A header's value from the stored headers object, or NULL. */
+static const char *stored_header(json_t *headers, const char *name, size_t *len)
 {
+    json_t *v = json_object_get(headers, name);
+    *len = json_is_string(v) ? json_string_length(v) : 0;
+    return json_string_value(v);
+}
+
+/*
+ * A quarantined event, normalized again with the current code: when it can be
+ * routed now, it gets its jobs (into 'promoted') and the state it would have
+ * had; otherwise its reason is brought up to date. Counts the jobs in o->count.
+ */
+static int replay_quarantined(struct sqlite_store *s, struct op *o, struct job_list *promoted)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT body, headers, category, received_at FROM events WHERE id = ? "
+                           "AND state = 'quarantined'",
+                           -1, &st, NULL) != SQLITE_OK) {
+        return SY_EIO;
+    }
+    sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? SY_OK : SY_EIO;
+    }
+    json_t *headers = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+    struct sy_delivery d = {.body = (const char *)sqlite3_column_blob(st, 0),
+                            .body_len = (size_t)sqlite3_column_bytes(st, 0),
+                            .category = (const char *)sqlite3_column_text(st, 2)};
+    d.category_len = d.category ? strlen(d.category) : 0;
+    d.event_type = stored_header(headers, "x-unizo-event-type", &d.event_type_len);
+    d.delivery_id = stored_header(headers, "x-unizo-delivery-id", &d.delivery_id_len);
+    d.timestamp = stored_header(headers, "x-unizo-timestamp", &d.timestamp_len);
+    int64_t received = sqlite3_column_int64(st, 3);
+    struct sy_event_norm *n = malloc(sizeof(*n));
+    struct sy_buf norm;
+    sy_buf_init(&norm, 0);
+    rc = n ? SY_OK : SY_ENOMEM;
+    if (rc == SY_OK) {
+        sy_delivery_normalize(&d, n);
+        /* the id it was stored under stays its id: it is what dedupe knows */
+        snprintf(n->id, sizeof(n->id), "%s", o->text);
+        n->id_len = strlen(n->id);
+        sy_event_norm_json(n, &norm);
+    }
+    sqlite3_stmt *up = NULL;
+    size_t first = s->routes.n, hits = 0;
+    if (rc == SY_OK && !n->quarantined) {
+        struct sy_append a = {.id = n->id,
+                              .id_len = n->id_len,
+                              .type = n->type,
+                              .type_len = n->type_len,
+                              .integration = n->integration_type[0] ? n->integration_type : NULL,
+                              .category = n->category[0] ? n->category : NULL,
+                              .body = d.body,
+                              .body_len = d.body_len,
+                              .norm = norm.data,
+                              .norm_len = norm.len};
+        hits = s->route != NULL ? s->route(s->route_ctx, &a, &s->routes) : 0;
+        for (size_t i = 0; rc == SY_OK && i < hits; i++) {
+            sqlite3_stmt *ij = s->insert_job;
+            sqlite3_bind_text(ij, 1, n->id, (int)n->id_len, SQLITE_STATIC);
+            sqlite3_bind_text(ij, 2, sy_routes_handler(&s->routes, first + i), -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ij, 3, received);
+            bind_text_or_null(ij, 4, sy_routes_key(&s->routes, first + i), -1);
+            rc = step_done(s, ij, "sqlite job insert failed");
+            struct sy_job *j = rc == SY_OK ? sy_sqlite_job_new(sqlite3_last_insert_rowid(s->db), n->id,
+                                                                sy_routes_handler(&s->routes, first + i),
+                                                                sy_routes_key(&s->routes, first + i), 0, 0)
+                                           : NULL;
+            if (j != NULL) {
+                j->fresh = true;
+                list_add(promoted, j);
+            }
+        }
+        if (rc == SY_OK &&
+            sqlite3_prepare_v2(s->db,
+                               "UPDATE events SET type = ?2, integration = ?3, category = ?4, "
+                               "norm = ?5, reason = NULL, state = ?6 WHERE id = ?1",
+                               -1, &up, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(up, 1, n->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(up, 2, n->type, -1, SQLITE_STATIC);
+            bind_text_or_null(up, 3, n->integration_type[0] ? n->integration_type : NULL, -1);
+            bind_text_or_null(up, 4, n->category[0] ? n->category : NULL, -1);
+            sqlite3_bind_text(up, 5, norm.data, (int)norm.len, SQLITE_STATIC);
+            sqlite3_bind_text(up, 6, hits > 0 ? "routed" : "unrouted", -1, SQLITE_STATIC);
+            rc = step_done(s, up, "sqlite event update failed");
+        }
+        o->count += (long)hits;
+        o->promoted = true;
+    } else if (rc == SY_OK &&
+               sqlite3_prepare_v2(s->db, "UPDATE events SET reason = ?2 WHERE id = ?1", -1, &up,
+                                  NULL) == SQLITE_OK) {
+        sqlite3_bind_text(up, 1, o->text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(up, 2, n->reason, -1, SQLITE_STATIC);
+        rc = step_done(s, up, "sqlite event update failed");
+        snprintf(o->reason, sizeof(o->reason), "%s", n->reason);
+    }
+    sqlite3_finalize(up);
+    sqlite3_finalize(st);
+    json_decref(headers);
+    sy_buf_dispose(&norm);
+    free(n);
+    return rc;
+}
+
+/* Requeue dead jobs (their attempts start over) into 'requeued'; route quarantined events. */
+static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *requeued,
+                        struct job_list *promoted)
+{
+    o->count = 0;
+    if (o->text != NULL) {
+        int qrc = replay_quarantined(s, o, promoted);
+        if (qrc != SY_OK) {
+            return qrc;
+        }
+    }
     const char *sql = o->text ? "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
                                 "updated_at=?1 WHERE state='dead' AND event_id=?2 "
                                 "RETURNING id, event_id, handler, key, runs"
@@ -241,7 +361,6 @@ static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *r
     if (o->text) {
         sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
     }
-    o->count = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct sy_job *j = sy_sqlite_job_new(
@@ -258,7 +377,7 @@ static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *r
 }
 
 static int apply_op(struct sqlite_store *s, struct op *o, struct job_list *next,
-                    struct job_list *requeued)
+                    struct job_list *requeued, struct job_list *promoted)
 {
     switch (o->kind) {
     case OP_FINISH:
@@ -270,7 +389,7 @@ static int apply_op(struct sqlite_store *s, struct op *o, struct job_list *next,
     case OP_KV_DEL:
         return apply_kv(s, o->text, NULL, 0);
     default:
-        return apply_replay(s, o, requeued);
+        return apply_replay(s, o, requeued, promoted);
     }
 }
 
@@ -330,7 +449,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
 {
     double t0 = sy_mono_s();
     struct routed *routes = n > 0 ? calloc(n, sizeof(*routes)) : NULL;
-    struct job_list next = {0}, requeued = {0};
+    struct job_list next = {0}, requeued = {0}, promoted = {0};
     sy_routes_reset(&s->routes);
     int status = n > 0 && routes == NULL ? SY_ENOMEM : sy_sqlite_exec(s->db, "BEGIN IMMEDIATE");
     size_t i = 0;
@@ -338,7 +457,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         status = insert_event(s, a, &routes[i]);
     }
     for (struct op *o = ops; status == SY_OK && o != NULL; o = o->next) {
-        status = apply_op(s, o, &next, &requeued);
+        status = apply_op(s, o, &next, &requeued, &promoted);
     }
     if (status == SY_OK) {
         status = sy_sqlite_exec(s->db, "COMMIT");
@@ -348,6 +467,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         sy_metrics_add(&sy_metrics.store_errors, 1);
         list_free(&next);
         list_free(&requeued);
+        list_free(&promoted);
     }
 
     pthread_mutex_lock(&s->mu);
@@ -370,8 +490,12 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         s->dead--;
         place(s, requeued.j[k]);
     }
+    for (size_t k = 0; k < promoted.n; k++) {
+        place(s, promoted.j[k]); /* jobs of a quarantined event that routes now */
+    }
     free(next.j);
     free(requeued.j);
+    free(promoted.j);
     i = 0;
     for (struct sy_append *a = batch; a != NULL; a = a->next, i++) {
         a->status = status;

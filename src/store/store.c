@@ -239,9 +239,10 @@ const char *sy_routes_key(const struct sy_routes *r, size_t i)
     return r->hit[i].key == UINT32_MAX ? NULL : r->text.data + r->hit[i].key;
 }
 
-int sy_store_replay(struct sy_store *st, const char *event_id, long *count)
+int sy_store_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r)
 {
-    return st->ops->replay(st, event_id, count);
+    memset(r, 0, sizeof(*r));
+    return st->ops->replay(st, event_id, r);
 }
 
 struct json_t *sy_store_list(struct sy_store *st, const char *status, int limit,

@@ -90,8 +90,9 @@ const char *sy_routes_key(const struct sy_routes *r, size_t i); /* NULL = none *
 
 /*
  * Which handlers take event 'a': adds at most SY_ROUTES_MAX hits to 'out'
- * and returns how many it added. Called on the store's writer thread,
- * inside the append transaction.
+ * and returns how many it added. Called on the store's writer thread inside
+ * the append transaction, and by a replay of a quarantined event on the
+ * thread asking for it: any thread.
  */
 typedef size_t (*sy_route_fn)(void *ctx, const struct sy_append *a, struct sy_routes *out);
 
@@ -221,12 +222,21 @@ int sy_store_journal_load(struct sy_store *st, const struct sy_job *job,
 
 /* ---- inspection and replay ---- */
 
+/* What a replay did. */
+struct sy_replay_result {
+    long jobs;            /* jobs queued: dead ones again, and a quarantined event's new ones */
+    bool was_quarantined; /* the event was quarantined and was normalized again */
+    bool routed;          /* ...and can be routed now (it has its jobs, or is unrouted) */
+    char reason[256];     /* ...or why it still cannot */
+};
+
 /*
- * Requeue the dead (or, with 'failed_too', also retrying) jobs of event
- * 'event_id' (NULL = every dead job). Returns how many, or a negative SY_E*.
- * Durable before it returns; the running server picks them up at once.
+ * Requeue the dead jobs of event 'event_id' (NULL = every dead job); a
+ * quarantined event is normalized again and, when it can be routed now,
+ * gets its jobs. Fills 'r'; returns SY_OK or a negative SY_E*. Durable
+ * before it returns; the running server picks the jobs up at once.
  */
-int sy_store_replay(struct sy_store *st, const char *event_id, long *count);
+int sy_store_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
 
 /*
  * Views for `switchyard events` and the admin API, in the shapes of
@@ -252,7 +262,7 @@ struct sy_store_ops {
     int (*kv_get)(struct sy_store *st, const char *key, char **value);
     int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(struct sy_store *st, const char *key);
-    int (*replay)(struct sy_store *st, const char *event_id, long *count);
+    int (*replay)(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
     void (*journal_add)(struct sy_store *st, const struct sy_job *job,
                         struct sy_call_record *rec);
     int (*journal_load)(struct sy_store *st, const struct sy_job *job,

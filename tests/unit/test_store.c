@@ -223,14 +223,14 @@ int main(int argc, char **argv)
     CHECK(sy_store_next_job(st, 300) == NULL); /* a is never run again */
 
     /* replay: the dead job comes back, once, with a fresh count */
-    long count = 0;
-    CHECK(sy_store_replay(st, "evt_1", &count) == SY_OK && count == 1);
+    struct sy_replay_result rr;
+    CHECK(sy_store_replay(st, "evt_1", &rr) == SY_OK && rr.jobs == 1 && !rr.was_quarantined);
     struct sy_job *replayed = sy_store_next_job(st, 2000);
     CHECK(replayed && strcmp(replayed->handler, "b") == 0 && replayed->attempts == 0);
     if (replayed) {
         sy_store_finish(st, replayed, SY_JOB_DONE, NULL, 0);
     }
-    CHECK(sy_store_replay(st, "evt_1", &count) == SY_OK && count == 0);
+    CHECK(sy_store_replay(st, "evt_1", &rr) == SY_OK && rr.jobs == 0);
     CHECK(sy_store_next_job(st, 300) == NULL);
 
     /* kv: set, get, overwrite, delete, expiry */
@@ -307,7 +307,7 @@ int main(int argc, char **argv)
         }
         CHECK(append(st, "evt_k4", "keyed.A", &is_new) == SY_OK && is_new);
         struct sy_job *k4 = take(st, 2000, "evt_k4");
-        CHECK(sy_store_replay(st, "evt_k2", &count) == SY_OK && count == 1);
+        CHECK(sy_store_replay(st, "evt_k2", &rr) == SY_OK && rr.jobs == 1);
         struct sy_job *early = sy_store_next_job(st, 300);
         CHECK(early == NULL);
         if (early) {
