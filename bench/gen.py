@@ -2,11 +2,16 @@
 """Write pre-signed raw HTTP requests for wrk: one file per wrk thread.
 
 usage: gen.py OUTDIR THREADS COUNT_PER_THREAD SECRET [--dup PCT] [--badsig PCT]
-              [--path PATH] [--body-sig HEADER] [--uuid] [--urls N]
+              [--path PATH] [--body-sig HEADER] [--uuid] [--urls N] [--form FORM]
 Each body is a ~1 KB Unizo event with a unique id (duplicates and bad
 signatures are mixed in when asked), signed with the current time. --uuid
 makes the ids UUID v4, as real delivery ids are; --urls N spreads the events
-over N pull request URLs at random (default: one URL for all).
+over N pull request URLs at random (default: one URL for all). --form picks the
+delivery form: "dotted" (default: the body envelope, dotted type), "headers"
+(body {"data": ...}; type and UUID delivery id in x-unizo-event-type and
+x-unizo-delivery-id), "console" ({"event", "source", "data"} and a delivery id
+header) or "body-signed" (the dotted envelope, "sha256=" HMAC of the body alone,
+no timestamp).
 --path sets the request path (default /webhooks/unizo); --body-sig HEADER adds
 a header "HEADER: sha256=<hex HMAC-SHA256(secret, body)>" for receivers that
 sign the body alone (a bad signature spoils both).
@@ -36,6 +41,7 @@ def main():
     if "--body-sig" in args:
         body_sig = args[args.index("--body-sig") + 1]
     uuids = "--uuid" in args
+    form = args[args.index("--form") + 1] if "--form" in args else "dotted"
     urls = int(args[args.index("--urls") + 1]) if "--urls" in args else 1
     rnd = random.Random(42)
     ts = str(int(time.time())).encode()
@@ -66,19 +72,34 @@ def main():
                 ev["data"] = dict(template["data"])
                 if urls > 1:
                     ev["data"]["url"] = "https://github.com/acme/payments-api/pull/%d" % rnd.randrange(urls)
+                extra = ""
+                if form in ("headers", "console"):
+                    # the same event, delivered as the newer pages show it
+                    extra = "x-unizo-delivery-id: %s\r\n" % eid
+                    if form == "headers":
+                        extra += "x-unizo-event-type: pull_request:created\r\n"
+                        ev = {"data": ev["data"]}
+                    else:
+                        ev = {"event": "pull_request:created", "timestamp": template["timestamp"],
+                              "source": {"type": "github", "integration_id": "int_github_123"},
+                              "data": ev["data"]}
                 base = len(json.dumps(ev))
                 ev["data"]["description"] = "x" * max(0, 1024 - base)
                 body = json.dumps(ev, separators=(",", ":")).encode()
                 mac = hmac.new(secret, ts + b"." + body, hashlib.sha256).hexdigest()
-                bmac = hmac.new(secret, body, hashlib.sha256).hexdigest() if body_sig else ""
+                bmac = hmac.new(secret, body, hashlib.sha256).hexdigest() if body_sig or form == "body-signed" else ""
                 if rnd.random() < badsig:
                     mac = mac[::-1]
                     bmac = bmac[::-1]
-                extra = "%s: sha256=%s\r\n" % (body_sig, bmac) if body_sig else ""
+                if body_sig:
+                    extra += "%s: sha256=%s\r\n" % (body_sig, bmac)
+                if form == "body-signed":
+                    sig = "x-unizo-signature: sha256=%s\r\n" % bmac
+                else:
+                    sig = "x-unizo-timestamp: %s\r\nx-unizo-signature: v1=%s\r\n" % (ts.decode(), mac)
                 head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        "content-type: application/json\r\nx-unizo-timestamp: %s\r\n"
-                        "x-unizo-signature: v1=%s\r\n%scontent-length: %d\r\n\r\n"
-                        % (path, ts.decode(), mac, extra, len(body))).encode()
+                        "content-type: application/json\r\n%s%scontent-length: %d\r\n\r\n"
+                        % (path, sig, extra, len(body))).encode()
                 f.write(head + body + b"\0")
 
 

@@ -142,7 +142,7 @@ class Target:
 
 
 def switchyard_target(build, name, workroot, store="sqlite", sync="full", reqs="unizo", rules=None,
-                      connections=None):
+                      connections=None, webhook=""):
     d = tempfile.mkdtemp(prefix="sy-bench-", dir=workroot)
     port, admin = free_port(), free_port()
     helpers = []
@@ -170,7 +170,7 @@ unizo = {{
         f.write(f"""
 listen = {{ "127.0.0.1:{port}" }}
 admin = {{ listen = "127.0.0.1:{admin}" }}
-webhook = {{ secrets = {{ "{SECRET}" }} }}
+webhook = {{ secrets = {{ "{SECRET}" }}, {webhook} }}
 store = {store_lua}
 log = {{ level = "info" }}
 {extra}
@@ -231,18 +231,30 @@ def run_wrk(target, reqdir, args):
     return res
 
 
-def generate(workroot, per_thread):
-    """Fresh request sets (signatures inside the 5-minute window, new ids)."""
-    sets = {"unizo": [], "mixed": ["--dup", "10", "--badsig", "10"],
-            "webhook": ["--path", peers.WEBHOOK_PATH, "--body-sig", peers.WEBHOOK_SIG_HEADER]}
-    dirs = {}
-    for name, extra in sets.items():
-        d = os.path.join(workroot, "req-" + name)
+REQUEST_SETS = {"unizo": [], "mixed": ["--dup", "10", "--badsig", "10"],
+                "webhook": ["--path", peers.WEBHOOK_PATH, "--body-sig", peers.WEBHOOK_SIG_HEADER],
+                # the other documented delivery forms, with UUID delivery ids
+                "form-headers": ["--form", "headers", "--uuid", "--path", "/webhooks/unizo/scm"],
+                "form-console": ["--form", "console", "--uuid", "--path", "/webhooks/unizo/scm"],
+                "form-body": ["--form", "body-signed", "--uuid"],
+                "form-dotted": ["--uuid"]}
+
+
+class generate(dict):
+    """Fresh request sets (signatures inside the 5-minute window, new ids), each written the
+    first time a target of this repetition asks for it."""
+
+    def __init__(self, workroot, per_thread):
+        super().__init__()
+        self.workroot, self.per_thread = workroot, per_thread
+
+    def __missing__(self, name):
+        d = os.path.join(self.workroot, "req-" + name)
         shutil.rmtree(d, ignore_errors=True)
-        subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), d, "2", str(per_thread), SECRET] + extra,
-                       check=True)
-        dirs[name] = d
-    return dirs
+        subprocess.run([sys.executable, os.path.join(HERE, "gen.py"), d, "2", str(self.per_thread), SECRET]
+                       + REQUEST_SETS[name], check=True)
+        self[name] = d
+        return d
 
 
 def idle_rss(build, workroot):
@@ -279,6 +291,10 @@ def main():
     FULL = "switchyard, SQLite synchronous=FULL"
     FULL_256 = "switchyard, SQLite synchronous=FULL, 256 connections"
     E2E = "switchyard end to end: FULL + PR rule (dry-run), 2 workers"
+    FORM_DOTTED = "form: body envelope, dotted type (UUID ids), FULL"
+    FORM_HEADERS = "form: type and delivery id in headers, /scm endpoint, FULL"
+    FORM_CONSOLE = "form: console envelope (event, source), FULL"
+    FORM_BODY = "form: body-only sha256= signature, FULL"
     targets = [
         (NGINX, lambda: peer_target(NGINX, peers.nginx, workroot)),
         ("h2o do-nothing handler", lambda: noop_target(b)),
@@ -290,6 +306,11 @@ def main():
         ("switchyard, SQLite synchronous=NORMAL", lambda: switchyard_target(b, "switchyard, SQLite synchronous=NORMAL", workroot, sync="normal")),
         ("switchyard, Redis (appendfsync always)", lambda: switchyard_target(b, "switchyard, Redis (appendfsync always)", workroot, store="redis")),
         ("switchyard, FULL, 10% duplicates + 10% bad signatures", lambda: switchyard_target(b, "switchyard, FULL, 10% duplicates + 10% bad signatures", workroot, reqs="mixed")),
+        (FORM_DOTTED, lambda: switchyard_target(b, FORM_DOTTED, workroot, reqs="form-dotted")),
+        (FORM_HEADERS, lambda: switchyard_target(b, FORM_HEADERS, workroot, reqs="form-headers")),
+        (FORM_CONSOLE, lambda: switchyard_target(b, FORM_CONSOLE, workroot, reqs="form-console")),
+        (FORM_BODY, lambda: switchyard_target(b, FORM_BODY, workroot, reqs="form-body",
+                                              webhook='signed_payload = "body"')),
         ("Express raw, 10% duplicates + 10% bad signatures", lambda: peer_target("Express raw, 10% duplicates + 10% bad signatures", lambda d, p: peers.express("raw", d, p, SECRET), workroot, reqs="mixed")),
         (E2E, lambda: switchyard_target(b, E2E, workroot, rules=True)),
     ]

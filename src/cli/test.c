@@ -330,6 +330,8 @@ static int p_load_fixture(lua_State *L)
         if (lua_istable(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
             lua_setfield(L, 3, "body");
             lua_setfield(L, 3, "headers");
+            lua_getfield(L, -1, "category"); /* the endpoint it came to, when it had one */
+            lua_setfield(L, 3, "category");
             lua_settop(L, 3);
             return 1;
         }

@@ -109,7 +109,8 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
             } else {
                 if (a->is_new && lp->srv->cfg->record_dir != NULL) {
                     sy_record_delivery(lp->srv->cfg->record_dir, a->type, a->type_len, a->id,
-                                       a->id_len, a->headers, a->headers_len, a->body, a->body_len);
+                                       a->id_len, a->category, a->headers, a->headers_len, a->body,
+                                       a->body_len);
                 }
                 bool quarantined = a->is_new && a->reason != NULL;
                 send_status(req,

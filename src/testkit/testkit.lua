@@ -95,7 +95,7 @@ function fire(fixture, opts)
     end
   end
   -- normalized as the server does: every delivery form gives the same 'ev'
-  local valid, a, b, c = sy.validate(delivery.body, delivery.headers, opts.category)
+  local valid, a, b, c = sy.validate(delivery.body, delivery.headers, opts.category or delivery.category)
   if not valid then
     run.status, run.quarantined, run.rejected, run.detail = 200, b, a, b
     run.event = json.decode(c)

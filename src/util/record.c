@@ -64,8 +64,8 @@ static void write_file(const char *path, const char *data, size_t len, int flags
 }
 
 void sy_record_delivery(const char *dir, const char *type, size_t type_len, const char *id,
-                        size_t id_len, const char *headers_json, size_t headers_len,
-                        const char *body, size_t body_len)
+                        size_t id_len, const char *category, const char *headers_json,
+                        size_t headers_len, const char *body, size_t body_len)
 {
     char name[600], path[4800];
     char safe_type[SY_RECORD_NAME_MAX + 1], safe_id[SY_RECORD_NAME_MAX + 1];
@@ -77,6 +77,10 @@ void sy_record_delivery(const char *dir, const char *type, size_t type_len, cons
     sy_buf_init(&b, body_len * 6 + headers_len + 64);
     sy_buf_puts(&b, "{\"headers\": ");
     sy_buf_append(&b, headers_json, headers_len);
+    if (category != NULL) {
+        sy_buf_puts(&b, ",\n \"category\": ");
+        sy_buf_json_string(&b, category, strlen(category));
+    }
     sy_buf_puts(&b, ",\n \"body\": ");
     sy_buf_json_string(&b, body, body_len);
     sy_buf_puts(&b, "}\n");

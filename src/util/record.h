@@ -9,10 +9,10 @@
  */
 
 /* DIR/deliveries/<type>--<id>.json (names as sy_record_safe_name makes them):
- * {"headers": {...}, "body": "<raw body>"}. */
+ * {"headers": {...}, "category": "<category>" (when it has one), "body": "<raw body>"}. */
 void sy_record_delivery(const char *dir, const char *type, size_t type_len, const char *id,
-                        size_t id_len, const char *headers_json, size_t headers_len,
-                        const char *body, size_t body_len);
+                        size_t id_len, const char *category, const char *headers_json,
+                        size_t headers_len, const char *body, size_t body_len);
 
 /* Append one JSON line (already formatted) to DIR/cassettes/<event id>.jsonl. */
 void sy_record_exchange(const char *dir, const char *event_id, const char *line, size_t len);

@@ -1,0 +1,26 @@
+-- Tests for access_review.lua, with recorded deliveries in the forms Unizo documents.
+
+test("a user created in identity (type and id in the headers) gets a review ticket", function()
+  respond("POST", "/collections/IT/tickets$", { status = 201, body = { id = "IT-9" } })
+  local run = fire("../events/deliveries/identity--user-created.headers.json")
+  expect(run.event.type).to_be("user:created")
+  expect(run.event.category).to_be("identity")
+  expect(run.event.id).to_be("4f2b8c1e-7a3d-4e6f-9b0c-1d2e3f4a5b6c")
+  expect(#run.calls).to_be(1)
+  expect(run.calls[1].body.name).to_be("Review access for ana.diaz@acme.example")
+  expect(run.calls[1].body.metadata.delivery).to_be("4f2b8c1e-7a3d-4e6f-9b0c-1d2e3f4a5b6c")
+end)
+
+test("the same type from ticketing is not this rule's", function()
+  local run = fire("../events/deliveries/ticketing--user-created.body-signed.json")
+  expect(run.event.category).to_be("ticketing")
+  expect(#run.jobs).to_be(0)
+  expect(#run.calls).to_be(0)
+end)
+
+test("a delivery with no type anywhere is quarantined, not run", function()
+  local run = fire({ headers = {}, category = "identity", body = '{"data": {"user": {"id": "u"}}}' })
+  expect(run.status).to_be(200)
+  expect(run.quarantined).to_contain("no event type")
+  expect(#run.jobs).to_be(0)
+end)
