@@ -50,22 +50,15 @@ struct seg {
     size_t len;
 };
 
-/* Split on '.' and ':' into at most 'max' segments; returns how many, or 0 when there are more. */
-static size_t split(const char *s, size_t len, struct seg *out, size_t max)
+/* The type's segment starting at offset 'at' (at <= len), and the offset of the next one. */
+static struct seg type_seg(const char *type, size_t len, size_t at, size_t *next)
 {
-    size_t n = 0, start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || is_sep(s[i])) {
-            if (n == max) {
-                return 0;
-            }
-            out[n].p = s + start;
-            out[n].len = i - start;
-            n++;
-            start = i + 1;
-        }
+    size_t e = at;
+    while (e < len && !is_sep(type[e])) {
+        e++;
     }
-    return n;
+    *next = e + 1; /* len + 1 once the last segment is taken */
+    return (struct seg){type + at, e - at};
 }
 
 static bool is_star(const struct seg *g)
@@ -75,27 +68,36 @@ static bool is_star(const struct seg *g)
 
 bool sy_pattern_match(const char *pattern, const char *type, size_t len)
 {
-    struct seg ps[128], ts[129];
-    size_t np = split(pattern, strlen(pattern), ps, 128);
-    size_t nt = split(type, len, ts, 129);
-    if (np == 0 || nt == 0) {
-        return false;
+    /* a valid pattern is at most 255 bytes: at most 128 segments */
+    struct seg ps[128];
+    size_t np = 0, plen = strlen(pattern), start = 0;
+    for (size_t i = 0; i <= plen; i++) {
+        if (i == plen || is_sep(pattern[i])) {
+            if (np == 128) {
+                return false;
+            }
+            ps[np++] = (struct seg){pattern + start, i - start};
+            start = i + 1;
+        }
     }
     /*
      * '*' matches one or more segments. Greedy matching with a return to the last star
-     * when a segment does not match: O(np * nt) at worst, whatever the type.
+     * when a segment does not match: O(np * len) at worst. The type is walked by offset,
+     * so it may hold any number of segments.
      */
-    size_t p = 0, t = 0, star = SIZE_MAX, mark = 0;
-    while (t < nt) {
+    size_t p = 0, t = 0, star = SIZE_MAX, mark = 0, next;
+    while (t <= len) {
+        struct seg ts = type_seg(type, len, t, &next);
         if (p < np && is_star(&ps[p])) {
             star = p++;
-            mark = ++t; /* the star takes one segment, and maybe more later */
-        } else if (p < np && ps[p].len == ts[t].len && memcmp(ps[p].p, ts[t].p, ts[t].len) == 0) {
+            t = mark = next; /* the star takes one segment, and maybe more later */
+        } else if (p < np && ps[p].len == ts.len && memcmp(ps[p].p, ts.p, ts.len) == 0) {
             p++;
-            t++;
+            t = next;
         } else if (star != SIZE_MAX) {
             p = star + 1;
-            t = ++mark; /* the last star takes one more segment */
+            type_seg(type, len, mark, &mark); /* the last star takes one more segment */
+            t = mark;
         } else {
             return false;
         }

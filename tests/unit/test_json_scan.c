@@ -48,7 +48,8 @@ static void compare_lookup(const char *text, size_t len, const char *path, json_
     check_count++;
     if (mine == NULL || !json_equal(mine, want)) {
         if (disagreements++ < 10) {
-            fprintf(stderr, "lookup %s: got %.*s\n", path, (int)(got.len > 80 ? 80 : got.len), got.p);
+            fprintf(stderr, "lookup %s: got %.*s\n", path, (int)(got.len > 80 ? 80 : got.len),
+                    got.p);
         }
         check_failures++;
     }
@@ -84,6 +85,25 @@ static void walk_paths(const char *text, size_t len, json_t *v, char *path, size
     }
 }
 
+/* The scanner's span for obj.key says what jansson has there: present or not, and a string's bytes.
+ */
+static void same_member(json_t *obj, const char *key, const struct sy_json_span *span)
+{
+    json_t *v = obj != NULL ? json_object_get(obj, key) : NULL;
+    CHECK((v != NULL) == (span->kind != SY_JSON_NONE));
+    if (v == NULL) {
+        return;
+    }
+    CHECK(json_is_string(v) == (span->kind == SY_JSON_STRING));
+    CHECK(json_is_object(v) == (span->kind == SY_JSON_OBJECT));
+    if (json_is_string(v) && span->kind == SY_JSON_STRING && json_string_length(v) < 4096) {
+        char buf[4096];
+        long n = sy_json_unescape(span, buf, sizeof(buf));
+        CHECK(n == (long)json_string_length(v) &&
+              memcmp(buf, json_string_value(v), (size_t)n) == 0);
+    }
+}
+
 static void compare(const char *text, size_t len, const char *label)
 {
     struct sy_json_envelope e;
@@ -91,15 +111,20 @@ static void compare(const char *text, size_t len, const char *label)
     bool mine = sy_json_scan_envelope(text, len, &e, err, sizeof(err));
     json_error_t jerr;
     json_t *j = json_loadb(text, len, 0, &jerr);
+    /*
+     * A raw NUL byte is never valid JSON, but jansson drops one that directly follows a number
+     * or a literal ("[1\0]" loads): there the scanner is right to refuse.
+     */
+    bool valid = j != NULL && memchr(text, '\0', len) == NULL;
     check_count++;
-    if (mine != (j != NULL)) {
+    if (mine != valid) {
         if (disagreements++ < 10) {
             fprintf(stderr, "%s: scanner %s, jansson %s (%s / %s): %.*s\n", label,
                     mine ? "accepts" : "rejects", j ? "accepts" : "rejects", mine ? "" : err,
                     j ? "" : jerr.text, (int)(len > 120 ? 120 : len), text);
         }
         check_failures++;
-    } else if (j != NULL && json_is_object(j)) {
+    } else if (valid && json_is_object(j)) {
         /* the same id as jansson, escapes decoded */
         json_t *id = json_object_get(j, "id");
         char buf[4096];
@@ -113,15 +138,21 @@ static void compare(const char *text, size_t len, const char *label)
         }
         json_t *data = json_object_get(j, "data");
         CHECK((data != NULL) == (e.data.kind != SY_JSON_NONE));
-        /* integration's members come from the object jansson keeps (the last one) */
-        json_t *itype = json_object_get(json_object_get(j, "integration"), "type");
-        CHECK((itype != NULL) == (e.integration_type.kind != SY_JSON_NONE));
-        if (json_is_string(itype) && e.integration_type.kind == SY_JSON_STRING) {
-            char ibuf[4096];
-            long n = sy_json_unescape(&e.integration_type, ibuf, sizeof(ibuf));
-            CHECK(n == (long)json_string_length(itype) &&
-                  memcmp(ibuf, json_string_value(itype), (size_t)n) == 0);
-        }
+        same_member(j, "type", &e.type);
+        same_member(j, "event", &e.event);
+        same_member(j, "timestamp", &e.timestamp);
+        same_member(j, "integration", &e.integration);
+        same_member(j, "source", &e.source);
+        /* the nested members come from the object jansson keeps (the last one) */
+        json_t *integration = json_object_get(j, "integration");
+        json_t *source = json_object_get(j, "source");
+        same_member(json_is_object(integration) ? integration : NULL, "id", &e.integration_id);
+        same_member(json_is_object(integration) ? integration : NULL, "type", &e.integration_type);
+        same_member(json_is_object(integration) ? integration : NULL, "name", &e.integration_name);
+        same_member(json_is_object(source) ? source : NULL, "integration_id",
+                    &e.source_integration_id);
+        same_member(json_is_object(source) ? source : NULL, "type", &e.source_type);
+        same_member(json_is_object(source) ? source : NULL, "name", &e.source_name);
         char path[1024] = "";
         walk_paths(text, len, j, path, 0, 0);
     }
@@ -131,6 +162,19 @@ static void compare(const char *text, size_t len, const char *label)
 static void compare_str(const char *s)
 {
     compare(s, strlen(s), "case");
+}
+
+/* A raw NUL anywhere is refused, even where jansson skips it (after a number or a literal). */
+static void test_nul_bytes(void)
+{
+    static const char a[] = "{\"t\":17\0,\"d\":1}", b[] = "{\"t\":true\0}", c[] = "{\"t\":\"x\0\"}";
+    const char *v[] = {a, b, c};
+    size_t l[] = {sizeof(a) - 1, sizeof(b) - 1, sizeof(c) - 1};
+    for (size_t i = 0; i < 3; i++) {
+        struct sy_json_envelope e;
+        char err[200];
+        CHECK(!sy_json_scan_envelope(v[i], l[i], &e, err, sizeof(err)));
+    }
 }
 
 static void test_cases(void)
@@ -270,52 +314,71 @@ static void test_files(const char *dir)
     }
 }
 
-/* Random edits of valid events: flips, inserts of JSON-significant bytes, cuts. */
+/* Random edits of a valid event: flips, inserts of JSON-significant bytes, cuts. */
+static void mutate(const char *orig, size_t len, const char *label, unsigned *seed)
+{
+    static const char specials[] = "{}[]\",:\\u0123456789eE+-.tfn \n\t\x80\xc3\xff\x00";
+    compare(orig, len, label);
+    char *buf = malloc(len + 16);
+    for (int iter = 0; iter < 2000; iter++) {
+        memcpy(buf, orig, len);
+        size_t blen = len;
+        int edits = 1 + (int)(rand_r(seed) % 3);
+        for (int e = 0; e < edits && blen > 1; e++) {
+            size_t at = (size_t)rand_r(seed) % blen;
+            char c = specials[(size_t)rand_r(seed) % (sizeof(specials) - 1)];
+            switch (rand_r(seed) % 4) {
+            case 0:
+                buf[at] = c;
+                break;
+            case 1:
+                buf[at] ^= (char)(1 << (rand_r(seed) % 8));
+                break;
+            case 2:
+                memmove(buf + at + 1, buf + at, blen - at);
+                buf[at] = c;
+                blen++;
+                break;
+            default:
+                memmove(buf + at, buf + at + 1, blen - at - 1);
+                blen--;
+            }
+        }
+        compare(buf, blen, label);
+    }
+    free(buf);
+}
+
+/* The other delivery forms' bodies: event/source envelopes, repeated keys, both spellings. */
+static const char *const form_bodies[] = {
+    "{\"event\":\"ticket:created\",\"timestamp\":\"2025-03-01T09:00:00Z\",\"source\":{\"type\":"
+    "\"jira\",\"integration_id\":\"int_9\",\"name\":\"J\\u00e9\"},\"data\":{\"ticket\":{\"id\":"
+    "\"ENG-77\"}}}",
+    "{\"id\":\"e1\",\"type\":\"user:created\",\"event\":\"x:y\",\"integration\":{\"id\":\"a\","
+    "\"type\":\"okta\",\"name\":\"Okta\"},\"source\":{\"type\":\"github\"},\"data\":{}}",
+    "{\"source\":{\"type\":\"a\",\"integration_id\":\"1\"},\"source\":{\"name\":\"b\"},"
+    "\"event\":\"a\",\"event\":\"scm:branch:deleted\",\"timestamp\":1735689600,\"data\":[1]}",
+};
+
 static void test_mutations(const char *events_dir)
 {
     char **names;
     size_t n = list_dir(events_dir, ".json", &names);
     CHECK(n > 0);
     unsigned seed = 12345;
-    static const char specials[] = "{}[]\",:\\u0123456789eE+-.tfn \n\t\x80\xc3\xff\x00";
     for (size_t f = 0; f < n; f++) {
         char path[1024];
         snprintf(path, sizeof(path), "%s/%s", events_dir, names[f]);
         size_t len;
         char *orig = read_all(path, &len);
-        compare(orig, len, names[f]);
-        char *buf = malloc(len + 16);
-        for (int iter = 0; iter < 2000; iter++) {
-            memcpy(buf, orig, len);
-            size_t blen = len;
-            int edits = 1 + (int)(rand_r(&seed) % 3);
-            for (int e = 0; e < edits && blen > 1; e++) {
-                size_t at = (size_t)rand_r(&seed) % blen;
-                char c = specials[(size_t)rand_r(&seed) % (sizeof(specials) - 1)];
-                switch (rand_r(&seed) % 4) {
-                case 0:
-                    buf[at] = c;
-                    break;
-                case 1:
-                    buf[at] ^= (char)(1 << (rand_r(&seed) % 8));
-                    break;
-                case 2:
-                    memmove(buf + at + 1, buf + at, blen - at);
-                    buf[at] = c;
-                    blen++;
-                    break;
-                default:
-                    memmove(buf + at, buf + at + 1, blen - at - 1);
-                    blen--;
-                }
-            }
-            compare(buf, blen, names[f]);
-        }
-        free(buf);
+        mutate(orig, len, names[f], &seed);
         free(orig);
         free(names[f]);
     }
     free(names);
+    for (size_t i = 0; i < sizeof(form_bodies) / sizeof(form_bodies[0]); i++) {
+        mutate(form_bodies[i], strlen(form_bodies[i]), "form body", &seed);
+    }
 }
 
 static bool found(const char *text, const char *path, const char *want)
@@ -329,10 +392,11 @@ static bool found(const char *text, const char *path, const char *want)
 
 static void test_lookup_cases(void)
 {
-    const char *doc = "{\"id\":\"e1\", \"data\": {\"url\": \"https://x/1\", \"n\": 42, \"ok\": true,"
-                      " \"none\": null, \"tricky\": \"a}b]c,d\\\"e\", \"list\": [ {\"login\": \"ann\"},"
-                      " [1, 2], \"s\" ], \"obj\": {\"a\": {\"b\": 1.5e3}}, \"esc\\u0061ped\": 7,"
-                      " \"dup\": 1, \"dup\": 2, \"a.b\": 9}}";
+    const char *doc =
+        "{\"id\":\"e1\", \"data\": {\"url\": \"https://x/1\", \"n\": 42, \"ok\": true,"
+        " \"none\": null, \"tricky\": \"a}b]c,d\\\"e\", \"list\": [ {\"login\": \"ann\"},"
+        " [1, 2], \"s\" ], \"obj\": {\"a\": {\"b\": 1.5e3}}, \"esc\\u0061ped\": 7,"
+        " \"dup\": 1, \"dup\": 2, \"a.b\": 9}}";
     CHECK(found(doc, "id", "e1"));
     CHECK(found(doc, "data.url", "https://x/1"));
     CHECK(found(doc, "data.n", "42"));
@@ -357,8 +421,8 @@ static void test_lookup_cases(void)
     CHECK(found("[10, 20]", "1", "20"));
     CHECK(found("{}", "a", NULL));
     /* text that was never validated: no crash, no read past the end */
-    const char *bad[] = {"{\"a\":", "{\"a\"", "{\"a\":[1,", "{\"a\":\"x", "{\"a\": {\"b\": [", "{\"a\":1,}",
-                         "{\"a\" 1}", "{\"a\":\x01\x02}"};
+    const char *bad[] = {"{\"a\":",           "{\"a\"",     "{\"a\":[1,", "{\"a\":\"x",
+                         "{\"a\": {\"b\": [", "{\"a\":1,}", "{\"a\" 1}",  "{\"a\":\x01\x02}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct sy_json_span sp;
         (void)sy_json_lookup(bad[i], strlen(bad[i]), "a.b", &sp);
@@ -373,6 +437,7 @@ int main(int argc, char **argv)
         return 2;
     }
     test_cases();
+    test_nul_bytes();
     test_lookup_cases();
     test_files(argv[1]);
     test_mutations(argv[2]);

@@ -53,9 +53,29 @@ static void random_patterns(void)
     }
 }
 
+/* Types of up to 255 bytes can hold 256 segments (all separators): no segment count is a limit. */
+static void many_segments(void)
+{
+    char colons[256], dotted[256];
+    memset(colons, ':', 255);
+    colons[255] = '\0';
+    CHECK(m("*", colons));
+    for (size_t i = 0; i < 255; i++) {
+        dotted[i] = i % 2 ? '.' : 'a';
+    }
+    dotted[255] = '\0'; /* "a.a.a...a": 128 segments */
+    CHECK(m("*", dotted));
+    CHECK(m("a.*", dotted));
+    CHECK(m("*.a", dotted));
+    CHECK(m("a.*.a", dotted));
+    CHECK(!m("b.*", dotted));
+    CHECK(!m("a", dotted));
+}
+
 int main(void)
 {
     random_patterns();
+    many_segments();
     /* exact */
     CHECK(m("scm.pull_request.created", "scm.pull_request.created"));
     CHECK(!m("scm.pull_request.created", "scm.pull_request.created2"));
