@@ -116,6 +116,8 @@ struct sy_config {
         char *name;        /* configures the plugin of this name (from plugin_dir); may be NULL */
         char *path;        /* or loads this file; may be NULL */
         char *config_json; /* its config table as JSON ("{}" when none) */
+        char *integration; /* route only events of this integration type (NULL = any) */
+        char *category;    /* route only events of this category (NULL = any) */
         int line;          /* where it is in the config file */
     } *plugins;
     size_t n_plugins;

@@ -48,12 +48,14 @@ static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
     sy_rule_gen_release(g);
     /* plugins after the rules, in load order */
     for (size_t i = 0; i < eng->n_plugins && n < SY_ROUTES_MAX; i++) {
-        const struct sy_plugin *d = eng->plugins[i].desc;
-        for (size_t k = 0; k < eng->plugins[i].n_events; k++) {
-            if (sy_pattern_match(d->events[k], a->type, a->type_len)) {
-                n += sy_routes_add(out, d->name, NULL) == SY_OK;
-                break;
-            }
+        const struct sy_loaded_plugin *p = &eng->plugins[i];
+        struct sy_route r = {.name = p->desc->name,
+                             .on = p->desc->events,
+                             .n_on = p->n_events,
+                             .integration = p->integration,
+                             .category = p->category};
+        if (sy_route_matches(&r, a->type, a->type_len, a->integration, a->category)) {
+            n += sy_routes_add(out, r.name, NULL) == SY_OK;
         }
     }
     return n;

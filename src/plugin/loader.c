@@ -28,10 +28,11 @@ static int refuse(struct sy_error *err, const char *file, const char *fmt, ...)
     return sy_error_set(err, file, 0, "%s", msg);
 }
 
-/* dlopen, find and check the descriptor, init. */
-static int load_one(const char *file, const char *config_json, struct sy_loaded_plugin *p,
-                    struct sy_error *err)
+/* dlopen, find and check the descriptor, init with its entry's config ('conf' may be NULL). */
+static int load_one(const char *file, const struct sy_plugin_conf *conf,
+                    struct sy_loaded_plugin *p, struct sy_error *err)
 {
+    const char *config_json = conf != NULL ? conf->config_json : NULL;
     memset(p, 0, sizeof(*p));
     struct stat st;
     if (stat(file, &st) != 0) {
@@ -98,6 +99,8 @@ static int load_one(const char *file, const char *config_json, struct sy_loaded_
         p->n_events++;
     }
     p->file = strdup(file);
+    p->integration = conf != NULL && conf->integration ? strdup(conf->integration) : NULL;
+    p->category = conf != NULL && conf->category ? strdup(conf->category) : NULL;
     return SY_OK;
 }
 
@@ -151,7 +154,7 @@ int sy_plugins_load(const struct sy_config *cfg, struct sy_store *store,
     for (size_t i = 0; rc == SY_OK && i < n_files; i++) {
         /* its config: the explicit entry for this path, else the entry named after it (after init
          * we know the name) */
-        const char *config = NULL;
+        const struct sy_plugin_conf *conf = NULL;
         if (i >= from_dir) {
             size_t k = 0, seen = from_dir;
             for (; k < cfg->n_plugins; k++) {
@@ -159,21 +162,21 @@ int sy_plugins_load(const struct sy_config *cfg, struct sy_store *store,
                     break;
                 }
             }
-            config = cfg->plugins[k].config_json;
+            conf = &cfg->plugins[k];
         } else {
             /* plugin_dir files are configured by name: peek at the descriptor name first */
             void *dl = dlopen(files[i], RTLD_NOW | RTLD_LOCAL);
             const struct sy_plugin *d = dl ? dlsym(dl, "switchyard_plugin") : NULL;
             for (size_t k = 0; d && d->name && k < cfg->n_plugins; k++) {
                 if (cfg->plugins[k].name && strcmp(cfg->plugins[k].name, d->name) == 0) {
-                    config = cfg->plugins[k].config_json;
+                    conf = &cfg->plugins[k];
                 }
             }
             if (dl) {
                 dlclose(dl);
             }
         }
-        rc = load_one(files[i], config, &list[loaded], err);
+        rc = load_one(files[i], conf, &list[loaded], err);
         if (rc == SY_OK) {
             for (size_t k = 0; k < loaded; k++) {
                 if (strcmp(list[k].desc->name, list[loaded].desc->name) == 0) {
@@ -205,6 +208,8 @@ void sy_plugins_unload(struct sy_loaded_plugin *list, size_t n)
         }
         dlclose(list[i].dl);
         free(list[i].file);
+        free(list[i].integration);
+        free(list[i].category);
     }
     free(list);
 }

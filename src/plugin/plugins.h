@@ -17,6 +17,8 @@ struct sy_loaded_plugin {
     const struct sy_plugin *desc; /* borrowed from the shared object */
     void *state;
     size_t n_events;
+    char *integration; /* from its config entry: route only this integration type (NULL = any) */
+    char *category;    /* and only this category (NULL = any) */
 };
 
 /*

@@ -145,6 +145,11 @@ class Forms(ServerTest):
         self.srv.wait_for(lambda: self.srv.job_states("evt_f_q2") == {"scm-dotted": ("done", 1)}, what="routed")
         self.assertEqual(self.srv.rows("SELECT state, reason FROM events WHERE id = 'evt_f_q2'"), [("routed", None)])
         self.assertIn("type=scm.push cat=scm", saw(self.srv, "scm-dotted")[0])
+        # a second replay of the now routed event finds nothing to do and runs nothing again
+        status, r, _ = self.srv.admin("/admin/events/evt_f_q2/replay", method="POST")
+        self.assertEqual(json.loads(r), {"id": "evt_f_q2", "replayed": 0})
+        self.assertEqual(self.srv.job_states("evt_f_q2"), {"scm-dotted": ("done", 1)})
+        self.assertEqual(len(saw(self.srv, "scm-dotted")), 1)
 
 
 class BodyOnlySignatures(ServerTest):

@@ -1,5 +1,6 @@
 """C plugins: the loader's refusals, a plugin end to end, its retries, and the SDK out of tree."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -137,6 +138,46 @@ retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
         calls = [j for j in json.loads(out)["jobs"] if j["handler"] == "good"][0]["calls"]
         self.assertEqual([(c["attempt"], c["n"], c["status"], c["replayed"]) for c in calls],
                          [(1, 1, 201, False), (1, 2, 500, False), (2, 1, 201, True), (2, 2, 201, False)])
+
+
+class Filters(unittest.TestCase):
+    """A plugin's config entry may filter by integration and category, as a rule's fields do."""
+
+    def test_integration_and_category_filters(self):
+        mock = Mock()
+        extra = f"""
+plugins = {{ {{ path = "{plugin('good')}", integration = "gitlab", category = "scm",
+               config = {{ integration = "jira-prod" }} }} }}
+unizo = {{ base_url = "{mock.url}", api_key = "k",
+  integrations = {{ ["jira-prod"] = {{ id = "int-7", organization = "acme", collection = "ENG" }} }} }}
+"""
+        srv = Server(rules={"s.lua": LUA_SIBLING}, config_extra=extra).start()
+        try:
+            def post(eid, integration, path):
+                body = json.loads(event(eid))
+                body["integration"]["type"] = integration
+                status, data, _ = srv.post(json.dumps(body).encode(), path=path)
+                self.assertEqual((status, data["status"]), (200, "accepted"))
+            post("evt_pf_match", "gitlab", "/webhooks/unizo/scm")
+            post("evt_pf_other_integration", "github", "/webhooks/unizo/scm")
+            post("evt_pf_other_category", "gitlab", "/webhooks/unizo/identity")
+            for eid in ("evt_pf_match", "evt_pf_other_integration", "evt_pf_other_category"):
+                srv.wait_for(lambda: srv.job_states(eid).get("sibling") == ("done", 1), what=eid)
+            srv.wait_for(lambda: srv.job_states("evt_pf_match").get("good") == ("done", 1))
+            # the filtered-out events never got a job for the plugin, and it ran once in all
+            self.assertNotIn("good", srv.job_states("evt_pf_other_integration"))
+            self.assertNotIn("good", srv.job_states("evt_pf_other_category"))
+            self.assertEqual(srv.count("PLUGIN RAN"), 1)
+            self.assertEqual(len(mock.requests("/tickets")), 1)
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            mock.stop()
+
+    def test_a_bad_category_is_refused_at_its_line(self):
+        rc, out, err = check_with('{ path = "%s",\n category = "Not A Category" }' % plugin("good"))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("switchyard.lua:3", err)
+        self.assertIn("'plugins[1].category' must be a category name", err)
 
 
 class Sdk(unittest.TestCase):
