@@ -393,6 +393,13 @@ static int walk_integrations(struct sy_cfg_walker *w, struct sy_config *cfg)
         if (rc == SY_OK && in->id == NULL) {
             in->id = strdup(name);
         }
+        if (rc == SY_OK && !sy_header_value_ok(in->id)) {
+            /* it is sent as the integrationId header: a newline (say from file()) would end it */
+            rc = sy_cfg_fail(w, "id",
+                             "'%s.id' must be visible ASCII without spaces (it is sent as the "
+                             "integrationId header); a trailing newline from file()?",
+                             path);
+        }
         lua_pop(L, 1);
         if (rc != SY_OK) {
             lua_pop(L, 1);

@@ -4,6 +4,7 @@
 
 #include "engine/journal.h"
 #include "metrics.h"
+#include "unizo/request.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -86,15 +87,14 @@ static void keep_record(struct sy_journal *j, const struct sy_unizo_request *req
     r->key = strdup(key);
     r->method = strdup(req->method);
     r->path = strdup(req->path);
-    r->request = req->body ? dup_bounded(req->body, strlen(req->body), SY_JOURNAL_MAX_BODY,
-                                         &request_cut)
-                           : NULL;
+    r->request = req->body
+                     ? dup_bounded(req->body, strlen(req->body), SY_JOURNAL_MAX_BODY, &request_cut)
+                     : NULL;
     r->status = resp->status;
-    r->response = dup_bounded(resp->body ? resp->body : "", resp->len, SY_JOURNAL_MAX_BODY,
-                              &r->truncated);
-    r->response_len = r->response ? (resp->len > SY_JOURNAL_MAX_BODY ? SY_JOURNAL_MAX_BODY
-                                                                      : resp->len)
-                                  : 0;
+    r->response =
+        dup_bounded(resp->body ? resp->body : "", resp->len, SY_JOURNAL_MAX_BODY, &r->truncated);
+    r->response_len =
+        r->response ? (resp->len > SY_JOURNAL_MAX_BODY ? SY_JOURNAL_MAX_BODY : resp->len) : 0;
     r->replayed = replayed;
     r->dry_run = resp->dry_run;
     r->error = resp->status == 0 && resp->error[0] ? strdup(resp->error) : NULL;
@@ -132,6 +132,10 @@ int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
                     struct sy_unizo_response *resp)
 {
     char key[1200];
+    memset(resp, 0, sizeof(*resp));
+    if (sy_unizo_request_check(req, resp->error, sizeof(resp->error)) != SY_OK) {
+        return SY_EINVAL; /* nothing is sent, journaled or numbered: the caller gets the reason */
+    }
     j->n++;
     size_t kn = put_encoded(key, 0, sizeof(key), j->event_id ? j->event_id : "-");
     key[kn++] = '/';

@@ -42,7 +42,9 @@ static int raise_unizo_error(lua_State *L, const struct sy_unizo_request *req,
         lua_getfield(L, -2, "errorMessage");
         text = lua_tostring(L, -1);
     }
-    if (resp->status == 0) {
+    if (resp->status == 0 && resp->attempts == 0) {
+        lua_pushfstring(L, "unizo %s %s: not sent: %s", req->method, req->path, resp->error);
+    } else if (resp->status == 0) {
         lua_pushfstring(L, "unizo %s %s: no answer after %d attempt(s): %s", req->method, req->path,
                         resp->attempts, resp->error);
     } else {
@@ -208,7 +210,6 @@ static int l_ticketing(lua_State *L)
                                    .endpoint = name};
     return finish_call(L, lx, &req);
 }
-
 
 /* Push the 'unizo' module: request, and the ticketing helpers. */
 void sy_lua_open_unizo(lua_State *L)

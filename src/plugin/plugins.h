@@ -13,6 +13,7 @@
 /* A loaded plugin. */
 struct sy_loaded_plugin {
     char *file;
+    int fd; /* the checked file, open while it is mapped */
     void *dl;
     const struct sy_plugin *desc; /* borrowed from the shared object */
     void *state;

@@ -1,4 +1,5 @@
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -61,21 +62,97 @@ static size_t timestamp(char out[32])
     return (size_t)(p - out);
 }
 
-/*
- * A message as it is, but for control characters, written as JSON escapes: a message
- * can hold an event id or other text from a sender, and one log line must stay one line.
- */
-static void put_message(struct sy_buf *b, const char *msg)
+/* Length of the valid UTF-8 sequence at s (at most len bytes), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
 {
-    size_t run = 0, i = 0;
-    for (; msg[i]; i++) {
-        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) {
-            sy_buf_append(b, msg + run, i - run);
-            sy_buf_json_escape(b, msg + i, 1);
-            run = i + 1;
-        }
+    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (n == 0 || n > len || s[0] > 0xf4) {
+        return 0;
     }
-    sy_buf_append(b, msg + run, i - run);
+    uint32_t c = s[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < least[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        return 0; /* overlong, out of range, or a surrogate */
+    }
+    *cp = c;
+    return n;
+}
+
+/*
+ * Text from outside (a PR title, a rule's field name, an event id) written so that one call
+ * stays one line a reader can trust: control characters and DEL as JSON escapes, the code
+ * points some viewers break lines at (U+0085, U+2028, U+2029) as \uXXXX, and each byte that
+ * is not valid UTF-8 as \u00XX. With 'json', '"' and '\\' are escaped too, so the result is
+ * the inside of a JSON string.
+ */
+static void put_escaped(struct sy_buf *b, const char *text, size_t len, bool json)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)text;
+    size_t run = 0, i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n = 1;
+        uint32_t cp = c;
+        bool escape;
+        if (c < 0x80) {
+            escape = c < 0x20 || c == 0x7f || (json && (c == '"' || c == '\\'));
+        } else if ((n = utf8_seq(s + i, len - i, &cp)) != 0) {
+            escape = cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+        } else {
+            n = 1;
+            escape = true; /* cp = the byte itself */
+        }
+        if (!escape) {
+            i += n;
+            continue;
+        }
+        sy_buf_append(b, text + run, i - run);
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            sy_buf_append(b, e, 2);
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            char e[2] = {'\\', c == '\n' ? 'n' : c == '\r' ? 'r' : 't'};
+            sy_buf_append(b, e, 2);
+        } else {
+            char u[6] = {'\\',        'u', hex[cp >> 12 & 15], hex[cp >> 8 & 15], hex[cp >> 4 & 15],
+                         hex[cp & 15]};
+            sy_buf_append(b, u, 6);
+        }
+        i += n;
+        run = i;
+    }
+    sy_buf_append(b, text + run, len - run);
+}
+
+static void put_json_string(struct sy_buf *b, const char *s, size_t len)
+{
+    sy_buf_append(b, "\"", 1);
+    put_escaped(b, s, len, true);
+    sy_buf_append(b, "\"", 1);
+}
+
+/* A text-format key: as it is when it is a plain name, else quoted and escaped. */
+static void put_text_key(struct sy_buf *b, const char *key)
+{
+    size_t len = strlen(key);
+    bool plain = len > 0;
+    for (size_t i = 0; plain && i < len; i++) {
+        char c = key[i];
+        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-' || c == '.';
+    }
+    if (plain) {
+        sy_buf_append(b, key, len);
+    } else {
+        put_json_string(b, key, len);
+    }
 }
 
 static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *msg)
@@ -89,13 +166,13 @@ static void begin_line(struct sy_buf *b, enum sy_log_level level, const char *ms
         sy_buf_append(b, "\",\"level\":\"", 11);
         sy_buf_puts(b, name);
         sy_buf_append(b, "\",\"msg\":", 8);
-        sy_buf_json_string(b, msg, strlen(msg));
+        put_json_string(b, msg, strlen(msg));
     } else {
         sy_buf_append(b, ts, tslen);
         sy_buf_append(b, " ", 1);
         sy_buf_puts(b, name);
         sy_buf_append(b, "      ", 6 - strlen(name)); /* the level padded to 5, then a space */
-        put_message(b, msg);
+        put_escaped(b, msg, strlen(msg), false);
     }
 }
 
@@ -103,19 +180,20 @@ static void add_field(struct sy_buf *b, const char *key, const char *val, size_t
 {
     if (json_format) {
         sy_buf_append(b, ",", 1);
-        sy_buf_json_string(b, key, strlen(key));
+        put_json_string(b, key, strlen(key));
         sy_buf_append(b, ":", 1);
-        sy_buf_json_string(b, val, vlen);
+        put_json_string(b, val, vlen);
         return;
     }
     sy_buf_append(b, " ", 1);
-    sy_buf_puts(b, key);
+    put_text_key(b, key);
     sy_buf_append(b, "=", 1);
-    bool quote = vlen == 0 || memchr(val, ' ', vlen) != NULL || memchr(val, '"', vlen) != NULL;
+    bool quote = vlen == 0 || memchr(val, ' ', vlen) != NULL || memchr(val, '"', vlen) != NULL ||
+                 memchr(val, '=', vlen) != NULL || memchr(val, '\\', vlen) != NULL;
     if (quote) {
-        sy_buf_json_string(b, val, vlen);
+        put_json_string(b, val, vlen);
     } else {
-        sy_buf_json_escape(b, val, vlen);
+        put_escaped(b, val, vlen, false);
     }
 }
 

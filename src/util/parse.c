@@ -130,3 +130,12 @@ bool sy_parse_duration_ms(const char *s, uint64_t *out)
     };
     return apply_unit(s, units, out);
 }
+
+bool sy_header_value_ok(const char *s)
+{
+    size_t n = 0;
+    while (s[n] != '\0' && (unsigned char)s[n] > 0x20 && (unsigned char)s[n] < 0x7f) {
+        n++;
+    }
+    return n > 0 && n <= SY_HEADER_VALUE_MAX && s[n] == '\0';
+}

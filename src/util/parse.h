@@ -20,4 +20,10 @@ bool sy_parse_duration_ms(const char *s, uint64_t *out);
 /* A whole decimal number, optional leading '-', no spaces, no overflow. */
 bool sy_parse_int64(const char *s, size_t len, int64_t *out);
 
+/* Longest header value sy_header_value_ok accepts. */
+#define SY_HEADER_VALUE_MAX 512
+
+/* True when 's' is 1 to SY_HEADER_VALUE_MAX visible ASCII characters: safe as a header value. */
+bool sy_header_value_ok(const char *s);
+
 #endif

@@ -67,6 +67,44 @@ class Refusals(unittest.TestCase):
         rc, out, err = check_with('{ path = "%s", config = { integration = "x" } }' % path)
         self.assertEqual(rc, 0, err)
 
+    def test_a_refused_file_never_runs_any_of_its_code(self):
+        # the library's constructor leaves a mark each time it is mapped: refused copies must not
+        d = tempfile.mkdtemp(prefix="sy-ctor-")
+        mark = os.path.join(d, "mark")
+        plugin_dir = os.path.join(d, "plugins.d")
+        os.mkdir(plugin_dir)
+        path = os.path.join(plugin_dir, "constructor.so")
+        shutil.copy(plugin("constructor"), path)
+        cfg = os.path.join(d, "switchyard.lua")
+        with open(cfg, "w") as f:
+            f.write('webhook = { secrets = { "s" } }\nplugin_dir = "plugins.d"\n')
+        env = dict(os.environ, SY_TEST_CONSTRUCTOR_MARK=mark)
+
+        def check():
+            p = subprocess.run([BIN, "check", "-c", cfg], capture_output=True, timeout=30, env=env)
+            return p.returncode, p.stdout.decode() + p.stderr.decode()
+        for mode, why in ((0o666, "writable by everyone"), (0o664, "writable by its group")):
+            os.chmod(path, mode)
+            rc, out = check()
+            self.assertEqual(rc, 1, out)
+            self.assertIn(why, out)
+            self.assertFalse(os.path.exists(mark), "the refused plugin's constructor ran")
+        if os.geteuid() == 0:
+            os.chmod(path, 0o644)
+            os.chown(path, 65534, 65534)
+            rc, out = check()
+            self.assertEqual(rc, 1, out)
+            self.assertIn("owned by uid 65534", out)
+            self.assertFalse(os.path.exists(mark), "the refused plugin's constructor ran")
+            os.chown(path, 0, 0)
+        # the same file, fixed, loads (and so its constructor runs, once)
+        os.chmod(path, 0o644)
+        rc, out = check()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("plugin constructor 1.0", out)
+        with open(mark) as f:
+            self.assertEqual(f.read(), "ran\n")
+
     def test_a_plugin_cannot_take_a_rules_name(self):
         d = tempfile.mkdtemp()
         with open(os.path.join(d, "r.lua"), "w") as f:

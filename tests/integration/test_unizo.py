@@ -78,6 +78,65 @@ class ControlCharactersInIds(unittest.TestCase):
         mock.stop()
 
 
+INJECT_RULE = r"""
+rule {
+  name = "inject",
+  on = "scm.*",
+  run = function(ev)
+    local d = ev.data
+    local tries = {
+      function() return unizo.request { path = "/ticketing/" .. d.id, integration = "jira-prod" } end,
+      function() return unizo.request { method = d.method, path = "/x" } end,
+      function() return unizo.request { path = "/x", integration = d.integration } end,
+      function() return unizo.request { path = "/x", query = d.query } end,
+      function() return unizo.request { path = "/x/" .. d.title } end,
+      function() return unizo.ticketing.update_ticket { integration = "jira-prod", id = "..", status = "done" } end,
+      function() return unizo.ticketing.add_comment { integration = d.integration, organization = "acme",
+                                                       collection = "ENG", id = "T-1", content = "x" } end,
+    }
+    for i, f in ipairs(tries) do
+      local ok, e = pcall(f)
+      log.info("TRY " .. i .. " " .. tostring(ok) .. " " .. (type(e) == "table" and e.message or tostring(e)))
+    end
+    unizo.request { method = "GET", path = "/ticketing/ok", integration = "jira-prod" }
+  end,
+}
+"""
+
+
+class OutboundInjection(unittest.TestCase):
+    """Paths, methods, queries and header values built from event data are checked before sending."""
+
+    def test_nothing_built_from_event_data_changes_the_request(self):
+        mock = Mock()
+        srv = Server(rules={"r.lua": INJECT_RULE}, config_extra=config(mock.url),
+                     env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        body = event("evt_inject", id="../../admin/keys",
+                     method="GET /admin HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET",
+                     integration="int-1\r\nX-Evil: 1", query="a=1\r\nX-Evil: 1",
+                     title="Fix login\r\nX-Evil: 1")
+        status, data, _ = srv.post(body)
+        self.assertEqual(status, 200, data)
+        srv.wait_for(lambda: srv.count("job done") == 1, what="the job")
+        # exactly the one good request reached the API: no extra header, no smuggled request
+        reqs = mock.requests()
+        self.assertEqual([r["path"] for r in reqs], ["/ticketing/ok"])
+        self.assertNotIn("x-evil", reqs[0]["headers"])
+        lines = [l for l in srv.lines if "TRY " in l]
+        self.assertEqual(len(lines), 7, lines)
+        want = ["'.' or '..' segment", "the method must be GET, POST, PUT, PATCH or DELETE",
+                "the integration must be 1 to 512 visible ASCII characters",
+                "the query holds a control character", "the path holds a space",
+                "'.' or '..' segment", "the integration must be"]
+        for i, (line, why) in enumerate(zip(lines, want)):
+            self.assertIn("TRY %d false" % (i + 1), line)
+            self.assertIn("not sent: ", line)
+            self.assertIn(why, line)
+        self.assertEqual(srv.stop(), 0)
+        self.assertFalse([l for l in srv.lines if l.startswith("X-Evil")])
+        mock.stop()
+
+
 class UnizoCalls(unittest.TestCase):
     def setUp(self):
         self.mock = Mock()
