@@ -63,6 +63,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->unizo.backoff_cap_ms = 30000;
     cfg->lua.instruction_limit = 10000000;
     cfg->lua.memory_limit = UINT64_C(64) << 20;
+    cfg->lua.timeout_ms = 5000;
     char cwd[4096];
     cfg->dir = strdup(getcwd(cwd, sizeof(cwd)) ? cwd : ".");
     if (!cfg->listen[0] || !cfg->admin.listen || !cfg->webhook.path || !cfg->store.url ||

@@ -104,6 +104,7 @@ struct sy_config {
     struct {
         uint64_t instruction_limit; /* per call of a rule function */
         uint64_t memory_limit;      /* per worker state */
+        uint64_t timeout_ms;        /* wall clock per call of a rule function */
     } lua;
 
     struct {

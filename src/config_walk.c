@@ -575,7 +575,7 @@ static int walk_plugins(struct sy_cfg_walker *w, struct sy_config *cfg)
 
 static int walk_lua(struct sy_cfg_walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"instruction_limit", "memory_limit", NULL};
+    static const char *const keys[] = {"instruction_limit", "memory_limit", "timeout", NULL};
     int rc = sy_cfg_keys(w, "lua", keys);
     if (rc != SY_OK) {
         return rc;
@@ -589,6 +589,12 @@ static int walk_lua(struct sy_cfg_walker *w, struct sy_config *cfg)
         TRY(sy_cfg_unit(w, "lua.memory_limit", sy_parse_size, 1, "64MiB", &cfg->lua.memory_limit));
         if (cfg->lua.memory_limit < (UINT64_C(1) << 20)) {
             return sy_cfg_fail(w, "memory_limit", "'lua.memory_limit' must be at least 1MiB");
+        }
+    }
+    if (sy_cfg_field(w->L, "timeout")) {
+        TRY(sy_cfg_unit(w, "lua.timeout", sy_parse_duration_ms, 1000, "5s", &cfg->lua.timeout_ms));
+        if (cfg->lua.timeout_ms < 10) {
+            return sy_cfg_fail(w, "timeout", "'lua.timeout' must be at least 10ms");
         }
     }
     return SY_OK;

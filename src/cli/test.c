@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "engine/engine.h"
 #include "engine/journal.h"
+#include "engine/rules.h"
 #include "core/router.h"
 #include "ingest/delivery.h"
 #include "ingest/verify.h"
@@ -568,8 +569,7 @@ static bool tctx_build(struct tctx *t, const struct suite *s, const char *file, 
     t->cfg = s->cfg;
     t->test_dir = dir;
     t->logs_ref = LUA_NOREF;
-    struct sy_lua_limits lim = {.instructions = s->cfg->lua.instruction_limit,
-                                .memory = (size_t)s->cfg->lua.memory_limit};
+    struct sy_lua_limits lim = sy_rule_limits(s->cfg);
     struct sy_lua_host host = {.ctx = t,
                                .kv_get = kv_get,
                                .kv_set = kv_set,

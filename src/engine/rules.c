@@ -200,8 +200,7 @@ struct sy_rule_gen *sy_rule_gen_load(const struct sy_config *cfg, unsigned gener
         free(l.files[i]);
     }
     free(l.files);
-    struct sy_lua_limits lim = {.instructions = cfg->lua.instruction_limit,
-                                .memory = (size_t)cfg->lua.memory_limit};
+    struct sy_lua_limits lim = sy_rule_limits(cfg);
     struct sy_lua_host probe_host = {.unizo_call = no_unizo_call,
                                      .unizo_defaults = no_unizo_defaults};
     if (rc == SY_OK && (g->probe = sy_rule_gen_state(g, &lim, &probe_host, err)) == NULL) {
@@ -232,6 +231,13 @@ struct sy_rule_gen *sy_rule_gen_load(const struct sy_config *cfg, unsigned gener
         return NULL;
     }
     return g;
+}
+
+struct sy_lua_limits sy_rule_limits(const struct sy_config *cfg)
+{
+    return (struct sy_lua_limits){.instructions = cfg->lua.instruction_limit,
+                                  .memory = (size_t)cfg->lua.memory_limit,
+                                  .timeout_ms = cfg->lua.timeout_ms};
 }
 
 const struct sy_lua_rule *sy_rule_gen_find(const struct sy_rule_gen *g, const char *name)

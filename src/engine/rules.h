@@ -47,6 +47,10 @@ long sy_rule_gen_live(void);
  * A new Lua state with every file of 'g' run from its captured source, or
  * NULL with 'err'. 'host' is copied.
  */
+/* The sandbox limits the config sets for every rule call (lua.instruction_limit, memory_limit,
+ * timeout). */
+struct sy_lua_limits sy_rule_limits(const struct sy_config *cfg);
+
 struct sy_lua *sy_rule_gen_state(const struct sy_rule_gen *g, const struct sy_lua_limits *limits,
                                  const struct sy_lua_host *host, struct sy_error *err);
 

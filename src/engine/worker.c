@@ -118,8 +118,7 @@ static enum run_result run_rule(const struct handler *h, struct run *r)
     struct worker *w = r->w;
     struct sy_job *job = r->job;
     if (w->lx == NULL) {
-        struct sy_lua_limits lim = {.instructions = w->eng->cfg->lua.instruction_limit,
-                                    .memory = (size_t)w->eng->cfg->lua.memory_limit};
+        struct sy_lua_limits lim = sy_rule_limits(w->eng->cfg);
         struct sy_lua_host host = {.ctx = w,
                                    .kv_get = kv_get,
                                    .kv_set = kv_set,

@@ -13,147 +13,40 @@ static const char ARRAY_MT[] = "sy.json.array";
 static const char OBJECT_MT[] = "sy.json.object";
 static char null_key; /* json.null is this address as a light userdata */
 
-#define MAX_DEPTH 512
-
 int sy_lua_is_null(lua_State *L, int idx)
 {
     return lua_touserdata(L, idx) == &null_key;
 }
 
-static bool has_mt(lua_State *L, int idx, const char *name)
-{
-    if (!lua_getmetatable(L, idx)) {
-        return false;
-    }
-    luaL_getmetatable(L, name);
-    bool same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return same;
-}
-
-static json_t *convert(lua_State *L, int idx, int depth, char *err, size_t errlen);
-
-static json_t *convert_table(lua_State *L, int idx, int depth, char *err, size_t errlen)
-{
-    if (depth > MAX_DEPTH) {
-        snprintf(err, errlen, "nested deeper than %d levels (a cycle?)", MAX_DEPTH);
-        return NULL;
-    }
-    luaL_checkstack(L, 6, "table nested too deeply");
-    bool is_array = has_mt(L, idx, ARRAY_MT);
-    bool is_object = has_mt(L, idx, OBJECT_MT);
-    size_t n = lua_rawlen(L, idx);
-    if (!is_array && !is_object) {
-        /* unmarked: a list when its keys are exactly 1..n (n > 0), else an object */
-        size_t count = 0;
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            count++;
-            lua_pop(L, 1);
-        }
-        is_array = n > 0 && count == n;
-    }
-    if (is_array) {
-        json_t *arr = json_array();
-        for (size_t i = 1; arr && i <= n; i++) {
-            lua_rawgeti(L, idx, (lua_Integer)i);
-            json_t *item = convert(L, lua_gettop(L), depth + 1, err, errlen);
-            lua_pop(L, 1);
-            if (item == NULL || json_array_append_new(arr, item) != 0) {
-                json_decref(arr);
-                return NULL;
-            }
-        }
-        return arr;
-    }
-    json_t *obj = json_object();
-    lua_pushnil(L);
-    while (obj && lua_next(L, idx) != 0) {
-        char keybuf[64];
-        const char *key;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            key = lua_tostring(L, -2);
-        } else if (lua_isinteger(L, -2)) {
-            snprintf(keybuf, sizeof(keybuf), "%lld", (long long)lua_tointeger(L, -2));
-            key = keybuf;
-        } else {
-            snprintf(err, errlen, "an object key must be a string, got %s", luaL_typename(L, -2));
-            lua_pop(L, 2);
-            json_decref(obj);
-            return NULL;
-        }
-        json_t *item = convert(L, lua_gettop(L), depth + 1, err, errlen);
-        if (item == NULL || json_object_set_new(obj, key, item) != 0) {
-            lua_pop(L, 2);
-            json_decref(obj);
-            return NULL;
-        }
-        lua_pop(L, 1);
-    }
-    return obj;
-}
-
-static json_t *convert(lua_State *L, int idx, int depth, char *err, size_t errlen)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        return json_null();
-    case LUA_TBOOLEAN:
-        return json_boolean(lua_toboolean(L, idx));
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            return json_integer((json_int_t)lua_tointeger(L, idx));
-        } else {
-            double d = lua_tonumber(L, idx);
-            if (!isfinite(d)) {
-                snprintf(err, errlen, "NaN and infinity have no JSON form");
-                return NULL;
-            }
-            return json_real(d);
-        }
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        json_t *v = json_stringn(s, len);
-        if (v == NULL) {
-            snprintf(err, errlen, "a string is not valid UTF-8");
-        }
-        return v;
-    }
-    case LUA_TTABLE:
-        return convert_table(L, idx, depth, err, errlen);
-    case LUA_TLIGHTUSERDATA:
-        if (sy_lua_is_null(L, idx)) {
-            return json_null();
-        }
-        /* fall through */
-    default:
-        snprintf(err, errlen, "a %s has no JSON form", luaL_typename(L, idx));
-        return NULL;
-    }
-}
-
 json_t *sy_lua_to_json(lua_State *L, int idx, char *err, size_t errlen)
 {
-    return convert(L, lua_absindex(L, idx), 0, err, errlen);
+    if (!sy_lua_encode_json(L, idx, err, errlen)) {
+        return NULL;
+    }
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    if (len > SY_LUA_TO_JSON_MAX) {
+        /* the text was counted against the memory limit; a jansson tree of it would not be */
+        lua_pop(L, 1);
+        snprintf(err, errlen, "too large (over 4 MiB as JSON)");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    lua_pop(L, 1);
+    if (v == NULL) {
+        snprintf(err, errlen, "%s", jerr.text);
+    }
+    return v;
 }
 
 static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
     char err[160];
-    json_t *v = sy_lua_to_json(L, 1, err, sizeof(err));
-    if (v == NULL) {
+    if (!sy_lua_encode_json(L, 1, err, sizeof(err))) {
         return luaL_error(L, "json.encode: %s", err);
     }
-    char *s =
-        json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    json_decref(v);
-    if (s == NULL) {
-        return luaL_error(L, "json.encode: out of memory");
-    }
-    lua_pushstring(L, s);
-    free(s);
     return 1;
 }
 
@@ -165,7 +58,8 @@ struct dec {
     const char *fail_at;
     const char *what;
     int array_mt, object_mt; /* stack slots of the two metatables */
-    char *buf;               /* unescape scratch */
+    int buf_slot;            /* stack slot of the unescape scratch, a userdata */
+    char *buf;
     size_t cap;
 };
 
@@ -199,11 +93,9 @@ static bool push_string(struct dec *d)
         return true;
     }
     if (span.len > d->cap) {
-        char *b = realloc(d->buf, span.len);
-        if (b == NULL) {
-            return dfail(d, span.p, "out of memory");
-        }
-        d->buf = b;
+        /* Lua's memory, so the limit counts it and an error leaves nothing behind */
+        d->buf = lua_newuserdatauv(d->L, span.len, 0);
+        lua_replace(d->L, d->buf_slot);
         d->cap = span.len;
     }
     long n = sy_json_unescape(&span, d->buf, d->cap); /* decoding never grows a string */
@@ -233,10 +125,7 @@ static bool push_number(struct dec *d)
         return true;
     }
     char tmp[512];
-    char *copy = len < sizeof(tmp) ? tmp : malloc(len + 1);
-    if (copy == NULL) {
-        return dfail(d, start, "out of memory");
-    }
+    char *copy = len < sizeof(tmp) ? tmp : lua_newuserdatauv(d->L, len + 1, 0);
     memcpy(copy, start, len);
     copy[len] = '\0';
     if (real) {
@@ -245,7 +134,7 @@ static bool push_number(struct dec *d)
         lua_pushinteger(d->L, (lua_Integer)strtoll(copy, NULL, 10));
     }
     if (copy != tmp) {
-        free(copy);
+        lua_remove(d->L, -2); /* the long number's scratch */
     }
     return true;
 }
@@ -344,12 +233,14 @@ int sy_lua_decode_json(lua_State *L, const char *text, size_t len, bool any, cha
     luaL_checkstack(L, 8, "json");
     luaL_getmetatable(L, ARRAY_MT);
     luaL_getmetatable(L, OBJECT_MT);
+    lua_pushnil(L); /* the scratch, once a string needs one */
     struct dec d = {.L = L,
                     .start = text,
                     .p = text,
                     .end = text + len,
                     .array_mt = top + 1,
-                    .object_mt = top + 2};
+                    .object_mt = top + 2,
+                    .buf_slot = top + 3};
     dskip(&d);
     bool ok;
     if (!any && (d.p >= d.end || (*d.p != '{' && *d.p != '['))) {
@@ -363,7 +254,6 @@ int sy_lua_decode_json(lua_State *L, const char *text, size_t len, bool any, cha
             ok = dfail(&d, d.p, "end of file expected");
         }
     }
-    free(d.buf);
     if (!ok) {
         int line = 1, col = 1;
         for (const char *q = text; q < d.fail_at; q++) {

@@ -15,10 +15,22 @@
  */
 
 /*
- * Convert the value at 'idx'. Returns a new reference, or NULL with a
- * message in 'err' (cycles, nesting over 512, functions, NaN, non-UTF-8
- * strings, tables mixing list and named keys).
+ * Encode the value at 'idx' as compact JSON text, object keys in byte order
+ * (the same table always gives the same text). Unmarked tables are lists
+ * when their keys are exactly 1..n, else objects. The text is built in
+ * memory the state's allocator counts, so a rule's memory limit covers it,
+ * and nothing is left on the C heap by any error. Pushes the text and
+ * returns 1, or returns 0 with a message in 'err' and nothing pushed (a
+ * table inside itself, nesting over 512, a function, NaN, a string that is
+ * not UTF-8, an integer key colliding with a string key). Raises only the
+ * state's memory error.
  */
+int sy_lua_encode_json(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Largest text sy_lua_to_json turns into a jansson tree (which no Lua limit counts). */
+#define SY_LUA_TO_JSON_MAX (4u << 20)
+
+/* The same value as a jansson tree, through the text above. NULL with 'err' set. */
 json_t *sy_lua_to_json(lua_State *L, int idx, char *err, size_t errlen);
 
 /*

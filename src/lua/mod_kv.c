@@ -14,18 +14,24 @@ static int l_kv_get(lua_State *L)
     struct sy_lua *lx = sy_lua_self(L);
     const char *key = luaL_checkstring(L, 1);
     char *val = NULL;
-    if (lx->host.kv_get == NULL || lx->host.kv_get(lx->host.ctx, lx->run, key, &val) != SY_OK) {
+    double began = sy_lua_wait_begin(L);
+    int grc = lx->host.kv_get ? lx->host.kv_get(lx->host.ctx, lx->run, key, &val) : SY_EIO;
+    sy_lua_wait_end(L, began);
+    if (grc != SY_OK) {
         return luaL_error(L, "kv.get(\"%s\") failed: the store is unavailable", key);
     }
     if (val == NULL) {
         lua_pushnil(L);
         return 1;
     }
+    size_t vlen = strlen(val);
+    sy_lua_push_owned(L, 1, &val, &vlen); /* frees val, even on a memory error */
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
     char err[200];
-    if (!sy_lua_decode_json(L, val, strlen(val), true, err, sizeof(err))) {
+    if (!sy_lua_decode_json(L, text, len, true, err, sizeof(err))) {
         lua_pushnil(L);
     }
-    free(val);
     return 1;
 }
 
@@ -46,14 +52,13 @@ static int l_kv_set(lua_State *L)
         return luaL_error(L, "kv.set: ttl must be seconds or a duration string");
     }
     char err[160];
-    json_t *v = sy_lua_to_json(L, 2, err, sizeof(err));
-    if (v == NULL) {
+    if (!sy_lua_encode_json(L, 2, err, sizeof(err))) {
         return luaL_error(L, "kv.set(\"%s\"): %s", key, err);
     }
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-    json_decref(v);
-    int rc = s && lx->host.kv_set ? lx->host.kv_set(lx->host.ctx, lx->run, key, s, ttl_ms) : SY_EIO;
-    free(s);
+    const char *s = lua_tostring(L, -1); /* the text stays on the stack, so nothing can leak */
+    double began = sy_lua_wait_begin(L);
+    int rc = lx->host.kv_set ? lx->host.kv_set(lx->host.ctx, lx->run, key, s, ttl_ms) : SY_EIO;
+    sy_lua_wait_end(L, began);
     if (rc != SY_OK) {
         return luaL_error(L, "kv.set(\"%s\") failed: the store is unavailable", key);
     }
@@ -64,7 +69,10 @@ static int l_kv_delete(lua_State *L)
 {
     struct sy_lua *lx = sy_lua_self(L);
     const char *key = luaL_checkstring(L, 1);
-    if (lx->host.kv_delete == NULL || lx->host.kv_delete(lx->host.ctx, lx->run, key) != SY_OK) {
+    double began = sy_lua_wait_begin(L);
+    int drc = lx->host.kv_delete ? lx->host.kv_delete(lx->host.ctx, lx->run, key) : SY_EIO;
+    sy_lua_wait_end(L, began);
+    if (drc != SY_OK) {
         return luaL_error(L, "kv.delete(\"%s\") failed: the store is unavailable", key);
     }
     return 0;

@@ -1,31 +1,35 @@
 /* The 'log' module and print(): log lines with the rule and event id. */
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 #include <lauxlib.h>
 
 #include "lua/sandbox_int.h"
 #include "lua/json.h"
-#include "util/buf.h"
 #include "util/log.h"
 
-static void field_string(lua_State *L, int idx, struct sy_buf *b)
+#define MAX_FIELDS 16
+#define MAX_VALUE 8192 /* bytes of one field's value written to the log */
+
+/* Push the log text of the value at idx: tables as JSON, the rest as tostring gives it. */
+static void push_field_text(lua_State *L, int idx)
 {
-    if (lua_type(L, idx) == LUA_TTABLE) {
-        char err[64];
-        json_t *v = sy_lua_to_json(L, idx, err, sizeof(err));
-        char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        sy_buf_puts(b, s ? s : "?");
-        free(s);
-        json_decref(v);
-    } else {
-        size_t len;
-        const char *s = luaL_tolstring(L, idx, &len);
-        sy_buf_append(b, s, len);
-        lua_pop(L, 1);
+    char err[120];
+    if (lua_type(L, idx) != LUA_TTABLE || !sy_lua_encode_json(L, idx, err, sizeof(err))) {
+        if (lua_type(L, idx) == LUA_TTABLE) {
+            lua_pushfstring(L, "(not JSON: %s)", err);
+        } else {
+            luaL_tolstring(L, idx, NULL);
+        }
     }
 }
 
+/*
+ * log.info(msg [, fields]): up to MAX_FIELDS fields, each value cut at MAX_VALUE bytes.
+ * Every string is built on the Lua stack, so a __tostring that raises (or the memory
+ * limit) leaves nothing behind.
+ */
 static int log_at(lua_State *L, enum sy_log_level level)
 {
     struct sy_lua *lx = sy_lua_self(L);
@@ -37,53 +41,47 @@ static int log_at(lua_State *L, enum sy_log_level level)
     if (!sy_log_enabled(level)) {
         return 0;
     }
-    /* up to 16 fields, as strings; tables are logged as JSON */
-    const char *kv[2 * 16 + 8];
-    struct sy_buf vals[16];
-    size_t n = 0, nf = 0;
-    kv[n++] = "rule";
-    kv[n++] = lx->rule ? lx->rule : "";
-    kv[n++] = "event";
-    kv[n++] = lx->event_id ? lx->event_id : "";
+    const char *keys[MAX_FIELDS + 2], *vals[MAX_FIELDS + 2];
+    size_t lens[MAX_FIELDS + 2], n = 0;
+    keys[n] = "rule";
+    vals[n] = lx->rule ? lx->rule : "";
+    lens[n] = strlen(vals[n]);
+    n++;
+    keys[n] = "event";
+    vals[n] = lx->event_id ? lx->event_id : "";
+    lens[n] = strlen(vals[n]);
+    n++;
     if (lua_type(L, 2) == LUA_TTABLE) {
+        /* first the texts, kept alive in a table on the stack; then their addresses */
+        lua_settop(L, 2);
+        lua_createtable(L, 2 * MAX_FIELDS, 0);
+        int acc = lua_gettop(L);
+        lua_Integer count = 0;
         lua_pushnil(L);
-        while (nf < 16 && lua_next(L, 2) != 0) {
+        while (count < MAX_FIELDS && lua_next(L, 2) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING) {
-                sy_buf_init(&vals[nf], 8192);
-                field_string(L, lua_gettop(L), &vals[nf]);
-                kv[n++] = lua_tostring(L, -2);
-                kv[n++] = vals[nf].data ? vals[nf].data : "";
-                nf++;
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, acc, 2 * count + 1);
+                push_field_text(L, lua_gettop(L));
+                lua_rawseti(L, acc, 2 * count + 2);
+                count++;
             }
             lua_pop(L, 1);
         }
+        if (count == MAX_FIELDS) {
+            lua_pop(L, 1); /* lua_next's key, left when the loop stopped early */
+        }
+        for (lua_Integer i = 0; i < count; i++) {
+            lua_rawgeti(L, acc, 2 * i + 1);
+            keys[n] = lua_tostring(L, -1);
+            lua_rawgeti(L, acc, 2 * i + 2);
+            vals[n] = lua_tolstring(L, -1, &lens[n]);
+            lens[n] = lens[n] > MAX_VALUE ? MAX_VALUE : lens[n];
+            n++;
+            lua_pop(L, 2); /* still referenced from acc */
+        }
     }
-    kv[n] = NULL;
-    /* sy_log takes a NULL-ended list of pairs: spell the call out for the common sizes */
-    switch (n / 2) {
-#define A(i) kv[i], kv[i + 1]
-    case 2:
-        sy_log(level, msg, A(0), A(2), NULL);
-        break;
-    case 3:
-        sy_log(level, msg, A(0), A(2), A(4), NULL);
-        break;
-    case 4:
-        sy_log(level, msg, A(0), A(2), A(4), A(6), NULL);
-        break;
-    case 5:
-        sy_log(level, msg, A(0), A(2), A(4), A(6), A(8), NULL);
-        break;
-    case 6:
-        sy_log(level, msg, A(0), A(2), A(4), A(6), A(8), A(10), NULL);
-        break;
-    default:
-        sy_log(level, msg, A(0), A(2), A(4), A(6), A(8), A(10), A(12), NULL);
-#undef A
-    }
-    for (size_t i = 0; i < nf; i++) {
-        sy_buf_dispose(&vals[i]);
-    }
+    sy_log_fields(level, msg, keys, vals, lens, n);
     return 0;
 }
 
@@ -105,21 +103,22 @@ static int l_log_error(lua_State *L)
 /* print(...) goes to the log at info level. */
 int sy_lua_print(lua_State *L)
 {
-    struct sy_buf b;
-    sy_buf_init(&b, 8192);
     int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
         if (i > 1) {
-            sy_buf_puts(&b, "\t");
+            luaL_addchar(&b, '\t');
         }
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
-        sy_buf_append(&b, s, len);
-        lua_pop(L, 1);
+        luaL_tolstring(L, i, NULL); /* may raise: the buffer is the collector's */
+        luaL_addvalue(&b);
     }
-    lua_settop(L, 0);
-    lua_pushstring(L, b.data ? b.data : "");
-    sy_buf_dispose(&b);
+    luaL_pushresult(&b);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    lua_pushlstring(L, text, len > MAX_VALUE ? MAX_VALUE : len);
+    lua_replace(L, 1);
+    lua_settop(L, 1);
     return log_at(L, SY_LOG_INFO);
 }
 

@@ -141,8 +141,8 @@ int sy_lua_rule_decl(lua_State *L)
     const char *integration = lua_tostring(L, -1);
     lua_getfield(L, 1, "category");
     const char *category = lua_tostring(L, -1);
-    if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING ||
-                              !sy_category_valid(category, strlen(category)))) {
+    if (!lua_isnil(L, -1) &&
+        (lua_type(L, -1) != LUA_TSTRING || !sy_category_valid(category, strlen(category)))) {
         return luaL_error(L,
                           "rule '%s': 'category' must be a category name like \"identity\" "
                           "(lowercase letters, digits, '_' or '-')",

@@ -72,33 +72,89 @@ static int finish_call(lua_State *L, struct sy_lua *lx, struct sy_unizo_request 
                           req->path);
     }
     struct sy_unizo_response resp;
+    double began = sy_lua_wait_begin(L);
     int rc = lx->host.unizo_call(lx->host.ctx, lx->run, req, &resp);
+    sy_lua_wait_end(L, began);
     req->query = NULL;
     req->body = NULL;
+    /* the body becomes a Lua string first, so no error from here on can leak it */
+    if (resp.body == NULL) {
+        lua_pushliteral(L, "");
+    } else {
+        sy_lua_push_owned(L, 1, &resp.body, &resp.len);
+    }
+    resp.body = (char *)lua_tolstring(L, -1, &resp.len);
     if (rc != SY_OK || resp.status < 200 || resp.status > 299) {
-        /* keep the body in a Lua string, so nothing leaks when the error unwinds */
-        lua_pushlstring(L, resp.body ? resp.body : "", resp.len);
-        free(resp.body);
-        resp.body = (char *)lua_tostring(L, -1);
         return raise_unizo_error(L, req, &resp);
     }
     push_response_body(L, &resp);
-    free(resp.body);
     return 1;
 }
 
-/* The JSON text of the value at idx, or a Lua error naming 'what'. New string. */
-static char *json_text(lua_State *L, int idx, const char *what)
+/* Push the JSON text of the value at idx, or raise a Lua error naming 'what'. */
+static const char *push_json_text(lua_State *L, int idx, const char *what)
 {
     char err[160];
-    json_t *v = sy_lua_to_json(L, idx, err, sizeof(err));
-    if (v == NULL) {
+    if (!sy_lua_encode_json(L, idx, err, sizeof(err))) {
         luaL_error(L, "%s: %s", what, err);
         return NULL;
     }
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-    json_decref(v);
-    return s;
+    return lua_tostring(L, -1);
+}
+
+/* Add 's' percent-encoded (all but unreserved characters) to the buffer. */
+static void add_escaped(luaL_Buffer *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || strchr("-._~", c) != NULL) {
+            luaL_addchar(b, (char)c);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            luaL_addlstring(b, e, 3);
+        }
+    }
+}
+
+/*
+ * Push "k1=v1&k2=v2" from the table at idx, each part escaped. Everything lives on the
+ * Lua stack, so a value whose __tostring raises leaves nothing behind.
+ */
+static void push_query(lua_State *L, int idx)
+{
+    lua_newtable(L); /* the escaped parts */
+    int parts = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            continue;
+        }
+        size_t kl, vl;
+        const char *v = luaL_tolstring(L, -1, &vl); /* may raise: nothing to free */
+        const char *k = lua_tolstring(L, -3, &kl);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        add_escaped(&b, k, kl);
+        luaL_addchar(&b, '=');
+        add_escaped(&b, v, vl);
+        luaL_pushresult(&b);
+        lua_rawseti(L, parts, ++n);
+        lua_pop(L, 2); /* the value and its string form; the key stays for lua_next */
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) {
+            luaL_addchar(&b, '&');
+        }
+        lua_rawgeti(L, parts, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, parts);
 }
 
 /* unizo.request{method, path, query, body, integration}: the decoded answer, or an error. */
@@ -121,48 +177,20 @@ static int l_unizo_request(lua_State *L)
         .endpoint = "request",
     };
     /* the query, escaped, and the body, as JSON: kept on the Lua stack while the call runs */
-    struct sy_buf q;
-    sy_buf_init(&q, 16384);
     lua_getfield(L, 1, "query");
-    int qidx = lua_gettop(L);
-    if (lua_type(L, qidx) == LUA_TSTRING) {
-        sy_buf_puts(&q, lua_tostring(L, qidx));
-    } else if (lua_type(L, qidx) == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, qidx) != 0) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                const char *parts[2] = {lua_tostring(L, -2), luaL_tolstring(L, -1, NULL)};
-                if (q.len > 0) {
-                    sy_buf_puts(&q, "&");
-                }
-                for (int i = 0; i < 2; i++) {
-                    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++) {
-                        if (isalnum(*c) || strchr("-._~", *c)) {
-                            sy_buf_append(&q, c, 1);
-                        } else {
-                            sy_buf_printf(&q, "%%%02X", *c);
-                        }
-                    }
-                    if (i == 0) {
-                        sy_buf_puts(&q, "=");
-                    }
-                }
-                lua_pop(L, 1); /* the tolstring copy */
-            }
-            lua_pop(L, 1);
-        }
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        push_query(L, lua_gettop(L));
+        lua_remove(L, -2);
+    } else if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER &&
+               !lua_isnil(L, -1)) {
+        return luaL_error(L, "unizo.request: 'query' must be a table or a string");
     }
-    lua_pushlstring(L, q.data ? q.data : "", q.len);
-    sy_buf_dispose(&q);
     size_t qlen = 0;
     const char *query = lua_tolstring(L, -1, &qlen);
-    req.query = qlen > 0 ? query : NULL;
+    req.query = query != NULL && qlen > 0 ? query : NULL;
     lua_getfield(L, 1, "body");
     if (!lua_isnil(L, -1)) {
-        char *body = json_text(L, -1, "unizo.request: body");
-        lua_pushstring(L, body);
-        free(body);
-        req.body = lua_tostring(L, -1);
+        req.body = push_json_text(L, -1, "unizo.request: body");
     }
     return finish_call(L, lx, &req);
 }
@@ -199,10 +227,9 @@ static int l_ticketing(lua_State *L)
         return luaL_error(L, "%s [integration '%s']", err, integration);
     }
     /* Lua owns the strings from here, so an error raised by the call frees them */
-    lua_pushstring(L, path);
-    free(path);
-    lua_pushstring(L, body);
-    free(body);
+    char *owned[2] = {path, body};
+    size_t lens[2] = {strlen(path), body ? strlen(body) : 0};
+    sy_lua_push_owned(L, 2, owned, lens); /* path at 3, body (or nil) at 4 */
     struct sy_unizo_request req = {.method = method,
                                    .path = lua_tostring(L, 3),
                                    .body = lua_tostring(L, 4),

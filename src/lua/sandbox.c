@@ -12,7 +12,9 @@
 
 #include "core/file.h"
 #include "lua/json.h"
+#include "lua/pattern.h"
 #include "lua/sandbox_int.h"
+#include "util/clock.h"
 
 #define HOOK_EVERY 1000
 
@@ -46,17 +48,111 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Raise the limit's error when the call is over its instructions or past its deadline. */
+static void check_budget(lua_State *L, struct sy_lua *lx)
+{
+    bool over_count = lx->limits.instructions > 0 && lx->counted > lx->limits.instructions;
+    bool over_time = lx->deadline > 0 && sy_mono_s() > lx->deadline;
+    if (!over_count && !over_time) {
+        return;
+    }
+    lx->limit_hit = true;
+    /* from now on every instruction fails, so a pcall loop cannot swallow it */
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    if (over_count) {
+        luaL_error(L, "instruction limit exceeded (%I instructions)",
+                   (lua_Integer)lx->limits.instructions);
+    }
+    luaL_error(L, "time limit exceeded (lua.timeout = %I ms)", (lua_Integer)lx->limits.timeout_ms);
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct sy_lua *lx = sy_lua_self(L);
     lx->counted += HOOK_EVERY;
-    if (lx->limits.instructions > 0 && lx->counted > lx->limits.instructions) {
-        lx->limit_hit = true;
-        /* from now on every instruction fails, so a pcall loop cannot swallow it */
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction limit exceeded (%I instructions)",
-                   (lua_Integer)lx->limits.instructions);
+    check_budget(L, lx);
+}
+
+void sy_lua_charge(lua_State *L, uint64_t steps)
+{
+    struct sy_lua *lx = sy_lua_self(L);
+    lx->counted += steps;
+    check_budget(L, lx);
+}
+
+/*
+ * setmetatable, refusing a metatable with __gc: Lua runs finalizers with hooks off, so a
+ * finalizer's loop could never be stopped by any limit. (A __gc added to the metatable
+ * later does not make the object finalizable, as Lua only looks when it is set.)
+ */
+static int l_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        bool has_gc = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (has_gc) {
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in rules "
+                                 "(finalizers run where no limit can stop them)");
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+double sy_lua_wait_begin(lua_State *L)
+{
+    (void)L;
+    return sy_mono_s();
+}
+
+void sy_lua_wait_end(lua_State *L, double began)
+{
+    struct sy_lua *lx = sy_lua_self(L);
+    if (lx->deadline > 0) {
+        lx->deadline += sy_mono_s() - began;
+    }
+}
+
+static int push_copies(lua_State *L)
+{
+    int n = (int)lua_tointeger(L, 1);
+    char *const *s = lua_touserdata(L, 2);
+    const size_t *len = lua_touserdata(L, 3);
+    for (int i = 0; i < n; i++) {
+        if (s[i] == NULL) {
+            lua_pushnil(L);
+        } else {
+            lua_pushlstring(L, s[i], len[i]);
+        }
+    }
+    return n;
+}
+
+void sy_lua_push_owned(lua_State *L, int n, char *const *s, const size_t *len)
+{
+    bool room = n <= 4 && lua_checkstack(L, 8);
+    int rc = LUA_OK;
+    if (room) {
+        lua_pushcfunction(L, push_copies); /* a light function: pushing it allocates nothing */
+        lua_pushinteger(L, n);
+        lua_pushlightuserdata(L, (void *)s);
+        lua_pushlightuserdata(L, (void *)len);
+        rc = lua_pcall(L, 3, n, 0);
+    }
+    for (int i = 0; i < n; i++) {
+        free(s[i]);
+    }
+    if (!room) {
+        luaL_error(L, "not enough memory");
+    }
+    if (rc != LUA_OK) {
+        lua_error(L);
     }
 }
 
@@ -121,11 +217,13 @@ static void build_globals(lua_State *L)
     lua_newtable(L);
     int g = lua_gettop(L);
     static const char *const base_names[] = {
-        "assert",       "error",    "ipairs",   "next",     "pairs",  "pcall",
-        "select",       "tonumber", "tostring", "type",     "xpcall", "setmetatable",
-        "getmetatable", "rawequal", "rawlen",   "_VERSION", NULL,
+        "assert",   "error", "ipairs", "next",         "pairs",    "pcall",  "select",   "tonumber",
+        "tostring", "type",  "xpcall", "getmetatable", "rawequal", "rawlen", "_VERSION", NULL,
     };
     copy_fields(L, base, base_names);
+    lua_getfield(L, base, "setmetatable");
+    lua_pushcclosure(L, l_setmetatable, 1);
+    lua_setfield(L, g, "setmetatable");
     lua_pushcfunction(L, l_load);
     lua_setfield(L, g, "load");
     lua_pushcfunction(L, sy_lua_print);
@@ -133,9 +231,11 @@ static void build_globals(lua_State *L)
     lua_pushvalue(L, g);
     lua_setfield(L, g, "_G");
 
-    /* string without dump; its metatable hidden so it cannot be changed */
+    /* string without dump, its matching charged; its metatable hidden so it cannot be changed */
     lua_pushnil(L);
     lua_setfield(L, str, "dump");
+    sy_lua_patterns_install(L, str);
+    sy_lua_tables_install(L, str + 1);
     lua_pushliteral(L, "");
     if (lua_getmetatable(L, -1)) {
         lua_pushboolean(L, 0);
@@ -262,11 +362,14 @@ enum sy_lua_result sy_lua_pcall(struct sy_lua *lx, int nargs, int nresults, char
     lua_insert(L, base);
     lx->counted = 0;
     lx->limit_hit = false;
-    if (lx->limits.instructions > 0) {
+    lx->deadline =
+        lx->limits.timeout_ms > 0 ? sy_mono_s() + (double)lx->limits.timeout_ms / 1000.0 : 0;
+    if (lx->limits.instructions > 0 || lx->deadline > 0) {
         lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     }
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_sethook(L, NULL, 0, 0);
+    lx->deadline = 0;
     enum sy_lua_result res = SY_LUA_OK;
     if (rc != LUA_OK) {
         res = lx->limit_hit ? SY_LUA_LIMIT : SY_LUA_ERROR;
@@ -359,7 +462,8 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
     int ev = lua_gettop(L);
     if (norm != NULL && norm_len > 0) {
         /* the normalized envelope over the body's own members: ev.type whatever the form */
-        if (!lua_istable(L, ev) || !sy_lua_decode_json(L, norm, norm_len, false, jerr, sizeof(jerr))) {
+        if (!lua_istable(L, ev) ||
+            !sy_lua_decode_json(L, norm, norm_len, false, jerr, sizeof(jerr))) {
             lua_settop(L, base);
             snprintf(err, errlen, "the stored event cannot be read as an event");
             return SY_LUA_PERMANENT;

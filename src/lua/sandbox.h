@@ -20,6 +20,7 @@
 struct sy_lua_limits {
     uint64_t instructions; /* per call; 0 = unlimited */
     size_t memory;         /* whole state; 0 = unlimited */
+    uint64_t timeout_ms;   /* wall clock per call; 0 = unlimited */
 };
 
 /*

@@ -8,6 +8,7 @@
 
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static enum sy_log_level min_level = SY_LOG_INFO;
 static bool json_format = false;
@@ -62,28 +63,6 @@ static size_t timestamp(char out[32])
     return (size_t)(p - out);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most len bytes), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (n == 0 || n > len || s[0] > 0xf4) {
-        return 0;
-    }
-    uint32_t c = s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < least[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-        return 0; /* overlong, out of range, or a surrogate */
-    }
-    *cp = c;
-    return n;
-}
-
 /*
  * Text from outside (a PR title, a rule's field name, an event id) written so that one call
  * stays one line a reader can trust: control characters and DEL as JSON escapes, the code
@@ -103,7 +82,7 @@ static void put_escaped(struct sy_buf *b, const char *text, size_t len, bool jso
         bool escape;
         if (c < 0x80) {
             escape = c < 0x20 || c == 0x7f || (json && (c == '"' || c == '\\'));
-        } else if ((n = utf8_seq(s + i, len - i, &cp)) != 0) {
+        } else if ((n = sy_utf8_seq(s + i, len - i, &cp)) != 0) {
             escape = cp == 0x85 || cp == 0x2028 || cp == 0x2029;
         } else {
             n = 1;
@@ -216,22 +195,39 @@ void sy_log(enum sy_log_level level, const char *msg, ...)
     if (level < min_level) {
         return;
     }
+    /* callers spell their fields out: a few dozen at most */
+    const char *keys[32], *vals[32];
+    size_t lens[32], n = 0;
+    va_list ap;
+    va_start(ap, msg);
+    const char *key;
+    while ((key = va_arg(ap, const char *)) != NULL) {
+        const char *val = va_arg(ap, const char *);
+        if (val != NULL && n < 32) {
+            keys[n] = key;
+            vals[n] = val;
+            lens[n++] = strlen(val);
+        }
+    }
+    va_end(ap);
+    sy_log_fields(level, msg, keys, vals, lens, n);
+}
+
+void sy_log_fields(enum sy_log_level level, const char *msg, const char *const *keys,
+                   const char *const *vals, const size_t *vlens, size_t n)
+{
+    if (level < min_level) {
+        return;
+    }
     struct sy_buf *line = sy_scratch(SY_SCRATCH_LOG, 64 * 1024);
     if (line == NULL) {
         return;
     }
     sy_buf_reset(line);
     begin_line(line, level, msg);
-    va_list ap;
-    va_start(ap, msg);
-    const char *key;
-    while ((key = va_arg(ap, const char *)) != NULL) {
-        const char *val = va_arg(ap, const char *);
-        if (val != NULL) {
-            add_field(line, key, val, strlen(val));
-        }
+    for (size_t i = 0; i < n; i++) {
+        add_field(line, keys[i], vals[i], vlens[i]);
     }
-    va_end(ap);
     end_line(line);
     if (line->cap > 4096) {
         /* do not keep a huge line buffer alive per thread */

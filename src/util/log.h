@@ -24,6 +24,13 @@ bool sy_log_enabled(enum sy_log_level level);
  */
 void sy_log(enum sy_log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/*
+ * The same with 'n' fields given as arrays: keys[i] (NUL-ended) and vals[i]
+ * of vlens[i] bytes. For callers that build fields at run time (a rule's log).
+ */
+void sy_log_fields(enum sy_log_level level, const char *msg, const char *const *keys,
+                   const char *const *vals, const size_t *vlens, size_t n);
+
 /* The per-request line: result code, HTTP status, event id (may be NULL), latency, peer. */
 void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
                     const char *peer);

@@ -411,5 +411,42 @@ class Limits(ServerTest):
         self.assertEqual(self.srv.metric("switchyard_jobs_dead"), 2)
 
 
+WEDGE = r"""
+rule { name = "wedge", on = "scm.pull_request.created", run = function(ev)
+  log.info("WEDGE " .. ev.id)
+  return ev.data.title:find(".-.-.-.-.-b")
+end }
+rule { name = "finalizer", on = "incidents.*", run = function(ev)
+  setmetatable({}, { __gc = function() while true do end end })
+end }
+rule { name = "fine", on = "scm.branch.*", run = function(ev) log.info("FINE " .. ev.id) end }
+"""
+
+
+class TimeLimit(ServerTest):
+    """Work in C (a pattern on the sender's text) cannot hold the worker: lua.timeout stops it."""
+    server_args = {"rules": {"w.lua": WEDGE},
+                   "config_extra": 'workers = 1\nlua = { instruction_limit = 1e12, timeout = "300ms" }\n'
+                                   'retry = { schedule = { "1s" }, jitter = 0 }\nshutdown_grace = "2s"\n'}
+
+    def test_a_wedging_pattern_fails_each_attempt_and_goes_dead(self):
+        self.srv.post(event("evt_wedge", title="a" * 2000))
+        self.srv.post(event("evt_gc", etype="incidents.incident.created"))
+        self.srv.post(event("evt_next", etype="scm.branch.created"))
+        # the one worker gets back after each stopped attempt: the next job runs
+        self.srv.wait_for(lambda: self.srv.count("FINE evt_next") == 1, what="the next job")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_wedge") == {"wedge": ("dead", 2)},
+                          timeout=30, what="dead after its two attempts")
+        self.assertEqual(self.srv.count("WEDGE evt_wedge"), 2)
+        rc, out, _ = self.srv.cli("events", "show", "evt_wedge")
+        self.assertIn("time limit exceeded (lua.timeout = 300 ms)", out)
+        self.srv.wait_for(lambda: self.srv.job_states("evt_gc").get("finalizer", ("",))[0] == "dead",
+                          timeout=30, what="the finalizer rule refused")
+        rc, out, _ = self.srv.cli("events", "show", "evt_gc")
+        self.assertIn("__gc metamethods are not allowed", out)
+        # and nothing is left running: SIGTERM is answered well within the grace
+        self.assertEqual(self.srv.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
     CHECK_STR(eval(L, "return tostring(json.decode('{\"a\":null}').a == json.null)"), "true");
     CHECK_STR(eval(L, "return #json.decode('[1,2,3]')"), "3");
     /* errors are clear */
-    CHECK(strstr(eval(L, "local t = {} t.self = t return json.encode(t)"), "nested deeper") !=
+    CHECK(strstr(eval(L, "local t = {} t.self = t return json.encode(t)"), "contains itself") !=
           NULL);
     CHECK(strstr(eval(L, "return json.encode({f = print})"), "has no JSON form") != NULL);
     CHECK(strstr(eval(L, "return json.encode(0/0)"), "NaN") != NULL);
