@@ -31,6 +31,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->http.idle_timeout_ms = 60000;
     cfg->http.request_timeout_ms = 10000;
     cfg->http.max_connections = 10000;
+    cfg->http.max_connections_per_address = 256;
     cfg->admin.listen = strdup("127.0.0.1:9091");
     cfg->webhook.path = strdup("/webhooks/unizo");
     cfg->webhook.tolerance_s = 300;

@@ -38,6 +38,7 @@ struct sy_config {
         uint64_t idle_timeout_ms;
         uint64_t request_timeout_ms; /* time to receive a whole request */
         int max_connections;         /* open webhook connections at most; more are closed at once */
+        int max_connections_per_address; /* from one client address (trusted proxies exempt) */
     } http;
 
     struct {

@@ -37,8 +37,14 @@ static int check_listen_addr(struct sy_cfg_walker *w, const char *path, const ch
 
 static int walk_http(struct sy_cfg_walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"threads",         "http2",           "tls", "idle_timeout",
-                                       "request_timeout", "max_connections", NULL};
+    static const char *const keys[] = {"threads",
+                                       "http2",
+                                       "tls",
+                                       "idle_timeout",
+                                       "request_timeout",
+                                       "max_connections",
+                                       "max_connections_per_address",
+                                       NULL};
     int rc = sy_cfg_keys(w, "http", keys);
     if (rc != SY_OK) {
         return rc;
@@ -54,6 +60,10 @@ static int walk_http(struct sy_cfg_walker *w, struct sy_config *cfg)
     if (sy_cfg_field(w->L, "max_connections")) {
         TRY(sy_cfg_int(w, "http.max_connections", 1, 1000000, &n));
         cfg->http.max_connections = (int)n;
+    }
+    if (sy_cfg_field(w->L, "max_connections_per_address")) {
+        TRY(sy_cfg_int(w, "http.max_connections_per_address", 1, 1000000, &n));
+        cfg->http.max_connections_per_address = (int)n;
     }
     if (sy_cfg_field(w->L, "idle_timeout")) {
         TRY(sy_cfg_unit(w, "http.idle_timeout", sy_parse_duration_ms, 1000, "60s",

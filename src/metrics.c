@@ -211,11 +211,15 @@ void sy_metrics_render(struct sy_buf *out)
                   "switchyard_store_queue_depth %llu\n",
                   (unsigned long long)load(&sy_metrics.queue_depth));
     sy_buf_printf(out,
-                  "# HELP switchyard_connections_refused_total Connections closed over "
-                  "http.max_connections.\n"
+                  "# HELP switchyard_connections_refused_total Webhook connections closed as "
+                  "they were accepted, by reason.\n"
                   "# TYPE switchyard_connections_refused_total counter\n"
-                  "switchyard_connections_refused_total %llu\n",
-                  (unsigned long long)load(&sy_metrics.conns_refused));
+                  "switchyard_connections_refused_total{reason=\"max_connections\"} %llu\n"
+                  "switchyard_connections_refused_total{reason=\"per_address\"} %llu\n"
+                  "switchyard_connections_refused_total{reason=\"not_allowed\"} %llu\n",
+                  (unsigned long long)load(&sy_metrics.conns_refused),
+                  (unsigned long long)load(&sy_metrics.conns_refused_address),
+                  (unsigned long long)load(&sy_metrics.conns_refused_forbidden));
     sy_buf_printf(out,
                   "# HELP switchyard_store_errors_total Failed store transactions.\n"
                   "# TYPE switchyard_store_errors_total counter\n"

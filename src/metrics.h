@@ -54,13 +54,15 @@ struct sy_metrics {
     struct sy_histogram batch_size;     /* events per commit */
     uint64_t queue_depth;               /* events waiting for the writer (gauge) */
     uint64_t store_errors;
-    uint64_t conns_refused; /* connections closed at once: over http.max_connections */
+    uint64_t conns_refused;            /* closed at once: over http.max_connections */
+    uint64_t conns_refused_address;    /* closed at once: over http.max_connections_per_address */
+    uint64_t conns_refused_forbidden;  /* closed at once: a direct peer outside webhook.allow */
     uint64_t jobs_queued;              /* jobs runnable, running or waiting to retry (gauge) */
     uint64_t jobs_dead;                /* jobs waiting for a replay (gauge) */
     struct sy_histogram job_seconds;   /* one attempt of one handler */
     struct sy_histogram unizo_seconds; /* one HTTP attempt to the Unizo API */
     uint64_t unizo_retries;
-    uint64_t unizo_replayed; /* calls answered from the journal of an earlier attempt */
+    uint64_t unizo_replayed;   /* calls answered from the journal of an earlier attempt */
     uint64_t rule_generations; /* rule generations alive (gauge): current + held by workers */
 };
 

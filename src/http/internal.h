@@ -8,6 +8,7 @@
 #include <h2o.h>
 
 #include "config.h"
+#include "http/conn_table.h"
 #include "ingest/verify.h"
 #include "store/store.h"
 
@@ -46,9 +47,10 @@ struct sy_server {
     struct sy_loop *loops;
     size_t n_loops;
     struct sy_loop admin;
-    uint64_t inflight;       /* requests waiting for the store (atomic) */
-    int open_conns; /* webhook connections open now (atomic) */
-    pthread_mutex_t init_mu; /* guards n_ready while the loops set themselves up */
+    uint64_t inflight;              /* requests waiting for the store (atomic) */
+    int open_conns;                 /* webhook connections open now (atomic) */
+    struct sy_conn_table *per_addr; /* open webhook connections per client address */
+    pthread_mutex_t init_mu;        /* guards n_ready while the loops set themselves up */
     pthread_cond_t init_cv;
     size_t n_ready;
 };

@@ -114,10 +114,69 @@ static void bound_name(int fd, char *out, size_t len)
     snprintf(out, len, "[%s]:%u", host, port);
 }
 
+/* What a webhook connection holds until it closes: its place in the limits. */
+struct conn_hold {
+    struct sy_server *srv;
+    struct sy_addr addr;
+    bool per_addr; /* counted in srv->per_addr */
+};
+
 static void on_conn_close(void *data)
 {
-    struct sy_server *srv = data;
-    __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
+    struct conn_hold *h = data;
+    if (h->per_addr) {
+        sy_conn_table_leave(h->srv->per_addr, &h->addr);
+    }
+    __atomic_fetch_sub(&h->srv->open_conns, 1, __ATOMIC_RELAXED);
+    free(h);
+}
+
+/*
+ * The checks a webhook connection passes as it is accepted, before any byte of a request
+ * is read, so that connections nobody will serve cannot hold the slots real deliveries
+ * need: a direct peer outside webhook.allow (a trusted proxy is judged later, by the
+ * X-Forwarded-For of each request), then http.max_connections, then
+ * http.max_connections_per_address (trusted proxies exempt: everything comes through
+ * them). Returns the hold to keep with the socket, or NULL with the refusal counted.
+ */
+static struct conn_hold *admit(struct sy_server *srv, h2o_socket_t *sock)
+{
+    const struct sy_config *cfg = srv->cfg;
+    struct sockaddr_storage ss;
+    struct sy_addr peer;
+    socklen_t sl = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+    bool known = sl > 0 && sy_addr_from_sockaddr((struct sockaddr *)&ss, &peer);
+    bool proxy = known && sy_cidr_list_contains(cfg->webhook.trusted_proxies,
+                                                cfg->webhook.n_trusted_proxies, &peer);
+    if (known && !proxy && cfg->webhook.n_allow > 0 &&
+        !sy_cidr_list_contains(cfg->webhook.allow, cfg->webhook.n_allow, &peer)) {
+        sy_metrics_add(&sy_metrics.conns_refused_forbidden, 1);
+        return NULL;
+    }
+    struct conn_hold *h = malloc(sizeof(*h));
+    if (h == NULL) {
+        sy_metrics_add(&sy_metrics.conns_refused, 1);
+        return NULL;
+    }
+    /* over the limit: close at once, so a flood cannot exhaust memory or descriptors */
+    if (__atomic_fetch_add(&srv->open_conns, 1, __ATOMIC_RELAXED) >= cfg->http.max_connections) {
+        __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
+        sy_metrics_add(&sy_metrics.conns_refused, 1);
+        free(h);
+        return NULL;
+    }
+    h->srv = srv;
+    h->per_addr = known && !proxy;
+    if (h->per_addr) {
+        h->addr = peer;
+        if (!sy_conn_table_enter(srv->per_addr, &peer, cfg->http.max_connections_per_address)) {
+            __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
+            sy_metrics_add(&sy_metrics.conns_refused_address, 1);
+            free(h);
+            return NULL;
+        }
+    }
+    return h;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -134,16 +193,13 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             return;
         }
         if (lp->webhook) {
-            /* over the limit: close at once, so a flood cannot exhaust memory or descriptors */
-            if (__atomic_fetch_add(&srv->open_conns, 1, __ATOMIC_RELAXED) >=
-                srv->cfg->http.max_connections) {
-                __atomic_fetch_sub(&srv->open_conns, 1, __ATOMIC_RELAXED);
-                sy_metrics_add(&sy_metrics.conns_refused, 1);
+            struct conn_hold *h = admit(srv, sock);
+            if (h == NULL) {
                 h2o_socket_close(sock);
                 continue;
             }
             sock->on_close.cb = on_conn_close;
-            sock->on_close.data = srv;
+            sock->on_close.data = h;
         }
         h2o_accept(&lp->accept_ctx, sock);
     }
@@ -317,7 +373,8 @@ struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *st
     pthread_mutex_init(&srv->init_mu, NULL);
     pthread_cond_init(&srv->init_cv, NULL);
     srv->listen_fds = calloc(cfg->n_listen, sizeof(int));
-    if (srv->listen_fds == NULL) {
+    srv->per_addr = sy_conn_table_new((size_t)cfg->http.max_connections);
+    if (srv->listen_fds == NULL || srv->per_addr == NULL) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -461,6 +518,7 @@ void sy_server_free(struct sy_server *srv)
     }
     loop_dispose(&srv->admin);
     free(srv->loops);
+    sy_conn_table_free(srv->per_addr); /* after the loops: closing their sockets leaves it */
     for (size_t i = 0; i < srv->n_listen; i++) {
         close(srv->listen_fds[i]);
     }

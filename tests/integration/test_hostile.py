@@ -239,7 +239,7 @@ class Flood(ServerTest):
                 refused += isinstance(sys.exc_info()[1], ConnectionResetError)
             extra.append(s)
         self.assertEqual(refused, 50)
-        self.assertEqual(self.srv.metric("switchyard_connections_refused_total"), 50)
+        self.assertEqual(self.srv.metric("switchyard_connections_refused_total", '{reason="max_connections"}'), 50)
         # the held connections still work, and once they go, new ones are served
         body = event("evt_held")
         got = raw_exchange_on(held[0], http_request("POST", "/webhooks/unizo", body, signed_headers(body)))
@@ -248,6 +248,86 @@ class Flood(ServerTest):
             s.close()
         time.sleep(0.3)
         self.assertEqual(self.srv.post(event("evt_after_flood"))[0], 200)
+
+
+def connect_from(source, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def closed_at_once(s):
+    """True when the server closes the connection without waiting for a request."""
+    s.settimeout(3)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def deliver_on(s, event_id):
+    body = event(event_id)
+    s.settimeout(10)
+    return raw_exchange_on(s, http_request("POST", "/webhooks/unizo", body, signed_headers(body)))
+
+
+class AllowAtAccept(ServerTest):
+    """A direct peer outside webhook.allow is closed as it is accepted: it holds no slot."""
+    server_args = {"config_extra": 'http = { threads = 2, max_connections = 5, request_timeout = "20s" }',
+                   "webhook_extra": 'allow = { "127.0.0.2" }'}
+
+    def test_refused_addresses_cannot_hold_the_slots(self):
+        bad = [connect_from("127.0.0.1", self.srv.port) for _ in range(5)]
+        for s in bad:
+            try:  # a request that never finishes, as a slow attacker sends it
+                s.sendall(b"POST /webhooks/unizo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            except OSError:
+                pass
+        self.assertEqual([closed_at_once(s) for s in bad], [True] * 5)
+        # a real delivery from the allowed address still gets in, on one of the 5 slots
+        good = connect_from("127.0.0.2", self.srv.port)
+        self.assertEqual(deliver_on(good, "evt_allowed_at_accept"), 200)
+        self.assertEqual(self.srv.rows("SELECT id FROM events"), [("evt_allowed_at_accept",)])
+        self.assertEqual(self.srv.metric("switchyard_connections_refused_total", '{reason="not_allowed"}'), 5)
+        for s in bad + [good]:
+            s.close()
+
+
+class PerAddress(ServerTest):
+    """One address cannot take every slot; a trusted proxy (everything comes through it) can."""
+    server_args = {"config_extra": 'http = { threads = 2, max_connections = 20, max_connections_per_address = 3 }',
+                   "webhook_extra": 'trusted_proxies = { "127.0.0.3" }'}
+
+    def test_one_address_cannot_take_every_slot(self):
+        held = [connect_from("127.0.0.1", self.srv.port) for _ in range(3)]
+        for i, s in enumerate(held):
+            self.assertEqual(deliver_on(s, "evt_pa_%d" % i), 200)  # open and counted
+        extra = connect_from("127.0.0.1", self.srv.port)
+        self.assertTrue(closed_at_once(extra))
+        self.assertEqual(self.srv.metric("switchyard_connections_refused_total", '{reason="per_address"}'), 1)
+        # another address is served, and a proxy's connections are not capped per address
+        self.assertEqual(deliver_on(connect_from("127.0.0.2", self.srv.port), "evt_pa_other"), 200)
+        proxied = [connect_from("127.0.0.3", self.srv.port) for _ in range(5)]
+        self.assertEqual([deliver_on(s, "evt_pa_proxy_%d" % i) for i, s in enumerate(proxied)], [200] * 5)
+        # once one of the three closes, that address may open another
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            s = connect_from("127.0.0.1", self.srv.port)
+            s.settimeout(0.2)
+            try:
+                if deliver_on(s, "evt_pa_again") == 200:
+                    break
+            except (OSError, IndexError, ValueError):
+                pass
+            s.close()
+            self.assertLess(time.monotonic(), deadline, "the closed connection's place never came back")
+            time.sleep(0.05)
+        for c in held + proxied + [s, extra]:
+            c.close()
 
 
 def raw_exchange_on(sock, payload):
