@@ -11,6 +11,7 @@
 #include <lualib.h>
 
 #include "check.h"
+#include "snippet.h"
 #include "lua/sandbox.h"
 #include "unizo/client.h"
 #include "util/error.h"
@@ -19,14 +20,7 @@ static char err[4096];
 
 static enum sy_lua_result run_code(struct sy_lua *lx, const char *code)
 {
-    lua_State *L = sy_lua_state(lx);
-    err[0] = '\0';
-    if (luaL_loadbufferx(L, code, strlen(code), "=snippet", "t") != LUA_OK) {
-        snprintf(err, sizeof(err), "%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return SY_LUA_ERROR;
-    }
-    return sy_lua_pcall(lx, 0, 0, err, sizeof(err));
+    return run_snippet(lx, code, err, sizeof(err));
 }
 
 /* 'code' fails with the limit's message, and the same state then runs a normal snippet. */

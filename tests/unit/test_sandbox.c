@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 
 #include "check.h"
+#include "snippet.h"
 #include "lua/sandbox.h"
 
 static const char *data_dir;
@@ -18,14 +19,7 @@ static struct sy_lua *fresh(void)
 /* Run a snippet inside the sandbox; returns the result and leaves the message in err. */
 static enum sy_lua_result run_code(struct sy_lua *lx, const char *code)
 {
-    lua_State *L = sy_lua_state(lx);
-    err[0] = '\0';
-    if (luaL_loadbufferx(L, code, strlen(code), "=snippet", "t") != LUA_OK) {
-        snprintf(err, sizeof(err), "%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return SY_LUA_ERROR;
-    }
-    return sy_lua_pcall(lx, 0, 0, err, sizeof(err));
+    return run_snippet(lx, code, err, sizeof(err));
 }
 
 static bool fails(struct sy_lua *lx, const char *code, const char *want)
