@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,9 @@ static const char usage[] =
     "usage: switchyard test [-c FILE] [--filter PATTERN] [--junit FILE] [PATH...]\n"
     "\n"
     "Run rule tests: every *_test.lua in PATHs (files or folders), by default in\n"
-    "the folders of the config's rule files. Each test runs in a fresh runtime with\n"
+    "the folders of the config's rule files. The rules tested are the config's with\n"
+    "-c; without it, the *.lua files beside the test files (./switchyard.lua gives\n"
+    "the settings when there is one). Each test runs in a fresh runtime with\n"
     "the real rules, router and rule API; the network is replaced by respond()\n"
     "declarations and kv by an in-memory store. Prints a line per test and ends\n"
     "with \"N passed, N failed\"; exit 1 when a test failed, 2 on usage errors.\n"
@@ -856,6 +859,55 @@ static void run_file(const struct suite *s, const char *file, const char *filter
     free(copy);
 }
 
+/* Append 's' to 'out' with glob's special characters escaped. */
+static void glob_quote(char *out, size_t cap, const char *s)
+{
+    size_t n = strlen(out);
+    for (; *s && n + 2 < cap; s++) {
+        if (strchr("*?[]\\", *s) != NULL) {
+            out[n++] = '\\';
+        }
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* The config's rules become the *.lua files (not *_test.lua) in the folders of the tests. */
+static int rules_beside(struct sy_config *cfg, char *const *tests, size_t n)
+{
+    char **globs = calloc(n ? n : 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; globs != NULL && i < n; i++) {
+        char *copy = strdup(tests[i]);
+        char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
+        char pattern[PATH_MAX + 16] = "";
+        if (dir != NULL) {
+            glob_quote(pattern, sizeof(pattern) - 8, dir);
+            size_t at = strlen(pattern);
+            snprintf(pattern + at, sizeof(pattern) - at, "/*.lua");
+        }
+        bool seen = dir == NULL;
+        for (size_t j = 0; j < k && !seen; j++) {
+            seen = strcmp(globs[j], pattern) == 0;
+        }
+        if (!seen) {
+            globs[k++] = strdup(pattern);
+        }
+        free(dir);
+        free(copy);
+    }
+    if (globs == NULL) {
+        return SY_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        free(cfg->rules[i]);
+    }
+    free(cfg->rules);
+    cfg->rules = globs;
+    cfg->n_rules = k;
+    return SY_OK;
+}
+
 int sy_cli_test(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -886,11 +938,42 @@ int sy_cli_test(int argc, char **argv)
             return 2;
         }
     }
+    /*
+     * Which rules the tests see: with -c (or SWITCHYARD_CONFIG), the config's. Without it,
+     * the rule files beside the test files given, with ./switchyard.lua's settings when
+     * there is one; with neither paths nor -c, ./switchyard.lua. Never the demo's.
+     */
+    const char *env = getenv("SWITCHYARD_CONFIG");
+    bool explicit_cfg = config != NULL || (env != NULL && env[0] != '\0');
+    const char *cfg_path = explicit_cfg                          ? sy_cli_config_path(config)
+                           : access("switchyard.lua", R_OK) == 0 ? "switchyard.lua"
+                                                                 : NULL;
+    bool beside = !explicit_cfg && optind < argc;
+    if (cfg_path == NULL && !beside) {
+        fputs("switchyard test: no rules to test: give the test files or folders (the rules "
+              "beside them are tested), or -c FILE\n",
+              stderr);
+        return 2;
+    }
     struct sy_config cfg;
-    if (sy_cli_load_config(sy_cli_config_path(config), &cfg) != 0) {
+    if (sy_cli_load_config(cfg_path, &cfg) != 0) {
         return 1;
     }
     sy_log_configure(SY_LOG_ERROR, false);
+    char **files = NULL;
+    size_t n_files = 0;
+    for (int i = optind; i < argc; i++) {
+        size_t before = n_files;
+        discover(argv[i], &files, &n_files);
+        if (n_files == before) {
+            fprintf(stderr, "switchyard test: %s: no *_test.lua there\n", argv[i]);
+        }
+    }
+    if (beside && rules_beside(&cfg, files, n_files) != SY_OK) {
+        fputs("switchyard test: out of memory\n", stderr);
+        sy_config_dispose(&cfg);
+        return 1;
+    }
     struct suite s = {.cfg = &cfg};
     struct sy_error err = {0};
     if (sy_rule_files(&cfg, &s.rule_files, &s.rule_display, &s.n_rules, &err) != SY_OK) {
@@ -900,17 +983,7 @@ int sy_cli_test(int argc, char **argv)
         sy_config_dispose(&cfg);
         return 1;
     }
-    char **files = NULL;
-    size_t n_files = 0;
-    if (optind < argc) {
-        for (int i = optind; i < argc; i++) {
-            size_t before = n_files;
-            discover(argv[i], &files, &n_files);
-            if (n_files == before) {
-                fprintf(stderr, "switchyard test: %s: no *_test.lua there\n", argv[i]);
-            }
-        }
-    } else {
+    if (optind >= argc) {
         /* the folders the rule files live in */
         for (size_t i = 0; i < s.n_rules; i++) {
             char *copy = strdup(s.rule_files[i]);
@@ -927,6 +1000,11 @@ int sy_cli_test(int argc, char **argv)
             free(copy);
         }
     }
+    printf("rules (%s):", beside ? "beside the tests" : cfg.path ? cfg.path : "config");
+    for (size_t i = 0; i < s.n_rules; i++) {
+        printf(" %s", s.rule_display[i]);
+    }
+    printf("%s\n", s.n_rules == 0 ? " none" : "");
     struct result *res = NULL;
     size_t n_res = 0, failed = 0;
     for (size_t i = 0; i < n_files; i++) {

@@ -17,6 +17,55 @@ def run(*args):
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
+class WhichRules(unittest.TestCase):
+    """Without -c, a test sees the rule files beside it: never the demo's."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="sy-beside-")
+        with open(os.path.join(self.dir, "pr_review.lua"), "w") as f:
+            # the demo has a rule of the same name that writes another value
+            f.write('rule { name = "pr-review-ticket", on = "scm.pull_request.created",\n'
+                    '  run = function(ev) kv.set("pr:" .. ev.data.url, "beside") end }\n')
+        with open(os.path.join(self.dir, "pr_review_test.lua"), "w") as f:
+            f.write('test("the rule beside the test ran", function()\n'
+                    '  local run = fire({ id = "e1", type = "scm.pull_request.created",\n'
+                    '    integration = { id = "i", type = "github" }, data = { url = "u" } })\n'
+                    '  expect(run.jobs[1]).to_equal({ rule = "pr-review-ticket", outcome = "done" })\n'
+                    '  expect(kv.get("pr:u")).to_be("beside")\n'
+                    'end)\n')
+        self.elsewhere = tempfile.mkdtemp(prefix="sy-cwd-")  # no switchyard.lua here
+
+    def test_the_rules_beside_the_tests(self):
+        env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_CONFIG"}
+        p = subprocess.run([BIN, "test", self.dir], capture_output=True, cwd=self.elsewhere, env=env,
+                           timeout=60)
+        out = p.stdout.decode()
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        first = out.splitlines()[0]
+        self.assertTrue(first.startswith("rules (beside the tests): "), first)
+        self.assertIn(os.path.join(os.path.realpath(self.dir), "pr_review.lua"), first)
+        self.assertNotIn("examples", first)
+        self.assertEqual(out.strip().splitlines()[-1], "1 passed, 0 failed")
+        # the test file itself, too
+        p = subprocess.run([BIN, "test", os.path.join(self.dir, "pr_review_test.lua")], capture_output=True,
+                           cwd=self.elsewhere, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode())
+
+    def test_no_paths_and_no_config_is_a_usage_error(self):
+        env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_CONFIG"}
+        p = subprocess.run([BIN, "test"], capture_output=True, cwd=self.elsewhere, env=env, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no rules to test", p.stderr.decode())
+
+    def test_with_a_config_its_rules(self):
+        p = subprocess.run([BIN, "test", "-c", os.path.join(ROOT, "examples/switchyard.lua"), self.dir],
+                           capture_output=True, cwd=self.elsewhere, timeout=60)
+        out = p.stdout.decode()
+        self.assertTrue(out.splitlines()[0].startswith("rules (%s): " % os.path.join(ROOT, "examples/switchyard.lua")),
+                        out.splitlines()[0])
+        self.assertEqual(p.returncode, 1, out)  # the demo's rule writes another value
+
+
 class Runner(unittest.TestCase):
     def test_passing_file(self):
         rc, out, _ = run("tests/data/testkit/pass_test.lua")
