@@ -1,6 +1,7 @@
 #ifndef SY_CLI_H
 #define SY_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -35,5 +36,17 @@ char *sy_cli_read_file(const char *path, size_t max, size_t *len);
  * non-NULL). New string; NULL with a message on stderr when unset or empty.
  */
 char *sy_cli_secret(const char *env_var, const char *file);
+
+/* What `switchyard replay` was asked, beyond plain ids and --dead. */
+struct sy_cli_replay_args {
+    const char *since, *until, *type, *rule, *state; /* NULL = not given */
+    const char *admin; /* ADDRESS:PORT of the admin listener; NULL = the config's admin.listen */
+    bool dry_run;
+    char *const *ids;
+    size_t n_ids;
+};
+
+/* Ask the running server (POST /admin/replay) and print what ran. Returns the exit status. */
+int sy_cli_replay_selected(const struct sy_config *cfg, const struct sy_cli_replay_args *a);
 
 #endif

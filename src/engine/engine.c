@@ -32,9 +32,8 @@ const struct sy_loaded_plugin *sy_engine_plugin(const struct sy_engine *eng, con
  * ordering key. Names and keys are copied into 'out', so the generation is
  * only held for the length of the call.
  */
-static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
+size_t sy_engine_route(struct sy_engine *eng, const struct sy_append *a, struct sy_routes *out)
 {
-    struct sy_engine *eng = ctx;
     struct sy_rule_gen *g = sy_engine_gen(eng);
     size_t n = 0;
     char key[SY_KEY_MAX + 1];
@@ -59,6 +58,11 @@ static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
         }
     }
     return n;
+}
+
+static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
+{
+    return sy_engine_route(ctx, a, out);
 }
 
 /* A plugin may not take a rule's name: jobs refer to handlers by name. */

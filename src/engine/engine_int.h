@@ -36,6 +36,13 @@ struct sy_engine {
 /* The current generation with a reference for the caller (sy_rule_gen_release it). Any thread. */
 struct sy_rule_gen *sy_engine_gen(struct sy_engine *eng);
 
+/*
+ * Which handlers take an event, and with which ordering keys (appended to 'out'): the
+ * current rules, then the plugins. The one router: the store calls it through
+ * sy_store_set_router, and replays call it directly. Any thread.
+ */
+size_t sy_engine_route(struct sy_engine *eng, const struct sy_append *a, struct sy_routes *out);
+
 /* The plugin named 'name', or NULL. */
 const struct sy_loaded_plugin *sy_engine_plugin(const struct sy_engine *eng, const char *name);
 

@@ -13,7 +13,7 @@
 #include "metrics.h"
 #include "util/buf.h"
 
-static int method_not_allowed(h2o_req_t *req, const char *allow)
+int sy_admin_method_not_allowed(h2o_req_t *req, const char *allow)
 {
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
     char detail[32];
@@ -45,7 +45,7 @@ static bool path_is(h2o_req_t *req, const char *path)
     return h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
 }
 
-static void send_json(h2o_req_t *req, int status, const char *reason, json_t *v)
+void sy_admin_send_json(h2o_req_t *req, int status, const char *reason, json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT);
     json_decref(v);
@@ -121,7 +121,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     char msg[1024];
     if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
         if (!is_get) {
-            return method_not_allowed(req, "GET");
+            return sy_admin_method_not_allowed(req, "GET");
         }
         char status[32], limit[16];
         bool has_status = query_param(req, "status", status, sizeof(status));
@@ -138,7 +138,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
             sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
             return 0;
         }
-        send_json(req, 200, "OK", json_pack("{s:o}", "events", list));
+        sy_admin_send_json(req, 200, "OK", json_pack("{s:o}", "events", list));
         return 0;
     }
     if (rest[0] != '/') {
@@ -156,7 +156,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     }
     if (replay) {
         if (!is_post) {
-            return method_not_allowed(req, "POST");
+            return sy_admin_method_not_allowed(req, "POST");
         }
         json_t *ev = sy_store_show(srv->store, id, &err);
         if (ev == NULL) {
@@ -178,11 +178,11 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
                                          : json_pack("{s:b, s:s}", "routed", 0, "reason",
                                                      r.reason));
         }
-        send_json(req, 200, "OK", out);
+        sy_admin_send_json(req, 200, "OK", out);
         return 0;
     }
     if (!is_get) {
-        return method_not_allowed(req, "GET");
+        return sy_admin_method_not_allowed(req, "GET");
     }
     json_t *ev = sy_store_show(srv->store, id, &err);
     if (ev == NULL) {
@@ -190,7 +190,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
         sy_http_send_error(req, 404, "Not Found", "not_found", msg);
         return 0;
     }
-    send_json(req, 200, "OK", ev);
+    sy_admin_send_json(req, 200, "OK", ev);
     return 0;
 }
 
@@ -205,7 +205,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     /* probes stay open so that load balancers need no secret */
     if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
         if (!is_get) {
-            return method_not_allowed(req, "GET");
+            return sy_admin_method_not_allowed(req, "GET");
         }
         if (path_is(req, "/healthz")) {
             static const char ok[] = "{\"status\":\"ok\"}";
@@ -230,7 +230,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(req, "/metrics")) {
         if (!is_get) {
-            return method_not_allowed(req, "GET");
+            return sy_admin_method_not_allowed(req, "GET");
         }
         struct sy_buf b;
         sy_buf_init(&b, 4 << 20);
@@ -243,9 +243,12 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         memcmp(req->path_normalized.base, "/admin/events", 13) == 0) {
         return admin_events(req, srv);
     }
+    if (path_is(req, "/admin/replay")) {
+        return sy_admin_replay(req, srv);
+    }
     if (path_is(req, "/admin/reload")) {
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-            return method_not_allowed(req, "POST");
+            return sy_admin_method_not_allowed(req, "POST");
         }
         struct sy_error err = {0};
         if (sy_engine_reload(srv->engine, &err) != SY_OK) {

@@ -61,6 +61,12 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
 
 /* admin.c */
 int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Answer 405 naming the method to use; send a JSON value (taken) as the whole answer. */
+int sy_admin_method_not_allowed(h2o_req_t *req, const char *allow);
+struct json_t;
+void sy_admin_send_json(h2o_req_t *req, int status, const char *reason, struct json_t *v);
+/* admin_replay.c: POST /admin/replay */
+int sy_admin_replay(h2o_req_t *req, struct sy_server *srv);
 
 /* Send 'body' as a complete response with a content length, keeping the connection alive. */
 void sy_http_send(h2o_req_t *req, int status, const char *reason, const char *content_type,

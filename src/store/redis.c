@@ -873,6 +873,8 @@ static const struct sy_store_ops redis_ops = {
     .journal_load = sy_redis_journal_load,
     .list = sy_redis_list,
     .show = sy_redis_show,
+    .scan = sy_redis_scan,
+    .rerun = sy_redis_rerun,
 };
 
 /* "redis://host:port/db" */

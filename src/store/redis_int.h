@@ -63,4 +63,9 @@ void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,
 int sy_redis_journal_load(struct sy_store *st, const struct sy_job *job,
                           struct sy_call_record **recs, size_t *n);
 
+/* redis_rerun.c */
+int sy_redis_scan(struct sy_store *st, const struct sy_scan_query *q,
+                  int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
+int sy_redis_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
+
 #endif

@@ -267,6 +267,8 @@ static const struct sy_store_ops sqlite_ops = {
     .journal_load = sy_sqlite_journal_load,
     .list = sqlite_list,
     .show = sqlite_show,
+    .scan = sy_sqlite_scan,
+    .rerun = sy_sqlite_rerun,
 };
 
 struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *path,

@@ -23,7 +23,7 @@
 
 /* A write other than an event append, applied in the writer's next transaction. */
 struct op {
-    enum { OP_FINISH, OP_KV_SET, OP_KV_DEL, OP_REPLAY, OP_CALL } kind;
+    enum { OP_FINISH, OP_KV_SET, OP_KV_DEL, OP_REPLAY, OP_CALL, OP_RERUN } kind;
     struct op *next;
     struct sy_job *job; /* OP_FINISH: owned */
     enum sy_job_outcome outcome;
@@ -37,6 +37,8 @@ struct op {
     bool done;
     int status;
     long count;
+    struct sy_rerun *items; /* OP_RERUN: borrowed from the caller, who waits */
+    size_t n_items;
     bool promoted;   /* OP_REPLAY: a quarantined event was routed */
     char reason[256]; /* OP_REPLAY: why a quarantined event still cannot be routed */
 };
@@ -108,6 +110,25 @@ struct sqlite_store {
     pthread_cond_t ckpt_cv;
     int wal_frames; /* writer thread only */
 };
+
+/* Jobs a transaction made runnable, handed to the scheduler after the commit. */
+struct sy_job_list {
+    struct sy_job **j;
+    size_t n, cap;
+};
+
+/* Add j to the list (on no memory it is freed: it stays pending in the database). */
+void sy_sqlite_list_add(struct sy_job_list *l, struct sy_job *j);
+
+/* sqlite_rerun.c: the writer's part of sy_store_rerun (in its transaction); the scan. */
+int sy_sqlite_apply_rerun(struct sqlite_store *s, struct op *o, struct sy_job_list *dead_again,
+                          struct sy_job_list *again);
+int sy_sqlite_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
+int sy_sqlite_scan(struct sy_store *st, const struct sy_scan_query *q,
+                   int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
+/* A read connection from the pool, and back. */
+struct reader *sy_sqlite_reader_acquire(struct sqlite_store *s);
+void sy_sqlite_reader_release(struct sqlite_store *s, struct reader *r);
 
 /* sqlite_schema.c: create or migrate the schema, prepare the writer's statements. */
 int sy_sqlite_schema(struct sqlite_store *s, struct sy_error *err);

@@ -31,7 +31,7 @@ static bool prepare(struct reader *r, const char *sql, sqlite3_stmt **st)
     return sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK;
 }
 
-static struct reader *reader_acquire(struct sqlite_store *s)
+struct reader *sy_sqlite_reader_acquire(struct sqlite_store *s)
 {
     pthread_mutex_lock(&s->mu);
     struct reader *r = s->n_readers > 0 ? s->readers[--s->n_readers] : NULL;
@@ -61,7 +61,7 @@ static struct reader *reader_acquire(struct sqlite_store *s)
     return r;
 }
 
-static void reader_release(struct sqlite_store *s, struct reader *r)
+void sy_sqlite_reader_release(struct sqlite_store *s, struct reader *r)
 {
     sqlite3_reset(r->body);
     sqlite3_reset(r->kv);
@@ -96,7 +96,7 @@ static char *column_dup(sqlite3_stmt *st, int col, size_t *len)
 int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
-    struct reader *r = reader_acquire(s);
+    struct reader *r = sy_sqlite_reader_acquire(s);
     if (r == NULL) {
         return SY_EIO;
     }
@@ -111,7 +111,7 @@ int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job)
     } else {
         rc = step == SQLITE_DONE ? SY_ENOTFOUND : SY_EIO;
     }
-    reader_release(s, r);
+    sy_sqlite_reader_release(s, r);
     return rc;
 }
 
@@ -119,7 +119,7 @@ int sy_sqlite_kv_get(struct sy_store *st, const char *key, char **value)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
     *value = NULL;
-    struct reader *r = reader_acquire(s);
+    struct reader *r = sy_sqlite_reader_acquire(s);
     if (r == NULL) {
         return SY_EIO;
     }
@@ -133,7 +133,7 @@ int sy_sqlite_kv_get(struct sy_store *st, const char *key, char **value)
     } else {
         rc = step == SQLITE_DONE ? SY_OK : SY_EIO;
     }
-    reader_release(s, r);
+    sy_sqlite_reader_release(s, r);
     return rc;
 }
 
@@ -141,7 +141,7 @@ int sy_sqlite_journal_load(struct sy_store *st, const struct sy_job *job,
                            struct sy_call_record **recs, size_t *n)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
-    struct reader *r = reader_acquire(s);
+    struct reader *r = sy_sqlite_reader_acquire(s);
     if (r == NULL) {
         return SY_EIO;
     }
@@ -184,7 +184,7 @@ int sy_sqlite_journal_load(struct sy_store *st, const struct sy_job *job,
     if (rc == SY_OK && step != SQLITE_DONE) {
         rc = SY_EIO;
     }
-    reader_release(s, r);
+    sy_sqlite_reader_release(s, r);
     if (rc != SY_OK) {
         sy_call_records_free(out, count);
         return rc;

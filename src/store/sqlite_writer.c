@@ -33,12 +33,7 @@ struct routed {
 };
 
 /* A growing array of jobs found inside a transaction, handed out after the commit. */
-struct job_list {
-    struct sy_job **j;
-    size_t n, cap;
-};
-
-static void list_add(struct job_list *l, struct sy_job *j)
+void sy_sqlite_list_add(struct sy_job_list *l, struct sy_job *j)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -53,7 +48,7 @@ static void list_add(struct job_list *l, struct sy_job *j)
     l->j[l->n++] = j;
 }
 
-static void list_free(struct job_list *l)
+static void list_free(struct sy_job_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         sy_job_free(l->j[i]);
@@ -159,7 +154,7 @@ static int apply_kv(struct sqlite_store *s, const char *key, const char *value, 
 }
 
 /* The oldest pending job that waits for 'key', if any, into 'next'. */
-static int next_of_key(struct sqlite_store *s, const char *key, struct job_list *next)
+static int next_of_key(struct sqlite_store *s, const char *key, struct sy_job_list *next)
 {
     sqlite3_stmt *st = s->next_of_key;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -171,7 +166,7 @@ static int next_of_key(struct sqlite_store *s, const char *key, struct job_list 
             sqlite3_column_int(st, 4));
         if (j != NULL) {
             mark_fresh(s, j);
-            list_add(next, j);
+            sy_sqlite_list_add(next, j);
         }
     }
     sqlite3_reset(st);
@@ -179,7 +174,7 @@ static int next_of_key(struct sqlite_store *s, const char *key, struct job_list 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SY_OK : SY_EIO;
 }
 
-static int apply_finish(struct sqlite_store *s, struct op *o, struct job_list *next)
+static int apply_finish(struct sqlite_store *s, struct op *o, struct sy_job_list *next)
 {
     int rc;
     for (const struct sy_kv_write *w = o->job->kv; w != NULL; w = w->next) {
@@ -240,7 +235,7 @@ static const char *stored_header(json_t *headers, const char *name, size_t *len)
  * routed now, it gets its jobs (into 'promoted') and the state it would have
  * had; otherwise its reason is brought up to date. Counts the jobs in o->count.
  */
-static int replay_quarantined(struct sqlite_store *s, struct op *o, struct job_list *promoted)
+static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_job_list *promoted)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -302,7 +297,7 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct job_l
                                            : NULL;
             if (j != NULL) {
                 j->fresh = true;
-                list_add(promoted, j);
+                sy_sqlite_list_add(promoted, j);
             }
         }
         if (rc == SY_OK &&
@@ -337,8 +332,8 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct job_l
 }
 
 /* Requeue dead jobs (their attempts start over) into 'requeued'; route quarantined events. */
-static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *requeued,
-                        struct job_list *promoted)
+static int apply_replay(struct sqlite_store *s, struct op *o, struct sy_job_list *requeued,
+                        struct sy_job_list *promoted)
 {
     o->count = 0;
     if (o->text != NULL) {
@@ -368,7 +363,7 @@ static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *r
             (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), 0,
             sqlite3_column_int(st, 4));
         if (j != NULL) {
-            list_add(requeued, j);
+            sy_sqlite_list_add(requeued, j);
         }
         o->count++;
     }
@@ -376,8 +371,8 @@ static int apply_replay(struct sqlite_store *s, struct op *o, struct job_list *r
     return rc == SQLITE_DONE ? SY_OK : SY_EIO;
 }
 
-static int apply_op(struct sqlite_store *s, struct op *o, struct job_list *next,
-                    struct job_list *requeued, struct job_list *promoted)
+static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job_list *next,
+                    struct sy_job_list *requeued, struct sy_job_list *promoted)
 {
     switch (o->kind) {
     case OP_FINISH:
@@ -388,6 +383,8 @@ static int apply_op(struct sqlite_store *s, struct op *o, struct job_list *next,
         return apply_kv(s, o->text, o->value, o->when_ms);
     case OP_KV_DEL:
         return apply_kv(s, o->text, NULL, 0);
+    case OP_RERUN:
+        return sy_sqlite_apply_rerun(s, o, requeued, promoted);
     default:
         return apply_replay(s, o, requeued, promoted);
     }
@@ -449,7 +446,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
 {
     double t0 = sy_mono_s();
     struct routed *routes = n > 0 ? calloc(n, sizeof(*routes)) : NULL;
-    struct job_list next = {0}, requeued = {0}, promoted = {0};
+    struct sy_job_list next = {0}, requeued = {0}, promoted = {0};
     sy_routes_reset(&s->routes);
     int status = n > 0 && routes == NULL ? SY_ENOMEM : sy_sqlite_exec(s->db, "BEGIN IMMEDIATE");
     size_t i = 0;
@@ -581,7 +578,7 @@ static void refill(struct sqlite_store *s)
     }
     sqlite3_bind_int64(st, 1, from);
     sqlite3_bind_int(st, 2, READY_CAP / 2);
-    struct job_list got = {0};
+    struct sy_job_list got = {0};
     int rows = 0;
     int64_t last = from - 1;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -593,7 +590,7 @@ static void refill(struct sqlite_store *s)
         last = sqlite3_column_int64(st, 0);
         if (j != NULL) {
             mark_fresh(s, j);
-            list_add(&got, j);
+            sy_sqlite_list_add(&got, j);
         }
     }
     sqlite3_finalize(st);

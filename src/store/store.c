@@ -245,6 +245,18 @@ int sy_store_replay(struct sy_store *st, const char *event_id, struct sy_replay_
     return st->ops->replay(st, event_id, r);
 }
 
+int sy_store_scan(struct sy_store *st, const struct sy_scan_query *q,
+                  int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx)
+{
+    return st->ops->scan(st, q, each, ctx);
+}
+
+int sy_store_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued)
+{
+    *queued = 0;
+    return n == 0 ? SY_OK : st->ops->rerun(st, items, n, queued);
+}
+
 struct json_t *sy_store_list(struct sy_store *st, const char *status, int limit,
                              struct sy_error *err)
 {

@@ -238,6 +238,57 @@ struct sy_replay_result {
  */
 int sy_store_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
 
+/* ---- replays of anything: scan the stored events, run jobs again ---- */
+
+/* An event as a scan reads it, with its jobs' states. Everything is borrowed for the callback. */
+struct sy_scan_event {
+    const char *id;
+    const char *type;
+    const char *integration; /* NULL = none */
+    const char *category;    /* NULL = none */
+    const char *body;
+    size_t body_len;
+    const char *norm; /* NULL = none */
+    size_t norm_len;
+    const char *state; /* routed, unrouted or quarantined */
+    int64_t received_ms;
+    size_t n_jobs;
+    const char *const *job_handler; /* n_jobs each */
+    const char *const *job_state;   /* pending, retrying, done, skipped, dead */
+};
+
+/* Which events a scan reads: those received in [since_ms, until_ms) (0 = open), or the ids. */
+struct sy_scan_query {
+    int64_t since_ms, until_ms;
+    const char *const *ids;
+    size_t n_ids;
+};
+
+/*
+ * Call each() for every stored event the query selects, in store order,
+ * reading a page at a time: memory does not grow with the store. each()
+ * returning non-zero stops the scan and is returned; otherwise SY_OK or a
+ * negative SY_E*. Any thread; each() may call sy_store_rerun.
+ */
+int sy_store_scan(struct sy_store *st, const struct sy_scan_query *q,
+                  int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
+
+/* One job a replay runs again, or creates. */
+struct sy_rerun {
+    const char *event_id;
+    const char *handler;
+    const char *key; /* the ordering key the current rules give it; NULL = none */
+};
+
+/*
+ * Run each item's job again as new attempts (attempts back to 0, due now;
+ * its runs and journal stay, so completed calls are answered from the
+ * journal), or create it when the event has no job for that handler. A job
+ * still pending or retrying is left alone. One transaction for all items,
+ * durable before it returns; *queued counts the jobs queued.
+ */
+int sy_store_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
+
 /*
  * Views for `switchyard events` and the admin API, in the shapes of
  * store/inspect.h: a list of events with job counts (status may be NULL),
@@ -270,6 +321,9 @@ struct sy_store_ops {
     struct json_t *(*list)(struct sy_store *st, const char *status, int limit,
                            struct sy_error *err);
     struct json_t *(*show)(struct sy_store *st, const char *id, struct sy_error *err);
+    int (*scan)(struct sy_store *st, const struct sy_scan_query *q,
+                int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
+    int (*rerun)(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
 };
 
 struct sy_store {

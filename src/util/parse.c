@@ -139,3 +139,71 @@ bool sy_header_value_ok(const char *s)
     }
     return n > 0 && n <= SY_HEADER_VALUE_MAX && s[n] == '\0';
 }
+
+/* 'n' decimal digits at s into *v. */
+static bool digits(const char *s, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+bool sy_parse_time_ms(const char *s, int64_t now_ms, int64_t *out)
+{
+    uint64_t ago;
+    if (s[0] >= '0' && s[0] <= '9' && strlen(s) < 10 && sy_parse_duration_ms(s, &ago)) {
+        *out = now_ms - (int64_t)ago;
+        return true;
+    }
+    int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 0;
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || mo < 1 || mo > 12 || d < 1 || d > 31) {
+        return false;
+    }
+    const char *p = s + 10;
+    if (*p == 'T' || *p == ' ') {
+        if (!digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) || h > 23 || mi > 59) {
+            return false;
+        }
+        p += 6;
+        if (*p == ':') {
+            if (!digits(p + 1, 2, &sec) || sec > 60) {
+                return false;
+            }
+            p += 3;
+        }
+        if (*p == 'Z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            sign = *p == '+' ? 1 : -1;
+            if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 ||
+                om > 59) {
+                return false;
+            }
+            p += 6;
+        }
+    }
+    if (*p != '\0') {
+        return false;
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+                   sign * (oh * 3600 + om * 60);
+    *out = secs * 1000;
+    return true;
+}

@@ -20,6 +20,14 @@ bool sy_parse_duration_ms(const char *s, uint64_t *out);
 /* A whole decimal number, optional leading '-', no spaces, no overflow. */
 bool sy_parse_int64(const char *s, size_t len, int64_t *out);
 
+/*
+ * A point in time as milliseconds since the epoch: "2026-12-01" (midnight
+ * UTC), "2026-12-01T09:30", "2026-12-01T09:30:00Z", with seconds and an offset
+ * ("+02:00") optional; or a duration before 'now_ms' ("90m", "2h", "7d").
+ * Returns false on anything else. Pure.
+ */
+bool sy_parse_time_ms(const char *s, int64_t now_ms, int64_t *out);
+
 /* Longest header value sy_header_value_ok accepts. */
 #define SY_HEADER_VALUE_MAX 512
 

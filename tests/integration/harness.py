@@ -194,9 +194,9 @@ store = "sqlite:store.db"
             c.close()
         return r.status, (json.loads(data) if data.startswith(b"{") else data), r
 
-    def admin(self, path, headers=None, method="GET"):
+    def admin(self, path, headers=None, method="GET", body=None):
         c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        c.request(method, path, headers=headers or {})
+        c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         data = r.read()
         c.close()

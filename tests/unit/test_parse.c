@@ -59,5 +59,20 @@ int main(void)
     CHECK(b.failed); /* the cap holds */
     CHECK(b.len <= 64);
     sy_buf_dispose(&b);
+    /* points in time */
+    int64_t t, now = 1764633600000; /* 2025-12-02T00:00:00Z */
+    CHECK(sy_parse_time_ms("2026-12-01", now, &t) && t == 1796083200000);
+    CHECK(sy_parse_time_ms("2026-12-01T09:30", now, &t) && t == 1796083200000 + 34200000);
+    CHECK(sy_parse_time_ms("2026-12-01T09:30:15Z", now, &t) && t == 1796083200000 + 34215000);
+    CHECK(sy_parse_time_ms("2026-12-01T09:30:15+02:00", now, &t) &&
+          t == 1796083200000 + 34215000 - 7200000);
+    CHECK(sy_parse_time_ms("1970-01-01T00:00:00Z", now, &t) && t == 0);
+    CHECK(sy_parse_time_ms("2h", now, &t) && t == now - 7200000);
+    CHECK(sy_parse_time_ms("7d", now, &t) && t == now - 7 * 86400000LL);
+    CHECK(!sy_parse_time_ms("2026-13-01", now, &t));
+    CHECK(!sy_parse_time_ms("2026-12-01T25:00", now, &t));
+    CHECK(!sy_parse_time_ms("2026-12-01T09:30Zx", now, &t));
+    CHECK(!sy_parse_time_ms("yesterday", now, &t));
+    CHECK(!sy_parse_time_ms("", now, &t));
     CHECK_DONE();
 }
