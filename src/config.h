@@ -5,17 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ingest/check.h"
 #include "ingest/cidr.h"
 #include "util/error.h"
 
 enum sy_sync_mode { SY_SYNC_FULL, SY_SYNC_NORMAL, SY_SYNC_OFF };
 
-/* What a delivery's signature covers (webhook.signed_payload). */
-enum sy_signed_payload {
-    SY_SIGNED_TS_BODY, /* "<timestamp>.<raw body>" (default) */
-    SY_SIGNED_BODY,    /* the raw body alone (older Unizo pages) */
-    SY_SIGNED_EITHER,  /* either of the two: for a migration */
-};
 
 /*
  * The whole configuration. Built once by sy_config_load and then immutable:

@@ -113,6 +113,16 @@ const char *sy_result_name(enum sy_result r)
     return r < SY_R__COUNT ? result_names[r] : "unknown";
 }
 
+enum sy_result sy_result_from_name(const char *name)
+{
+    for (int r = 0; r < SY_R__COUNT; r++) {
+        if (strcmp(result_names[r], name) == 0) {
+            return (enum sy_result)r;
+        }
+    }
+    return SY_R_INVALID_EVENT;
+}
+
 void sy_histogram_observe(struct sy_histogram *h, double v)
 {
     size_t i = 0;

@@ -33,6 +33,8 @@ enum sy_result {
 };
 
 const char *sy_result_name(enum sy_result r);
+/* The result whose name is 'name' ("stale_timestamp"); SY_R_INVALID_EVENT when none is. */
+enum sy_result sy_result_from_name(const char *name);
 
 #define SY_HIST_MAX_BUCKETS 16
 

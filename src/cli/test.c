@@ -22,6 +22,7 @@
 #include "engine/journal.h"
 #include "engine/rules.h"
 #include "core/router.h"
+#include "ingest/check.h"
 #include "ingest/delivery.h"
 #include "ingest/verify.h"
 #include "lua/json.h"
@@ -294,6 +295,14 @@ static int p_capture_logs(lua_State *L)
 
 static void push_file(lua_State *L, struct tctx *t, const char *rel, const char *what);
 
+/* A bare event (no recorded headers) arrives as a JSON body would. */
+static void push_bare_headers(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "application/json");
+    lua_setfield(L, -2, "content-type");
+}
+
 /* load_fixture(path_or_table) -> { headers = {...}, body = raw string } */
 static int p_load_fixture(lua_State *L)
 {
@@ -315,7 +324,7 @@ static int p_load_fixture(lua_State *L)
         char *s = json_dumps(v, JSON_COMPACT);
         json_decref(v);
         lua_createtable(L, 0, 2);
-        lua_newtable(L);
+        push_bare_headers(L);
         lua_setfield(L, -2, "headers");
         lua_pushstring(L, s ? s : "{}");
         lua_setfield(L, -2, "body");
@@ -341,7 +350,7 @@ static int p_load_fixture(lua_State *L)
         }
     }
     lua_settop(L, 3);
-    lua_newtable(L);
+    push_bare_headers(L);
     lua_setfield(L, 3, "headers");
     lua_pushvalue(L, 2);
     lua_setfield(L, 3, "body");
@@ -378,97 +387,94 @@ static int p_read_file(lua_State *L)
     return 1;
 }
 
-/* verify(delivery, secret, tolerance) -> status, code, detail (as the live server would answer) */
-static int p_verify(lua_State *L)
+/* One header of a recorded delivery's table (lowercase names), as the server would see it. */
+static void header_of(lua_State *L, int headers, const char *name, struct sy_header_values *out)
 {
-    struct tctx *t = ctx_of(L);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    const char *secret = luaL_checkstring(L, 2);
-    int64_t tolerance = (int64_t)luaL_optinteger(L, 3, 300);
-    lua_getfield(L, 1, "headers");
-    lua_getfield(L, -1, "x-unizo-timestamp");
-    lua_getfield(L, -2, "x-unizo-signature");
-    lua_getfield(L, 1, "body");
-    size_t tslen = 0, siglen = 0, blen = 0;
-    const char *ts = lua_tolstring(L, -3, &tslen);
-    const char *sig = lua_tolstring(L, -2, &siglen);
-    const char *body = lua_tolstring(L, -1, &blen);
-    const char *code = NULL, *detail = NULL;
-    switch (sy_timestamp_check(ts, tslen, now_s(t), tolerance)) {
-    case SY_TS_MISSING:
-        code = "missing_timestamp", detail = "the x-unizo-timestamp header is missing";
-        break;
-    case SY_TS_INVALID:
-    case SY_TS_STALE:
-        code = "stale_timestamp", detail = "x-unizo-timestamp is outside the allowed window";
-        break;
-    default:
-        break;
+    out->n = 0;
+    if (!lua_istable(L, headers)) {
+        return;
     }
-    if (code == NULL && sig == NULL) {
-        code = "missing_signature", detail = "the x-unizo-signature header is missing";
+    lua_getfield(L, headers, name);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        out->v[0] = lua_tolstring(L, -1, &out->len[0]);
+        out->n = 1;
     }
-    if (code == NULL) {
-        struct sy_sig_candidates c;
-        const char *secrets[] = {secret};
-        struct sy_verifier *v = sy_verifier_new(secrets, 1);
-        bool ok = v && sy_signature_parse(sig, siglen, &c) > 0 &&
-                  sy_verifier_check(v, ts, tslen, body ? body : "", blen, &c);
-        sy_verifier_free(v);
-        if (!ok) {
-            code = "invalid_signature",
-            detail = "the signature does not match the body and timestamp";
-        }
-    }
-    lua_pushinteger(L, code ? 401 : 200);
-    lua_pushstring(L, code);
-    lua_pushstring(L, detail);
-    return 3;
-}
-
-/* A header of a recorded delivery's table (lowercase names), or NULL. */
-static const char *header_of(lua_State *L, int idx, const char *name, size_t *len)
-{
-    *len = 0;
-    if (!lua_istable(L, idx)) {
-        return NULL;
-    }
-    lua_getfield(L, idx, name);
-    const char *v = lua_tolstring(L, -1, len);
     lua_pop(L, 1); /* the string stays alive in the headers table */
-    return v;
 }
 
 /*
- * validate(body, headers, category): normalize as the server does. Returns
- * true and the normalized envelope (JSON), or false, code, reason and the
- * envelope of a quarantined delivery.
+ * deliver(delivery, secret, tolerance, category) -> { status, code, detail, norm, quarantined,
+ * reason }: the delivery checks of the live server (ingest/check.h), the signature only when
+ * a secret is given (a test may fire unsigned fixtures).
  */
-static int p_validate(lua_State *L)
+static int p_deliver(lua_State *L)
 {
-    struct sy_delivery d = {0};
-    d.body = luaL_checklstring(L, 1, &d.body_len);
-    d.event_type = header_of(L, 2, "x-unizo-event-type", &d.event_type_len);
-    d.delivery_id = header_of(L, 2, "x-unizo-delivery-id", &d.delivery_id_len);
-    d.timestamp = header_of(L, 2, "x-unizo-timestamp", &d.timestamp_len);
-    d.category = lua_tolstring(L, 3, &d.category_len);
+    struct tctx *t = ctx_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *secret = lua_tostring(L, 2);
+    lua_settop(L, 4);
+    lua_getfield(L, 1, "headers"); /* 5 */
+    lua_getfield(L, 1, "body");    /* 6 */
+    struct sy_delivery_in in = {0};
+    in.body = lua_tolstring(L, 6, &in.body_len);
+    if (in.body == NULL) {
+        in.body = "";
+    }
+    in.category = lua_tolstring(L, 4, &in.category_len);
+    header_of(L, 5, "x-unizo-timestamp", &in.timestamp);
+    header_of(L, 5, "x-unizo-signature", &in.signature);
+    header_of(L, 5, "x-unizo-event-type", &in.event_type);
+    header_of(L, 5, "x-unizo-delivery-id", &in.delivery_id);
+    header_of(L, 5, "content-type", &in.content_type);
+    struct sy_check_policy policy = {.form = t->cfg->webhook.signed_payload,
+                                     .tolerance_s = lua_isnumber(L, 3)
+                                                        ? (int64_t)lua_tointeger(L, 3)
+                                                        : t->cfg->webhook.tolerance_s,
+                                     .max_body = t->cfg->webhook.max_body,
+                                     .reject_invalid = t->cfg->webhook.reject_invalid};
+    struct sy_refusal refusal = {0};
+    bool ts_checked = false, ok = true;
+    if (secret != NULL) {
+        const char *secrets[] = {secret};
+        struct sy_verifier *v = sy_verifier_new(secrets, 1);
+        if (v == NULL) {
+            return luaL_error(L, "fire: cannot build a verifier for the secret");
+        }
+        ok = sy_delivery_authenticate(v, &policy, now_s(t), &in, &ts_checked, &refusal);
+        sy_verifier_free(v);
+    } else if (in.timestamp.n == 1) {
+        ts_checked = sy_timestamp_check(in.timestamp.v[0], in.timestamp.len[0], now_s(t),
+                                        policy.tolerance_s) == SY_TS_OK;
+    }
     struct sy_event_norm *n = lua_newuserdatauv(L, sizeof(*n), 0);
-    sy_delivery_normalize(&d, n);
+    ok = ok && sy_delivery_accept(&policy, &in, ts_checked, n, &refusal);
+    lua_createtable(L, 0, 6);
+    if (!ok) {
+        lua_pushinteger(L, refusal.status);
+        lua_setfield(L, -2, "status");
+        lua_pushstring(L, refusal.code);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, refusal.detail);
+        lua_setfield(L, -2, "detail");
+        return 1;
+    }
+    lua_pushinteger(L, 200);
+    lua_setfield(L, -2, "status");
     struct sy_buf b;
     sy_buf_init(&b, 8192);
     sy_event_norm_json(n, &b);
-    if (n->quarantined) {
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, n->code);
-        lua_pushstring(L, n->reason);
-        lua_pushlstring(L, b.data ? b.data : "{}", b.len);
-        sy_buf_dispose(&b);
-        return 4;
-    }
-    lua_pushboolean(L, 1);
     lua_pushlstring(L, b.data ? b.data : "{}", b.len);
     sy_buf_dispose(&b);
-    return 2;
+    lua_setfield(L, -2, "norm");
+    if (n->quarantined) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "quarantined");
+        lua_pushstring(L, n->code);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, n->reason);
+        lua_setfield(L, -2, "reason");
+    }
+    return 1;
 }
 
 static int p_route(lua_State *L)
@@ -615,8 +621,7 @@ static bool tctx_build(struct tctx *t, const struct suite *s, const char *file, 
         {"parse_time", p_parse_time},
         {"capture_logs", p_capture_logs},
         {"load_fixture", p_load_fixture},
-        {"verify", p_verify},
-        {"validate", p_validate},
+        {"deliver", p_deliver},
         {"route", p_route},
         {"run_rule", p_run_rule},
         {"read_file", p_read_file},

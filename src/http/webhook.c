@@ -6,6 +6,7 @@
 
 #include "http/internal.h"
 #include "ingest/cidr.h"
+#include "ingest/check.h"
 #include "ingest/delivery.h"
 #include "ingest/verify.h"
 #include "metrics.h"
@@ -114,7 +115,9 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                 }
                 bool quarantined = a->is_new && a->reason != NULL;
                 send_status(req,
-                            !a->is_new ? "duplicate" : quarantined ? "quarantined" : "accepted",
+                            !a->is_new    ? "duplicate"
+                            : quarantined ? "quarantined"
+                                          : "accepted",
                             a->id, a->id_len, quarantined ? a->reason : NULL);
                 finish(!a->is_new    ? SY_R_DUPLICATE
                        : quarantined ? SY_R_QUARANTINED
@@ -127,7 +130,7 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
             }
         } else if (a->status == SY_OK) {
             /* stored all the same; the sender will retry and get "duplicate" */
-            finish(!a->is_new ? SY_R_DUPLICATE
+            finish(!a->is_new          ? SY_R_DUPLICATE
                    : a->reason != NULL ? SY_R_QUARANTINED
                                        : SY_R_ACCEPTED,
                    0, a->id, a->id_len, p->t0, p->peer);
@@ -135,23 +138,6 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
         free(p);
         __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
     }
-}
-
-static bool is_json_type(h2o_iovec_t v)
-{
-    size_t len = v.len;
-    const char *semi = memchr(v.base, ';', v.len);
-    if (semi != NULL) {
-        len = (size_t)(semi - v.base);
-    }
-    while (len > 0 && (v.base[len - 1] == ' ' || v.base[len - 1] == '\t')) {
-        len--;
-    }
-    if (len == 16 && strncasecmp(v.base, "application/json", 16) == 0) {
-        return true;
-    }
-    return len > 17 && strncasecmp(v.base, "application/", 12) == 0 &&
-           strncasecmp(v.base + len - 5, "+json", 5) == 0;
 }
 
 /* The headers worth keeping with the event, as a JSON object (for replay and record mode). */
@@ -255,15 +241,18 @@ static int submit(h2o_req_t *req, struct sy_loop *lp, const struct sy_event_norm
     return 0;
 }
 
-/* The single value of header 'name', or NULL. Sets *dup when it appears more than once. */
-static const h2o_iovec_t *single_header(h2o_req_t *req, const char *name, size_t len, bool *dup)
+/* Every line of header 'name', in order (the count goes on past what is kept). */
+static void header_values(h2o_req_t *req, const char *name, size_t len,
+                          struct sy_header_values *out)
 {
-    ssize_t i = h2o_find_header_by_str(&req->headers, name, len, -1);
-    if (i < 0) {
-        return NULL;
+    out->n = 0;
+    for (ssize_t i = -1; (i = h2o_find_header_by_str(&req->headers, name, len, i)) >= 0;) {
+        if (out->n < SY_CHECK_MAX_VALUES) {
+            out->v[out->n] = req->headers.entries[i].value.base;
+            out->len[out->n] = req->headers.entries[i].value.len;
+        }
+        out->n++;
     }
-    *dup = h2o_find_header_by_str(&req->headers, name, len, i) >= 0;
-    return &req->headers.entries[i].value;
 }
 
 /*
@@ -278,7 +267,8 @@ static h2o_iovec_t forwarded_for(h2o_req_t *req)
         return h2o_iovec_init(NULL, 0);
     }
     size_t total = 0, lines = 0;
-    for (ssize_t i = first; i >= 0; i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
+    for (ssize_t i = first; i >= 0;
+         i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
         total += req->headers.entries[i].value.len + 1;
         lines++;
     }
@@ -287,7 +277,8 @@ static h2o_iovec_t forwarded_for(h2o_req_t *req)
     }
     char *buf = h2o_mem_alloc_pool(&req->pool, total);
     size_t n = 0;
-    for (ssize_t i = first; i >= 0; i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
+    for (ssize_t i = first; i >= 0;
+         i = h2o_find_header(&req->headers, H2O_TOKEN_X_FORWARDED_FOR, i)) {
         const h2o_iovec_t *v = &req->headers.entries[i].value;
         if (n > 0) {
             buf[n++] = ',';
@@ -347,113 +338,25 @@ int sy_webhook_on_req(h2o_handler_t *self, h2o_req_t *req)
         return reject(req, 403, "Forbidden", SY_R_FORBIDDEN_IP, detail, t0, peer);
     }
 
-    /* 2. size */
-    if (req->entity.len > cfg->webhook.max_body) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "the body is %zu bytes; the limit is %llu",
-                 req->entity.len, (unsigned long long)cfg->webhook.max_body);
-        return reject(req, 413, "Payload Too Large", SY_R_TOO_LARGE, detail, t0, peer);
-    }
-
-    /* 3. timestamp: required when the signature covers it; checked whenever it is sent */
-    enum sy_signed_payload form = cfg->webhook.signed_payload;
-    bool dup = false;
-    const h2o_iovec_t *ts = single_header(req, H2O_STRLIT("x-unizo-timestamp"), &dup);
-    if (dup) {
-        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
-                      "x-unizo-timestamp is sent more than once", t0, peer);
-    }
-    enum sy_ts_result tsr = sy_timestamp_check(ts ? ts->base : NULL, ts ? ts->len : 0,
-                                               (int64_t)time(NULL), cfg->webhook.tolerance_s);
-    if (tsr == SY_TS_MISSING && form != SY_SIGNED_TS_BODY) {
-        ts = NULL; /* the body alone is signed: no window to check */
-    } else if (tsr == SY_TS_MISSING) {
-        return reject(req, 401, "Unauthorized", SY_R_MISSING_TIMESTAMP,
-                      "the x-unizo-timestamp header is missing", t0, peer);
-    } else if (tsr == SY_TS_INVALID) {
-        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
-                      "x-unizo-timestamp must be a Unix time in whole seconds", t0, peer);
-    } else if (tsr == SY_TS_STALE) {
-        return reject(req, 401, "Unauthorized", SY_R_STALE_TIMESTAMP,
-                      "x-unizo-timestamp is outside the allowed window; check the sender's clock",
-                      t0, peer);
-    }
-
-    /* 4. signature: every occurrence of the header contributes candidates */
-    struct sy_sig_candidates cands = {.n = 0};
-    bool seen = false;
-    for (ssize_t i = -1;
-         (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-unizo-signature"), i)) >= 0;) {
-        struct sy_sig_candidates more;
-        seen = true;
-        h2o_iovec_t v = req->headers.entries[i].value;
-        sy_signature_parse(v.base, v.len, &more);
-        for (size_t k = 0; k < more.n && cands.n < SY_SIG_MAX_CANDIDATES; k++) {
-            memcpy(cands.mac[cands.n++], more.mac[k], 32);
-        }
-    }
-    if (!seen) {
-        return reject(req, 401, "Unauthorized", SY_R_MISSING_SIGNATURE,
-                      "the x-unizo-signature header is missing", t0, peer);
-    }
-    bool good = false;
-    if (cands.n > 0 && ts != NULL && form != SY_SIGNED_BODY) {
-        good = sy_verifier_check(lp->verifier, ts->base, ts->len, req->entity.base,
-                                 req->entity.len, &cands);
-    }
-    if (cands.n > 0 && !good && form != SY_SIGNED_TS_BODY) {
-        good = sy_verifier_check(lp->verifier, NULL, 0, req->entity.base, req->entity.len, &cands);
-    }
-    if (!good) {
-        return reject(req, 401, "Unauthorized", SY_R_INVALID_SIGNATURE,
-                      cands.n == 0          ? "x-unizo-signature holds no 64-digit hex HMAC-SHA256"
-                      : form == SY_SIGNED_BODY ? "the signature does not match the body"
-                                               : "the signature does not match the body and timestamp",
-                      t0, peer);
-    }
-
-    /*
-     * From here the delivery is authentic. 5-6: its content type and shape; what
-     * cannot be routed is kept as "quarantined" (or refused, with on_invalid = "reject").
-     */
-    struct sy_delivery d = {.body = req->entity.base ? req->entity.base : "",
-                            .body_len = req->entity.len,
-                            .category = category,
-                            .category_len = category_len};
-    const h2o_iovec_t *h;
-    if ((h = single_header(req, H2O_STRLIT("x-unizo-event-type"), &dup)) != NULL && !dup) {
-        d.event_type = h->base;
-        d.event_type_len = h->len;
-    }
-    if ((h = single_header(req, H2O_STRLIT("x-unizo-delivery-id"), &dup)) != NULL && !dup) {
-        d.delivery_id = h->base;
-        d.delivery_id_len = h->len;
-    }
-    if (ts != NULL) {
-        d.timestamp = ts->base;
-        d.timestamp_len = ts->len;
-    }
+    /* 2-5. size, timestamp, signature, content type and shape: the one delivery check */
+    struct sy_delivery_in in = {.body = req->entity.base ? req->entity.base : "",
+                                .body_len = req->entity.len,
+                                .category = category,
+                                .category_len = category_len};
+    header_values(req, H2O_STRLIT("x-unizo-timestamp"), &in.timestamp);
+    header_values(req, H2O_STRLIT("x-unizo-signature"), &in.signature);
+    header_values(req, H2O_STRLIT("x-unizo-event-type"), &in.event_type);
+    header_values(req, H2O_STRLIT("x-unizo-delivery-id"), &in.delivery_id);
+    header_values(req, H2O_STRLIT("content-type"), &in.content_type);
+    struct sy_check_policy policy = {.form = cfg->webhook.signed_payload,
+                                     .tolerance_s = cfg->webhook.tolerance_s,
+                                     .max_body = cfg->webhook.max_body,
+                                     .reject_invalid = cfg->webhook.reject_invalid};
     struct sy_event_norm *ev = h2o_mem_alloc_pool(&req->pool, sizeof(*ev));
-    sy_delivery_normalize(&d, ev);
-    ssize_t ct = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    bool json_type = ct >= 0 && is_json_type(req->headers.entries[ct].value);
-    if (cfg->webhook.reject_invalid && !json_type) {
-        return reject(req, 415, "Unsupported Media Type", SY_R_UNSUPPORTED_MEDIA_TYPE,
-                      "content-type must be application/json", t0, peer);
-    }
-    if (cfg->webhook.reject_invalid && ev->quarantined) {
-        enum sy_result r =
-            strcmp(ev->code, "invalid_json") == 0 ? SY_R_INVALID_JSON : SY_R_INVALID_EVENT;
-        return reject(req, 400, "Bad Request", r, ev->reason, t0, peer);
-    }
-    if (!json_type && !ev->quarantined) {
-        ev->quarantined = true;
-        ev->code = "unsupported_media_type";
-        char got[64];
-        snprintf(got, sizeof(got), "%.*s", ct >= 0 ? (int)req->headers.entries[ct].value.len : 4,
-                 ct >= 0 ? req->headers.entries[ct].value.base : "none");
-        snprintf(ev->reason, sizeof(ev->reason), "content-type must be application/json, got %s",
-                 got);
+    struct sy_refusal refusal;
+    if (!sy_delivery_check(lp->verifier, &policy, (int64_t)time(NULL), &in, ev, &refusal)) {
+        return reject(req, refusal.status, refusal.reason, sy_result_from_name(refusal.code),
+                      refusal.detail, t0, peer);
     }
 
     /* 7. dedupe + durable append; the answer comes from sy_webhook_on_done */

@@ -87,21 +87,18 @@ function fire(fixture, opts)
     cassette = load_cassette(opts.cassette)
     run.cassette = cassette
   end
-  if opts.secret then
-    local status, code, detail = sy.verify(delivery, opts.secret, opts.tolerance or 300)
-    if status ~= 200 then
-      run.status, run.rejected, run.detail = status, code, detail
-      return run
-    end
-  end
-  -- normalized as the server does: every delivery form gives the same 'ev'
-  local valid, a, b, c = sy.validate(delivery.body, delivery.headers, opts.category or delivery.category)
-  if not valid then
-    run.status, run.quarantined, run.rejected, run.detail = 200, b, a, b
-    run.event = json.decode(c)
+  -- the live server's delivery checks; the signature only when opts.secret is given
+  local d = sy.deliver(delivery, opts.secret, opts.tolerance, opts.category or delivery.category)
+  if d.status ~= 200 then
+    run.status, run.rejected, run.detail = d.status, d.code, d.detail
     return run
   end
-  local norm = a
+  if d.quarantined then
+    run.status, run.quarantined, run.rejected, run.detail = 200, d.reason, d.code, d.reason
+    run.event = json.decode(d.norm)
+    return run
+  end
+  local norm = d.norm
   local _, ev = pcall(json.decode, delivery.body)
   ev = type(ev) == "table" and ev or {}
   for k, v in pairs(json.decode(norm)) do ev[k] = v end

@@ -402,13 +402,16 @@ class Limits(ServerTest):
         rc, out, _ = self.srv.cli("events", "show", "evt_bomb")
         self.assertIn("memory", out)
         self.assertEqual(self.srv.job_states("evt_fine"), {"fine": ("done", 1)})
-        self.assertEqual(self.srv.metric("switchyard_jobs_dead"), 2)
-        # replaying brings the gauge down while they run (and up again when they die)
+        # the gauge is set after the commit that makes a job dead: it follows the rows shortly
+        self.srv.wait_for(lambda: self.srv.metric("switchyard_jobs_dead") == 2, what="gauge at 2")
+        # replaying brings the gauge down while they run (and up again when they die); the
+        # "job dead" line is written before the worker's finish commits, so wait on the rows
         self.srv.cli("replay", "--dead")
         self.srv.wait_for(lambda: self.srv.count("replay") >= 1, what="replay")
-        self.srv.wait_for(lambda: self.srv.job_states("evt_spin")["spin"] == ("dead", 1) and
-                          self.srv.count("job dead") >= 4, what="dead again")
-        self.assertEqual(self.srv.metric("switchyard_jobs_dead"), 2)
+        self.srv.wait_for(lambda: self.srv.count("job dead") >= 4 and
+                          self.srv.job_states("evt_spin")["spin"] == ("dead", 1) and
+                          self.srv.job_states("evt_bomb")["bomb"][0] == "dead", what="dead again")
+        self.srv.wait_for(lambda: self.srv.metric("switchyard_jobs_dead") == 2, what="gauge at 2 again")
 
 
 WEDGE = r"""

@@ -1,11 +1,13 @@
 """`switchyard test`, the rule-test runner, on the files in tests/data/testkit."""
+import json
 import os
+import time
 import subprocess
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
-from harness import BIN
+from harness import BIN, SECRET, Server, event, sign
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 DATA = os.path.join(ROOT, "tests/data/testkit")
@@ -64,6 +66,71 @@ class WhichRules(unittest.TestCase):
         self.assertTrue(out.splitlines()[0].startswith("rules (%s): " % os.path.join(ROOT, "examples/switchyard.lua")),
                         out.splitlines()[0])
         self.assertEqual(p.returncode, 1, out)  # the demo's rule writes another value
+
+
+class Parity(unittest.TestCase):
+    """The same deliveries through the live server and through `switchyard test`: the same answers."""
+
+    def deliveries(self):
+        now = int(time.time())
+        out = []
+
+        def add(name, body, ts=now, sign_it=True, ctype="application/json", drop=(), tamper=False):
+            ts_s, sig = sign(body, ts)
+            h = {"content-type": ctype, "x-unizo-timestamp": ts_s, "x-unizo-signature": sig}
+            if tamper:
+                h["x-unizo-signature"] = "v1=" + "0" * 64
+            for k in drop:
+                h.pop(k, None)
+            out.append((name, h, body))
+        good = event("evt_parity_ok", title="Parity")
+        add("valid", good)
+        add("bad signature", event("evt_parity_badsig"), tamper=True)
+        add("stale", event("evt_parity_stale"), ts=now - 1000)
+        add("no timestamp", event("evt_parity_nots"), drop=("x-unizo-timestamp",))
+        add("no signature", event("evt_parity_nosig"), drop=("x-unizo-signature",))
+        b = event("evt_parity_junk_ts")
+        ts_s, sig = sign(b, "12abc")
+        out.append(("junk timestamp", {"content-type": "application/json", "x-unizo-timestamp": "12abc",
+                                       "x-unizo-signature": sig}, b))
+        add("text/plain", event("evt_parity_text"), ctype="text/plain")
+        add("no type", json.dumps({"id": "evt_parity_notype", "data": {}}).encode())
+        add("not json", b"{not json")
+        add("a list", b"[1, 2]")
+        return out
+
+    def test_live_and_test_answer_alike(self):
+        srv = Server(rules={"p.lua": 'rule { name = "p", on = "*", run = function(ev) end }\n'}).start()
+        d = tempfile.mkdtemp(prefix="sy-parity-")
+        lines = []
+        try:
+            for i, (name, headers, body) in enumerate(self.deliveries()):
+                status, data, _ = srv.post(body, headers)
+                with open(os.path.join(d, "d%d.json" % i), "w") as f:
+                    json.dump({"headers": headers, "body": body.decode()}, f)
+                quarantined = data.get("detail") if data.get("status") == "quarantined" else None
+                rejected = data.get("error")
+                lines.append('test(%s, function()\n'
+                             '  local run = fire("d%d.json", { secret = %s })\n'
+                             '  expect(run.status).to_be(%d)\n' % (json.dumps(name), i, json.dumps(SECRET), status))
+                if rejected:  # refused: the same code and the same words
+                    lines.append('  expect(run.rejected).to_be(%s)\n' % json.dumps(rejected))
+                    lines.append('  expect(run.detail).to_be(%s)\n' % json.dumps(data["detail"]))
+                elif quarantined:  # kept as quarantined: the same reason
+                    lines.append('  expect(run.quarantined).to_be(%s)\n' % json.dumps(quarantined))
+                else:
+                    lines.append('  expect(run.rejected).to_be_nil()\n  expect(run.quarantined).to_be_nil()\n'
+                                 '  expect(run.jobs[1].outcome).to_be("done")\n')
+                lines.append("end)\n")
+            with open(os.path.join(d, "parity_test.lua"), "w") as f:
+                f.write("".join(lines))
+            p = subprocess.run([BIN, "test", "-c", srv.config, os.path.join(d, "parity_test.lua")],
+                               capture_output=True, timeout=60)
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+            self.assertEqual(out.strip().splitlines()[-1], "10 passed, 0 failed")
+        finally:
+            self.assertEqual(srv.stop(), 0)
 
 
 class Runner(unittest.TestCase):
