@@ -23,7 +23,8 @@ static const struct command commands[] = {
     {"sign", sy_cli_sign, "print the signed headers for a delivery"},
     {"send", sy_cli_send, "sign files with the current time and POST them"},
     {"events", sy_cli_events, "list stored events and their jobs, or show one"},
-    {"replay", sy_cli_replay, "run dead jobs again"},
+    {"replay", sy_cli_replay, "run dead jobs, or any stored events, again"},
+    {"backtest", sy_cli_backtest, "run candidate rules over stored deliveries, offline"},
     {"test", sy_cli_test, "run *_test.lua rule tests"},
     {"version", cmd_version, "print the version"},
 };

@@ -14,6 +14,7 @@ int sy_cli_send(int argc, char **argv);
 int sy_cli_events(int argc, char **argv);
 int sy_cli_replay(int argc, char **argv);
 int sy_cli_test(int argc, char **argv);
+int sy_cli_backtest(int argc, char **argv);
 
 /*
  * Pick the config file: 'path' when given, else $SWITCHYARD_CONFIG, else

@@ -893,14 +893,41 @@ static bool parse_url(const char *url, struct redis_store *s)
     return s->port > 0 && s->port < 65536 && s->db >= 0;
 }
 
+static struct sy_store *open_redis(const struct sy_config *cfg, const char *url, bool writer,
+                                   struct sy_error *err);
+
 struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
                                      struct sy_error *err)
+{
+    return open_redis(cfg, url, true, err);
+}
+
+static void ro_close(struct sy_store *st)
+{
+    release((struct redis_store *)st);
+}
+
+static const struct sy_store_ops redis_ro_ops = {
+    .close = ro_close,
+    .kv_get = redis_kv_get,
+    .journal_load = sy_redis_journal_load,
+    .scan = sy_redis_scan,
+};
+
+struct sy_store *sy_store_redis_open_readonly(const struct sy_config *cfg, const char *url,
+                                              struct sy_error *err)
+{
+    return open_redis(cfg, url, false, err);
+}
+
+static struct sy_store *open_redis(const struct sy_config *cfg, const char *url, bool writer,
+                                   struct sy_error *err)
 {
     struct redis_store *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return NULL;
     }
-    s->base.ops = &redis_ops;
+    s->base.ops = writer ? &redis_ops : &redis_ro_ops;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_key_create(&s->conn_key, conn_free);
@@ -920,15 +947,16 @@ struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *ur
         goto fail;
     }
     struct conn *cn = sy_redis_conn(s);
-    redisReply *r =
-        cn ? redisCommand(cn->c, "XGROUP CREATE %sjobs " GROUP " 0 MKSTREAM", s->prefix) : NULL;
+    redisReply *r = cn && writer ? redisCommand(cn->c, "XGROUP CREATE %sjobs " GROUP " 0 MKSTREAM",
+                                                s->prefix)
+                                 : NULL;
     if (cn == NULL) {
         sy_error_set(err, cfg->path, 0, "cannot reach Redis at %s:%d", s->host, s->port);
         freeReplyObject(r);
         goto fail;
     }
     freeReplyObject(r); /* BUSYGROUP (it exists) is fine */
-    if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
+    if (writer && pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         sy_error_set(err, cfg->path, 0, "cannot start the store writer thread");
         goto fail;
     }

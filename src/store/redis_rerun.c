@@ -121,7 +121,8 @@ static int visit(struct redis_store *s, const char *id,
     size_t nj = rc == SY_OK && refs->type == REDIS_REPLY_ARRAY ? refs->elements : 0;
     const char **h = calloc(nj + 1, sizeof(*h)), **sts = calloc(nj + 1, sizeof(*sts));
     redisReply **states = calloc(nj + 1, sizeof(*states));
-    if (rc == SY_OK && (h == NULL || sts == NULL || states == NULL)) {
+    int64_t *ids = calloc(nj + 1, sizeof(*ids)); /* the journal is found by event and handler */
+    if (rc == SY_OK && (h == NULL || sts == NULL || states == NULL || ids == NULL)) {
         rc = SY_ENOMEM;
     }
     size_t n = 0;
@@ -152,6 +153,7 @@ static int visit(struct redis_store *s, const char *id,
             .n_jobs = n,
             .job_handler = h,
             .job_state = sts,
+            .job_id = ids,
         };
         e.body_len = e.body ? blen : 0;
         e.norm_len = e.norm ? nlen : 0;
@@ -173,6 +175,7 @@ static int visit(struct redis_store *s, const char *id,
         freeReplyObject(states[i]);
     }
     free(states);
+    free(ids);
     free(h);
     free(sts);
     freeReplyObject(ev);

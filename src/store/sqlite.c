@@ -352,3 +352,42 @@ fail:
     release(s);
     return NULL;
 }
+
+/* ---- read-only, for backtests: the reader pool and nothing else ---- */
+
+static void ro_close(struct sy_store *st)
+{
+    release((struct sqlite_store *)st);
+}
+
+static const struct sy_store_ops sqlite_ro_ops = {
+    .close = ro_close,
+    .kv_get = sy_sqlite_kv_get,
+    .journal_load = sy_sqlite_journal_load,
+    .scan = sy_sqlite_scan,
+};
+
+struct sy_store *sy_store_sqlite_open_readonly(const char *path, struct sy_error *err)
+{
+    struct sqlite_store *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->path = strdup(path)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->base.ops = &sqlite_ro_ops;
+    sy_sched_init(&s->sched);
+    sy_routes_init(&s->routes);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->done_cv, NULL);
+    pthread_cond_init(&s->ready_cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    struct reader *r = sy_sqlite_reader_acquire(s);
+    if (r == NULL) {
+        sy_error_set(err, path, 0, "cannot read the store (is it a switchyard database?)");
+        release(s);
+        return NULL;
+    }
+    sy_sqlite_reader_release(s, r);
+    return &s->base;
+}

@@ -137,12 +137,13 @@ static int visit(sqlite3 *db, sqlite3_stmt *ev, int (*each)(void *, const struct
         e.body = "";
     }
     sqlite3_stmt *js = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT handler, state FROM jobs WHERE event_id = ? ORDER BY id", -1,
-                           &js, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT handler, state, id FROM jobs WHERE event_id = ? ORDER BY id",
+                           -1, &js, NULL) != SQLITE_OK) {
         return SY_EIO;
     }
     sqlite3_bind_text(js, 1, e.id, -1, SQLITE_STATIC);
     char **names = NULL;
+    int64_t *ids = NULL;
     size_t n = 0, cap = 0;
     int rc = SY_OK;
     while (rc == SY_OK && sqlite3_step(js) == SQLITE_ROW) {
@@ -154,7 +155,14 @@ static int visit(sqlite3 *db, sqlite3_stmt *ev, int (*each)(void *, const struct
                 break;
             }
             names = g;
+            int64_t *gi = realloc(ids, cap / 2 * sizeof(*gi));
+            if (gi == NULL) {
+                rc = SY_ENOMEM;
+                break;
+            }
+            ids = gi;
         }
+        ids[n / 2] = sqlite3_column_int64(js, 2);
         names[n] = strdup((const char *)sqlite3_column_text(js, 0));
         names[n + 1] = strdup((const char *)sqlite3_column_text(js, 1));
         n += 2;
@@ -173,12 +181,14 @@ static int visit(sqlite3 *db, sqlite3_stmt *ev, int (*each)(void *, const struct
         e.n_jobs = n / 2;
         e.job_handler = h;
         e.job_state = sts;
+        e.job_id = ids;
         rc = each(ctx, &e);
     }
     for (size_t i = 0; i < n; i++) {
         free(names[i]);
     }
     free(names);
+    free(ids);
     free(h);
     free(sts);
     return rc;

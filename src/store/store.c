@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/redis_int.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -15,6 +17,22 @@ struct sy_store *sy_store_open(const struct sy_config *cfg, struct sy_error *err
         return sy_store_redis_open(cfg, url, err);
     }
     sy_error_set(err, cfg->path, 0, "unsupported store \"%s\" (use sqlite:PATH)", url);
+    return NULL;
+}
+
+struct sy_store *sy_store_open_readonly(const struct sy_config *cfg, struct sy_error *err)
+{
+    const char *url = cfg->store.url;
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        char *path = sy_config_resolve(cfg, url + 7);
+        struct sy_store *st = path ? sy_store_sqlite_open_readonly(path, err) : NULL;
+        free(path);
+        return st;
+    }
+    if (strncmp(url, "redis://", 8) == 0) {
+        return sy_store_redis_open_readonly(cfg, url, err);
+    }
+    sy_error_set(err, cfg->path, 0, "unsupported store \"%s\"", url);
     return NULL;
 }
 

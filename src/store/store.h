@@ -255,6 +255,7 @@ struct sy_scan_event {
     size_t n_jobs;
     const char *const *job_handler; /* n_jobs each */
     const char *const *job_state;   /* pending, retrying, done, skipped, dead */
+    const int64_t *job_id;          /* for sy_store_journal_load (0 where the backend needs none) */
 };
 
 /* Which events a scan reads: those received in [since_ms, until_ms) (0 = open), or the ids. */
@@ -334,5 +335,13 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
                                       struct sy_error *err);
 struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
                                      struct sy_error *err);
+
+/*
+ * The store of cfg opened for reading only (`switchyard backtest`): scan,
+ * journal_load and kv_get work; nothing is written, migrated or purged (a
+ * SQLite file is opened read-only; a Redis store starts no writer). NULL
+ * with 'err' when it cannot be read.
+ */
+struct sy_store *sy_store_open_readonly(const struct sy_config *cfg, struct sy_error *err);
 
 #endif
