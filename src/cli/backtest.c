@@ -358,6 +358,19 @@ static void compare(struct backtest *b, const char *event_id)
     free(cdone);
 }
 
+/* The candidates' Lua state: their rules, with this backtest's kv and transport. */
+static struct sy_lua *build_state(struct backtest *b, struct sy_error *err)
+{
+    struct sy_lua_limits lim = sy_rule_limits(b->cfg);
+    struct sy_lua_host host = {.ctx = b,
+                               .kv_get = kv_get,
+                               .kv_set = kv_set,
+                               .kv_delete = kv_delete,
+                               .unizo_call = journal_call,
+                               .unizo_defaults = defaults};
+    return sy_rule_gen_state(b->gen, &lim, &host, err);
+}
+
 static int each(void *ctx, const struct sy_scan_event *ev)
 {
     struct backtest *b = ctx;
@@ -386,17 +399,9 @@ static int each(void *ctx, const struct sy_scan_event *ev)
         }
         if (res == SY_LUA_LIMIT) {
             /* the state is spent after a limit, as in a worker: build it again */
-            struct sy_lua_limits lim = sy_rule_limits(b->cfg);
-            struct sy_lua_host host = {.ctx = b,
-                                       .kv_get = kv_get,
-                                       .kv_set = kv_set,
-                                       .kv_delete = kv_delete,
-                                       .unizo_call = journal_call,
-                                       .unizo_defaults = defaults};
             struct sy_error e;
             sy_lua_free(b->lx);
-            b->lx = sy_rule_gen_state(b->gen, &lim, &host, &e);
-            if (b->lx == NULL) {
+            if ((b->lx = build_state(b, &e)) == NULL) {
                 return SY_EINVAL;
             }
         }
@@ -412,14 +417,9 @@ static int candidate_rules(struct sy_config *cfg, const char *dir)
     if (abs == NULL) {
         return SY_ENOTFOUND;
     }
-    char pattern[PATH_MAX + 16];
-    size_t n = 0;
-    for (const char *s = abs; *s && n + 8 < sizeof(pattern); s++) {
-        if (strchr("*?[]\\", *s) != NULL) {
-            pattern[n++] = '\\';
-        }
-        pattern[n++] = *s;
-    }
+    char pattern[PATH_MAX + 16] = "";
+    sy_cli_glob_quote(pattern, sizeof(pattern) - 8, abs);
+    size_t n = strlen(pattern);
     snprintf(pattern + n, sizeof(pattern) - n, "/*.lua");
     free(abs);
     for (size_t i = 0; i < cfg->n_rules; i++) {
@@ -508,14 +508,7 @@ int sy_cli_backtest(int argc, char **argv)
         fprintf(stderr, "%s\n", msg);
         goto done;
     }
-    struct sy_lua_limits lim = sy_rule_limits(&cfg);
-    struct sy_lua_host host = {.ctx = &b,
-                               .kv_get = kv_get,
-                               .kv_set = kv_set,
-                               .kv_delete = kv_delete,
-                               .unizo_call = journal_call,
-                               .unizo_defaults = defaults};
-    b.lx = sy_rule_gen_state(b.gen, &lim, &host, &err);
+    b.lx = build_state(&b, &err);
     b.store = b.lx ? sy_store_open_readonly(&cfg, &err) : NULL;
     if (b.store == NULL) {
         sy_error_format(&err, msg, sizeof(msg));

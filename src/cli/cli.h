@@ -38,6 +38,9 @@ char *sy_cli_read_file(const char *path, size_t max, size_t *len);
  */
 char *sy_cli_secret(const char *env_var, const char *file);
 
+/* Append 's' to the NUL-ended 'out' (cap bytes) with glob(3)'s special characters escaped. */
+void sy_cli_glob_quote(char *out, size_t cap, const char *s);
+
 /* What `switchyard replay` was asked, beyond plain ids and --dead. */
 struct sy_cli_replay_args {
     const char *since, *until, *type, *rule, *state; /* NULL = not given */

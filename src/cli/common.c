@@ -91,3 +91,15 @@ char *sy_cli_secret(const char *env_var, const char *file)
     }
     return s;
 }
+
+void sy_cli_glob_quote(char *out, size_t cap, const char *s)
+{
+    size_t n = strlen(out);
+    for (; *s && n + 2 < cap; s++) {
+        if (strchr("*?[]\\", *s) != NULL) {
+            out[n++] = '\\';
+        }
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}

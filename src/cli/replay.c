@@ -30,8 +30,8 @@ static bool admin_base(const char *listen, char *out, size_t len)
     }
     bool v6 = strchr(host, ':') != NULL;
     const char *h = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1"
-                    : strcmp(host, "::") == 0   ? "::1"
-                                                : host;
+                    : strcmp(host, "::") == 0    ? "::1"
+                                                 : host;
     snprintf(out, len, "http://%s%s%s:%u", v6 ? "[" : "", h, v6 ? "]" : "", port);
     return true;
 }

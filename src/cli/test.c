@@ -864,19 +864,6 @@ static void run_file(const struct suite *s, const char *file, const char *filter
     free(copy);
 }
 
-/* Append 's' to 'out' with glob's special characters escaped. */
-static void glob_quote(char *out, size_t cap, const char *s)
-{
-    size_t n = strlen(out);
-    for (; *s && n + 2 < cap; s++) {
-        if (strchr("*?[]\\", *s) != NULL) {
-            out[n++] = '\\';
-        }
-        out[n++] = *s;
-    }
-    out[n] = '\0';
-}
-
 /* The config's rules become the *.lua files (not *_test.lua) in the folders of the tests. */
 static int rules_beside(struct sy_config *cfg, char *const *tests, size_t n)
 {
@@ -887,7 +874,7 @@ static int rules_beside(struct sy_config *cfg, char *const *tests, size_t n)
         char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
         char pattern[PATH_MAX + 16] = "";
         if (dir != NULL) {
-            glob_quote(pattern, sizeof(pattern) - 8, dir);
+            sy_cli_glob_quote(pattern, sizeof(pattern) - 8, dir);
             size_t at = strlen(pattern);
             snprintf(pattern + at, sizeof(pattern) - at, "/*.lua");
         }
