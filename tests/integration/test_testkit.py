@@ -133,6 +133,54 @@ class Parity(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
 
 
+class CallParity(unittest.TestCase):
+    """A rule's calls, keys and kv are the same live and under `switchyard test`."""
+
+    def test_the_same_calls_and_kv(self):
+        from harness import Mock
+        from test_unizo import API_KEY, PR_RULE, config
+        mock = Mock()
+        mock.script([{"method": "POST", "path": "/tickets$", "status": 201, "body": {"id": "T-7"}}])
+        srv = Server(rules={"pr.lua": PR_RULE}, config_extra=config(mock.url),
+                     env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        d = tempfile.mkdtemp(prefix="sy-call-parity-")
+        try:
+            body = event("evt_cp_1", title="Calls", url="https://github.com/acme/x/pull/5", number=5)
+            ts, sig = sign(body)
+            headers = {"content-type": "application/json", "x-unizo-timestamp": ts, "x-unizo-signature": sig}
+            self.assertEqual(srv.post(body, headers)[0], 200)
+            srv.wait_for(lambda: srv.job_states("evt_cp_1") == {"pr-review-ticket": ("done", 1)}, what="live job")
+            live = mock.requests("/tickets")
+            self.assertEqual(len(live), 1)
+            kv = dict(srv.rows("SELECT key, value FROM kv"))
+            with open(os.path.join(d, "d.json"), "w") as f:
+                json.dump({"headers": headers, "body": body.decode()}, f)
+            (key, value), = kv.items()
+            with open(os.path.join(d, "calls_test.lua"), "w") as f:
+                f.write('test("same calls and kv", function()\n'
+                        '  respond("POST", "/tickets$", { status = 201, body = { id = "T-7" } })\n'
+                        '  local run = fire("d.json", { secret = %s })\n'
+                        '  expect(#run.calls).to_be(1)\n'
+                        '  expect(run.calls[1].method).to_be(%s)\n'
+                        '  expect(run.calls[1].path).to_be(%s)\n'
+                        '  expect(run.calls[1].body).to_equal(json.decode(%s))\n'
+                        '  expect(run.calls[1].headers["Idempotency-Key"]).to_be(%s)\n'
+                        '  expect(run.jobs[1]).to_equal({ rule = "pr-review-ticket", outcome = "done" })\n'
+                        '  expect(kv.get(%s)).to_equal(json.decode(%s))\n'
+                        'end)\n' % (json.dumps(SECRET), json.dumps(live[0]["method"]), json.dumps(live[0]["path"]),
+                                     json.dumps(json.dumps(live[0]["body"])),
+                                     json.dumps(live[0]["headers"]["idempotency-key"]), json.dumps(key),
+                                     json.dumps(value)))
+            p = subprocess.run([BIN, "test", "-c", srv.config, os.path.join(d, "calls_test.lua")],
+                               capture_output=True, timeout=60, env=dict(os.environ, SY_TEST_UNIZO_KEY=API_KEY))
+            out = p.stdout.decode()
+            self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+            self.assertEqual(out.strip().splitlines()[-1], "1 passed, 0 failed")
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            mock.stop()
+
+
 class Runner(unittest.TestCase):
     def test_passing_file(self):
         rc, out, _ = run("tests/data/testkit/pass_test.lua")
