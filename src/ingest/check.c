@@ -14,7 +14,8 @@ static bool refuse(struct sy_refusal *r, int status, const char *reason, const c
     return false;
 }
 
-bool sy_json_content_type(const char *v, size_t len)
+/* True for application/json and application/<something>+json, parameters allowed. */
+static bool json_content_type(const char *v, size_t len)
 {
     const char *semi = memchr(v, ';', len);
     if (semi != NULL) {
@@ -121,7 +122,7 @@ bool sy_delivery_accept(const struct sy_check_policy *p, const struct sy_deliver
     }
     sy_delivery_normalize(&d, ev);
     bool json_type = in->content_type.n >= 1 &&
-                     sy_json_content_type(in->content_type.v[0], in->content_type.len[0]);
+                     json_content_type(in->content_type.v[0], in->content_type.len[0]);
     if (p->reject_invalid && !json_type) {
         return refuse(r, 415, "Unsupported Media Type", "unsupported_media_type",
                       "content-type must be application/json");

@@ -79,7 +79,4 @@ bool sy_delivery_authenticate(struct sy_verifier *v, const struct sy_check_polic
 bool sy_delivery_accept(const struct sy_check_policy *p, const struct sy_delivery_in *in,
                         bool ts_checked, struct sy_event_norm *ev, struct sy_refusal *r);
 
-/* True for application/json and application/<something>+json, parameters allowed. */
-bool sy_json_content_type(const char *v, size_t len);
-
 #endif

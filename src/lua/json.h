@@ -21,7 +21,7 @@
  * memory the state's allocator counts, so a rule's memory limit covers it,
  * and nothing is left on the C heap by any error. Pushes the text and
  * returns 1, or returns 0 with a message in 'err' and nothing pushed (a
- * table inside itself, nesting over 512, a function, NaN, a string that is
+ * table inside itself, nesting over 2048 (as the decoder), a function, NaN, a string that is
  * not UTF-8, an integer key colliding with a string key). Raises only the
  * state's memory error.
  */

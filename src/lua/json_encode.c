@@ -14,10 +14,9 @@
 
 #include <lauxlib.h>
 
+#include "core/json_scan.h"
 #include "lua/json.h"
 #include "util/utf8.h"
-
-#define MAX_DEPTH 512
 
 struct enc {
     lua_State *L;
@@ -262,8 +261,9 @@ static bool object(struct enc *e, int idx, size_t count, int depth)
 static bool table(struct enc *e, int idx, int depth)
 {
     lua_State *L = e->L;
-    if (depth > MAX_DEPTH) {
-        return fail(e, "nested deeper than 512 levels");
+    if (depth >= SY_JSON_MAX_DEPTH) {
+        /* the decoder's limit too: whatever json.decode gives, json.encode writes back */
+        return fail(e, "nested deeper than %d levels", SY_JSON_MAX_DEPTH);
     }
     if (!lua_checkstack(L, 8)) {
         return fail(e, "nested too deeply for the stack");

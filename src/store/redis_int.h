@@ -63,10 +63,6 @@ void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,
 int sy_redis_journal_load(struct sy_store *st, const struct sy_job *job,
                           struct sy_call_record **recs, size_t *n);
 
-/* redis.c: the read-only handle of sy_store_open_readonly. */
-struct sy_store *sy_store_redis_open_readonly(const struct sy_config *cfg, const char *url,
-                                              struct sy_error *err);
-
 /* redis_rerun.c */
 int sy_redis_scan(struct sy_store *st, const struct sy_scan_query *q,
                   int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);

@@ -221,8 +221,8 @@ static void release(struct sqlite_store *s)
     sy_sqlite_readers_close(s);
     sy_sched_dispose(&s->sched);
     sy_routes_dispose(&s->routes);
-    sqlite3_stmt *stmts[] = {s->insert,  s->insert_job,  s->finish_job, s->kv_set,
-                             s->kv_del,  s->next_of_key, s->insert_call};
+    sqlite3_stmt *stmts[] = {s->insert, s->insert_job,  s->finish_job, s->kv_set,
+                             s->kv_del, s->next_of_key, s->insert_call};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_finalize(stmts[i]);
     }
@@ -271,15 +271,32 @@ static const struct sy_store_ops sqlite_ops = {
     .rerun = sy_sqlite_rerun,
 };
 
-struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *path,
-                                      struct sy_error *err)
+/* A store for 'path' with its locks and lists ready and nothing opened (release() undoes it). */
+static struct sqlite_store *store_new(const char *path, const struct sy_store_ops *ops)
 {
     struct sqlite_store *s = calloc(1, sizeof(*s));
     if (s == NULL || (s->path = strdup(path)) == NULL) {
         free(s);
         return NULL;
     }
-    s->base.ops = &sqlite_ops;
+    s->base.ops = ops;
+    sy_sched_init(&s->sched);
+    sy_routes_init(&s->routes);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->done_cv, NULL);
+    pthread_cond_init(&s->ready_cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    return s;
+}
+
+struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *path,
+                                      struct sy_error *err)
+{
+    struct sqlite_store *s = store_new(path, &sqlite_ops);
+    if (s == NULL) {
+        return NULL;
+    }
     s->queue.limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->healthy = true;
@@ -291,14 +308,6 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     if (s->purge_every_ms > 60000) {
         s->purge_every_ms = 60000;
     }
-    sy_sched_init(&s->sched);
-    sy_routes_init(&s->routes);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    pthread_cond_init(&s->done_cv, NULL);
-    pthread_cond_init(&s->ready_cv, NULL);
-    pthread_cond_init(&s->ckpt_cv, NULL);
-
     if (make_parent_dirs(path) != 0) {
         sy_error_set(err, path, 0, "cannot create the store's folder: %s", strerror(errno));
         goto fail;
@@ -369,19 +378,10 @@ static const struct sy_store_ops sqlite_ro_ops = {
 
 struct sy_store *sy_store_sqlite_open_readonly(const char *path, struct sy_error *err)
 {
-    struct sqlite_store *s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->path = strdup(path)) == NULL) {
-        free(s);
+    struct sqlite_store *s = store_new(path, &sqlite_ro_ops);
+    if (s == NULL) {
         return NULL;
     }
-    s->base.ops = &sqlite_ro_ops;
-    sy_sched_init(&s->sched);
-    sy_routes_init(&s->routes);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    pthread_cond_init(&s->done_cv, NULL);
-    pthread_cond_init(&s->ready_cv, NULL);
-    pthread_cond_init(&s->ckpt_cv, NULL);
     struct reader *r = sy_sqlite_reader_acquire(s);
     if (r == NULL) {
         sy_error_set(err, path, 0, "cannot read the store (is it a switchyard database?)");

@@ -120,9 +120,6 @@ struct sy_job_list {
 /* Add j to the list (on no memory it is freed: it stays pending in the database). */
 void sy_sqlite_list_add(struct sy_job_list *l, struct sy_job *j);
 
-/* sqlite.c: the read-only handle of sy_store_open_readonly. */
-struct sy_store *sy_store_sqlite_open_readonly(const char *path, struct sy_error *err);
-
 /* sqlite_rerun.c: the writer's part of sy_store_rerun (in its transaction); the scan. */
 int sy_sqlite_apply_rerun(struct sqlite_store *s, struct op *o, struct sy_job_list *dead_again,
                           struct sy_job_list *again);

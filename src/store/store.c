@@ -2,8 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/redis_int.h"
-#include "store/sqlite_int.h"
 #include "store/store.h"
 #include "util/clock.h"
 

@@ -335,6 +335,10 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
                                       struct sy_error *err);
 struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
                                      struct sy_error *err);
+/* The read-only handles behind sy_store_open_readonly. */
+struct sy_store *sy_store_sqlite_open_readonly(const char *path, struct sy_error *err);
+struct sy_store *sy_store_redis_open_readonly(const struct sy_config *cfg, const char *url,
+                                              struct sy_error *err);
 
 /*
  * The store of cfg opened for reading only (`switchyard backtest`): scan,

@@ -6,6 +6,8 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "lua/sandbox.h"
+#include "snippet.h"
 #include "util/log.h"
 
 /* Run one sy_log call with stderr sent to a file; returns what it wrote (malloc'd). */
@@ -113,9 +115,52 @@ static void json_format(void)
     free(line);
 }
 
+/* A rule's log.info: up to 16 fields, each value cut at 8 KiB, tables as JSON. */
+static void rule_fields(void)
+{
+    struct sy_lua_limits lim = {.instructions = 1000000, .memory = 8u << 20};
+    struct sy_lua *lx = sy_lua_new(&lim, NULL);
+    char path[] = "/tmp/sy-test-rulelog-XXXXXX", err[512];
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    sy_log_configure(SY_LOG_DEBUG, true);
+    enum sy_lua_result r = run_snippet(lx,
+                                       "local f = {} for i = 1, 20 do f['k' .. i] = i end "
+                                       "log.info('many', f) "
+                                       "log.info('sizes', { big = string.rep('x', 20000), "
+                                       "t = { a = { 1, 2 } } })",
+                                       err, sizeof(err));
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    off_t len = lseek(fd, 0, SEEK_END);
+    char *out = calloc(1, (size_t)len + 1);
+    CHECK(pread(fd, out, (size_t)len, 0) == len);
+    close(fd);
+    unlink(path);
+    CHECK(r == SY_LUA_OK);
+    char *second = strchr(out, '\n');
+    CHECK(second != NULL);
+    if (second == NULL) {
+        free(out);
+        sy_lua_free(lx);
+        return;
+    }
+    *second++ = '\0';
+    json_t *many = json_loads(out, 0, NULL), *sizes = json_loads(second, 0, NULL);
+    /* ts, level, msg, rule, event, and 16 of the 20 fields */
+    CHECK(many != NULL && json_object_size(many) == 5 + 16);
+    CHECK(sizes != NULL && json_string_length(json_object_get(sizes, "big")) == 8192);
+    CHECK_STR(json_string_value(json_object_get(sizes, "t")), "{\"a\":[1,2]}");
+    json_decref(many);
+    json_decref(sizes);
+    free(out);
+    sy_lua_free(lx);
+}
+
 int main(void)
 {
     text_format();
     json_format();
+    rule_fields();
     CHECK_DONE();
 }

@@ -137,6 +137,12 @@ int main(int argc, char **argv)
     CHECK_STR(eval(L, "return tostring(json.decode('null') == json.null)"), "true");
     CHECK_STR(eval(L, "return tostring(json.decode('{\"a\":null}').a == json.null)"), "true");
     CHECK_STR(eval(L, "return #json.decode('[1,2,3]')"), "3");
+    /* what the decoder takes, the encoder writes back: 2000 levels deep (the fuzzer found 600) */
+    CHECK_STR(eval(L, "local s = string.rep('[', 2000) .. string.rep(']', 2000) "
+                      "return tostring(json.encode(json.decode(s)) == s)"),
+              "true");
+    CHECK(strstr(eval(L, "local t = {} for i = 1, 2100 do t = {t} end return json.encode(t)"),
+                 "nested deeper than 2048") != NULL);
     /* errors are clear */
     CHECK(strstr(eval(L, "local t = {} t.self = t return json.encode(t)"), "contains itself") !=
           NULL);
