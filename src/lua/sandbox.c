@@ -200,6 +200,20 @@ static void copy_fields(lua_State *L, int from, const char *const *names)
     }
 }
 
+/* os.time() with no argument, when the host keeps the clock; with a table, the library's. */
+static int l_host_time(lua_State *L)
+{
+    struct sy_lua *lx = sy_lua_self(L);
+    if (lua_isnoneornil(L, 1)) {
+        lua_pushinteger(L, (lua_Integer)lx->host.now_s(lx->host.ctx));
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static void build_globals(lua_State *L)
 {
     /* the full libraries, from which the sandbox takes what it offers */
@@ -258,6 +272,11 @@ static void build_globals(lua_State *L)
     lua_newtable(L);
     static const char *const os_names[] = {"time", "date", "clock", "difftime", NULL};
     copy_fields(L, os, os_names);
+    if (sy_lua_self(L)->host.now_s != NULL) {
+        lua_getfield(L, os, "time");
+        lua_pushcclosure(L, l_host_time, 1);
+        lua_setfield(L, -2, "time");
+    }
     sy_lua_make_readonly(L, "os");
     lua_setfield(L, g, "os");
 

@@ -46,6 +46,8 @@ struct sy_lua_host {
     /* optional: receives log.* calls instead of the process log (the fields table at
      * fields_idx, or 0) */
     void (*log)(void *ctx, lua_State *L, int level, const char *msg, int fields_idx);
+    /* optional: the clock os.time() reads (Unix seconds), for a test's frozen time */
+    int64_t (*now_s)(void *ctx);
 };
 
 /* A rule as declared by rule{...} in a file. Strings borrowed from the state. */

@@ -14,6 +14,13 @@ struct sy_store *sy_store_open(const struct sy_config *cfg, struct sy_error *err
     if (strncmp(url, "redis://", 8) == 0) {
         return sy_store_redis_open(cfg, url, err);
     }
+    if (strcmp(url, "memory:") == 0) {
+        struct sy_store *st = sy_store_memory_open(NULL, NULL);
+        if (st == NULL) {
+            sy_error_set(err, cfg->path, 0, "out of memory");
+        }
+        return st;
+    }
     sy_error_set(err, cfg->path, 0, "unsupported store \"%s\" (use sqlite:PATH)", url);
     return NULL;
 }
@@ -32,6 +39,11 @@ struct sy_store *sy_store_open_readonly(const struct sy_config *cfg, struct sy_e
     }
     sy_error_set(err, cfg->path, 0, "unsupported store \"%s\"", url);
     return NULL;
+}
+
+int64_t sy_store_now_ms(struct sy_store *st)
+{
+    return st->ops->now_ms ? st->ops->now_ms(st) : sy_wall_ms();
 }
 
 int sy_store_submit(struct sy_store *st, struct sy_append *a)
@@ -104,7 +116,8 @@ void sy_job_free(struct sy_job *job)
 }
 
 /* Keep a write on the running job. value NULL = delete. */
-static int kv_defer(struct sy_job *job, const char *key, const char *value, uint64_t ttl_ms)
+static int kv_defer(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
+                    uint64_t ttl_ms)
 {
     struct sy_kv_write *w = calloc(1, sizeof(*w));
     if (w == NULL || (w->key = strdup(key)) == NULL ||
@@ -113,7 +126,7 @@ static int kv_defer(struct sy_job *job, const char *key, const char *value, uint
         return SY_ENOMEM;
     }
     w->ttl_ms = ttl_ms;
-    w->expires_ms = ttl_ms > 0 ? sy_wall_ms() + (int64_t)ttl_ms : 0;
+    w->expires_ms = ttl_ms > 0 ? sy_store_now_ms(st) + (int64_t)ttl_ms : 0;
     if (job->kv_tail == NULL) {
         job->kv_tail = &job->kv;
     }
@@ -132,7 +145,7 @@ int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *k
     }
     if (last != NULL) {
         bool live =
-            last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_wall_ms());
+            last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_store_now_ms(st));
         *value = live ? strdup(last->value) : NULL;
         return live && *value == NULL ? SY_ENOMEM : SY_OK;
     }
@@ -142,13 +155,13 @@ int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *k
 int sy_store_kv_set(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
                     uint64_t ttl_ms)
 {
-    return job != NULL ? kv_defer(job, key, value, ttl_ms)
+    return job != NULL ? kv_defer(st, job, key, value, ttl_ms)
                        : st->ops->kv_set(st, key, value, ttl_ms);
 }
 
 int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key)
 {
-    return job != NULL ? kv_defer(job, key, NULL, 0) : st->ops->kv_delete(st, key);
+    return job != NULL ? kv_defer(st, job, key, NULL, 0) : st->ops->kv_delete(st, key);
 }
 
 void sy_call_record_dispose(struct sy_call_record *r)

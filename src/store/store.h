@@ -325,6 +325,7 @@ struct sy_store_ops {
     int (*scan)(struct sy_store *st, const struct sy_scan_query *q,
                 int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
     int (*rerun)(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
+    int64_t (*now_ms)(struct sy_store *st); /* optional: the store's clock; NULL = the wall's */
 };
 
 struct sy_store {
@@ -335,6 +336,18 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
                                       struct sy_error *err);
 struct sy_store *sy_store_redis_open(const struct sy_config *cfg, const char *url,
                                      struct sy_error *err);
+/*
+ * A store held in this process ("memory:" in sy_store_open), for `switchyard
+ * test` and the conformance suite: nothing survives sy_store_close, and the
+ * config refuses it for `serve`. done() is called before sy_store_submit
+ * returns, on the caller's thread. 'now_ms' (NULL = the wall clock) is its
+ * clock: retries fall due and kv entries expire by it (sy_store_now_ms).
+ */
+struct sy_store *sy_store_memory_open(int64_t (*now_ms)(void *ctx), void *ctx);
+
+/* The store's clock in Unix milliseconds: the wall's, or a memory store's own. Any thread. */
+int64_t sy_store_now_ms(struct sy_store *st);
+
 /* The read-only handles behind sy_store_open_readonly. */
 struct sy_store *sy_store_sqlite_open_readonly(const char *path, struct sy_error *err);
 struct sy_store *sy_store_redis_open_readonly(const struct sy_config *cfg, const char *url,

@@ -1,6 +1,7 @@
 /*
  * Store conformance: the behaviour every backend behind store.h must have.
- * usage: test_store URL   (e.g. sqlite:/tmp/x.db; the Redis backend will run the same)
+ * usage: test_store URL   (sqlite:/tmp/x.db, redis://HOST:PORT/DB, or memory:, which
+ * keeps nothing across a close and so skips only the part after the reopen)
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -373,8 +374,8 @@ int main(int argc, char **argv)
         sy_job_free(jobs[2]);
     }
     sy_store_close(st);
-    st = sy_store_open(&cfg, &err);
-    CHECK(st != NULL);
+    st = strcmp(argv[1], "memory:") == 0 ? NULL : sy_store_open(&cfg, &err);
+    CHECK(st != NULL || strcmp(argv[1], "memory:") == 0);
     if (st != NULL) {
         sy_store_set_router(st, route, NULL);
         n = drain(st, 500, jobs, 16);
