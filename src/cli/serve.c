@@ -173,7 +173,7 @@ int sy_cli_serve(int argc, char **argv)
     if (store == NULL) {
         goto fail;
     }
-    engine = sy_engine_new(&cfg, store, &err);
+    engine = sy_engine_new(&cfg, store, NULL, &err);
     if (engine == NULL || sy_engine_start(engine) != SY_OK) {
         goto fail;
     }

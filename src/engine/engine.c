@@ -6,6 +6,7 @@
 
 #include "core/router.h"
 #include "engine/engine_int.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 struct sy_rule_gen *sy_engine_gen(struct sy_engine *eng)
@@ -103,11 +104,15 @@ long sy_engine_check(const struct sy_config *cfg, long *n_plugins, struct sy_err
 }
 
 struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *store,
-                                struct sy_error *err)
+                                const struct sy_engine_hooks *hooks, struct sy_error *err)
 {
     struct sy_engine *eng = calloc(1, sizeof(*eng));
     if (eng == NULL) {
+        sy_error_set(err, NULL, 0, "out of memory");
         return NULL;
+    }
+    if (hooks != NULL) {
+        eng->hooks = *hooks;
     }
     eng->cfg = cfg;
     eng->store = store;
@@ -170,6 +175,35 @@ int sy_engine_start(struct sy_engine *eng)
     return SY_OK;
 }
 
+int64_t sy_engine_now_ms(const struct sy_engine *eng)
+{
+    return eng->hooks.now_ms ? eng->hooks.now_ms(eng->hooks.ctx) : sy_wall_ms();
+}
+
+int sy_engine_start_inline(struct sy_engine *eng)
+{
+    eng->inline_worker = calloc(1, sizeof(*eng->inline_worker));
+    if (eng->inline_worker == NULL) {
+        return SY_ENOMEM;
+    }
+    eng->inline_worker->eng = eng;
+    eng->inline_worker->seed = 1u; /* the same jitter every run: tests are deterministic */
+    eng->inline_worker->unizo = sy_unizo_new(eng->cfg);
+    sy_store_set_router(eng->store, route, eng);
+    return SY_OK;
+}
+
+int sy_engine_run_one(struct sy_engine *eng, int timeout_ms,
+                      void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
+{
+    struct sy_job *job = sy_store_next_job(eng->store, timeout_ms);
+    if (job == NULL) {
+        return 0;
+    }
+    sy_worker_run_job(eng->inline_worker, job, report, ctx);
+    return 1;
+}
+
 bool sy_engine_stop(struct sy_engine *eng, uint64_t grace_ms)
 {
     __atomic_store_n(&eng->stop, 1, __ATOMIC_RELEASE);
@@ -206,6 +240,10 @@ void sy_engine_free(struct sy_engine *eng)
         return;
     }
     free(eng->workers);
+    if (eng->inline_worker != NULL) {
+        sy_worker_dispose(eng->inline_worker);
+        free(eng->inline_worker);
+    }
     if (eng->plugins != NULL) {
         sy_plugins_unload(eng->plugins, eng->n_plugins);
     }

@@ -18,13 +18,62 @@
  * generation is freed once neither the engine nor any worker uses it.
  */
 struct sy_engine;
+struct sy_unizo_request;
+struct sy_unizo_response;
+struct lua_State;
 
-/* Load and validate the rules of cfg->rules. Returns NULL and fills 'err' (file:line). */
+/*
+ * What a caller that runs jobs itself (`switchyard test`) puts in place of
+ * the process's: the network under the effect journal (the Idempotency-Key,
+ * the journal and the replay of recorded answers stay the engine's), where
+ * rules' log lines go (lua/sandbox.h's log hook), and the clock of retry
+ * schedules and of os.time() in rules. Each member may be NULL.
+ */
+struct sy_engine_hooks {
+    void *ctx;
+    int (*send)(void *ctx, const struct sy_unizo_request *req, struct sy_unizo_response *resp);
+    void (*log)(void *ctx, struct lua_State *L, int level, const char *msg, int fields_idx);
+    int64_t (*now_ms)(void *ctx);
+};
+
+/*
+ * Load and validate the rules of cfg->rules and the plugins of cfg->plugins.
+ * 'hooks' (copied; NULL = none) replaces the network, the rule log and the
+ * clock. Returns NULL and fills 'err' (file:line).
+ */
 struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *store,
-                                struct sy_error *err);
+                                const struct sy_engine_hooks *hooks, struct sy_error *err);
 
 /* Install the router in the store and start cfg->workers threads. */
 int sy_engine_start(struct sy_engine *eng);
+
+/*
+ * Install the router and start no thread: jobs run when the caller asks,
+ * with sy_engine_run_one (`switchyard test`). Returns SY_OK or SY_ENOMEM.
+ */
+int sy_engine_start_inline(struct sy_engine *eng);
+
+/* What one attempt of a job ended in, for the caller of sy_engine_run_one. */
+struct sy_attempt {
+    const char *event_id;
+    const char *handler;
+    int attempt; /* 1, 2, ... since the job was queued or replayed */
+    enum sy_job_outcome outcome;
+    const char *error;   /* NULL when none */
+    int64_t retry_at_ms; /* with SY_JOB_RETRY */
+};
+
+/*
+ * Take one runnable job from the store (waiting up to timeout_ms) and run one
+ * attempt of it on the calling thread, exactly as a worker does: the handler
+ * (a rule of the current generation or a plugin), its kv and journal, the
+ * retry policy, the outcome recorded in the store. 'report' (may be NULL) is
+ * called with the outcome before it is recorded; the attempt is not logged.
+ * Returns 1 when a job ran, 0 when none was runnable. After
+ * sy_engine_start_inline; one thread at a time.
+ */
+int sy_engine_run_one(struct sy_engine *eng, int timeout_ms,
+                      void (*report)(void *ctx, const struct sy_attempt *a), void *ctx);
 
 /*
  * Read and compile every rule file again and swap the new generation in.

@@ -28,8 +28,10 @@ struct sy_engine {
     pthread_mutex_t gen_mu;      /* guards 'current' for the moment of taking a reference */
     struct sy_rule_gen *current; /* one reference held by the engine */
     pthread_mutex_t reload_mu;   /* one reload at a time */
+    struct sy_engine_hooks hooks;
     struct worker *workers;
     size_t n_workers;
+    struct worker *inline_worker; /* sy_engine_start_inline: the caller's thread runs jobs */
     int stop; /* atomic */
 };
 
@@ -48,5 +50,14 @@ const struct sy_loaded_plugin *sy_engine_plugin(const struct sy_engine *eng, con
 
 /* A worker thread: takes jobs from the store until the engine stops. */
 void *sy_worker_main(void *arg);
+
+/* Run one attempt of 'job' (owned) on worker 'w'; 'report' as in sy_engine_run_one. */
+void sy_worker_run_job(struct worker *w, struct sy_job *job,
+                       void (*report)(void *ctx, const struct sy_attempt *a), void *ctx);
+/* Release what a worker holds (its Lua state, generation and Unizo client). */
+void sy_worker_dispose(struct worker *w);
+
+/* The engine's clock in Unix ms: the hooks' or the wall's. */
+int64_t sy_engine_now_ms(const struct sy_engine *eng);
 
 #endif

@@ -67,6 +67,9 @@ static int kv_delete(void *ctx, void *run, const char *key)
 static int send_unizo(void *ctx, const struct sy_unizo_request *req, struct sy_unizo_response *resp)
 {
     struct worker *w = ctx;
+    if (w->eng->hooks.send != NULL) {
+        return w->eng->hooks.send(w->eng->hooks.ctx, req, resp);
+    }
     if (w->unizo == NULL) {
         memset(resp, 0, sizeof(*resp));
         snprintf(resp->error, sizeof(resp->error), "the Unizo client could not be created");
@@ -110,6 +113,18 @@ static void run_defaults(void *run, const char *integration, const char **org,
     worker_defaults(((struct run *)run)->w, integration, org, collection);
 }
 
+static void rule_log(void *ctx, lua_State *L, int level, const char *msg, int fields_idx)
+{
+    struct worker *w = ctx;
+    w->eng->hooks.log(w->eng->hooks.ctx, L, level, msg, fields_idx);
+}
+
+static int64_t rule_now_s(void *ctx)
+{
+    struct worker *w = ctx;
+    return sy_engine_now_ms(w->eng) / 1000;
+}
+
 /* ---- the two kinds of handler ---- */
 
 static enum run_result run_rule(const struct handler *h, struct run *r)
@@ -124,7 +139,9 @@ static enum run_result run_rule(const struct handler *h, struct run *r)
                                    .kv_set = kv_set,
                                    .kv_delete = kv_delete,
                                    .unizo_call = lua_unizo_call,
-                                   .unizo_defaults = worker_defaults};
+                                   .unizo_defaults = worker_defaults,
+                                   .log = w->eng->hooks.log ? rule_log : NULL,
+                                   .now_s = w->eng->hooks.now_ms ? rule_now_s : NULL};
         struct sy_error err;
         /* from the generation's captured source: a file changed on disk is not read here */
         w->lx = sy_rule_gen_state(w->gen, &lim, &host, &err);
@@ -216,7 +233,7 @@ static enum sy_job_outcome after_failure(struct worker *w, const struct sy_job *
     if (delay < 0) {
         return SY_JOB_DEAD;
     }
-    *retry_at = sy_wall_ms() + delay;
+    *retry_at = sy_engine_now_ms(w->eng) + delay;
     return SY_JOB_RETRY;
 }
 
@@ -264,7 +281,30 @@ static enum run_result attempt(struct worker *w, struct run *r)
     return h.run(&h, r);
 }
 
-static void run_job(struct worker *w, struct sy_job *job)
+/* The attempt's lines in the process log (workers; an inline run reports to its caller). */
+static void log_outcome(struct worker *w, const struct sy_job *job, enum sy_job_outcome outcome,
+                        const char *error, int64_t retry_at, double took)
+{
+    char ms[32], att[32], max[32];
+    snprintf(ms, sizeof(ms), "%.3f", took * 1000);
+    snprintf(att, sizeof(att), "%d", job->attempts + 1);
+    snprintf(max, sizeof(max), "%zu", w->eng->cfg->retry.n_schedule + 1);
+    if (outcome == SY_JOB_DONE || outcome == SY_JOB_SKIPPED) {
+        sy_log(SY_LOG_INFO, outcome == SY_JOB_DONE ? "job done" : "job skipped (when)", "rule",
+               job->handler, "event", job->event_id, "ms", ms, NULL);
+    } else if (outcome == SY_JOB_RETRY) {
+        char in[32];
+        snprintf(in, sizeof(in), "%.1fs", (double)(retry_at - sy_engine_now_ms(w->eng)) / 1000.0);
+        sy_log(SY_LOG_WARN, "job failed; will retry", "rule", job->handler, "event",
+               job->event_id, "attempt", att, "of", max, "retry_in", in, "error", error, NULL);
+    } else {
+        sy_log(SY_LOG_ERROR, "job dead", "rule", job->handler, "event", job->event_id, "attempt",
+               att, "error", error, NULL);
+    }
+}
+
+void sy_worker_run_job(struct worker *w, struct sy_job *job,
+                       void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
 {
     double t0 = sy_mono_s();
     follow_generation(w);
@@ -292,21 +332,17 @@ static void run_job(struct worker *w, struct sy_job *job)
 
     double took = sy_mono_s() - t0;
     sy_metrics_job(job->handler, outcome, took);
-    char ms[32], att[32], max[32];
-    snprintf(ms, sizeof(ms), "%.3f", took * 1000);
-    snprintf(att, sizeof(att), "%d", job->attempts + 1);
-    snprintf(max, sizeof(max), "%zu", w->eng->cfg->retry.n_schedule + 1);
-    if (outcome == SY_JOB_DONE || outcome == SY_JOB_SKIPPED) {
-        sy_log(SY_LOG_INFO, outcome == SY_JOB_DONE ? "job done" : "job skipped (when)", "rule",
-               job->handler, "event", job->event_id, "ms", ms, NULL);
-    } else if (outcome == SY_JOB_RETRY) {
-        char in[32];
-        snprintf(in, sizeof(in), "%.1fs", (double)(retry_at - sy_wall_ms()) / 1000.0);
-        sy_log(SY_LOG_WARN, "job failed; will retry", "rule", job->handler, "event",
-               job->event_id, "attempt", att, "of", max, "retry_in", in, "error", r.err, NULL);
+    const char *error = r.err[0] ? r.err : NULL;
+    if (report != NULL) {
+        struct sy_attempt a = {.event_id = job->event_id,
+                               .handler = job->handler,
+                               .attempt = job->attempts + 1,
+                               .outcome = outcome,
+                               .error = error,
+                               .retry_at_ms = retry_at};
+        report(ctx, &a);
     } else {
-        sy_log(SY_LOG_ERROR, "job dead", "rule", job->handler, "event", job->event_id, "attempt",
-               att, "error", r.err, NULL);
+        log_outcome(w, job, outcome, error, retry_at, took);
     }
     sy_store_finish(w->eng->store, job, outcome, r.err[0] ? r.err : NULL, retry_at);
 }
@@ -326,13 +362,19 @@ void *sy_worker_main(void *arg)
     while (!__atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE)) {
         struct sy_job *job = sy_store_next_job(eng->store, 200);
         if (job != NULL) {
-            run_job(w, job);
+            sy_worker_run_job(w, job, NULL, NULL);
         }
     }
+    sy_worker_dispose(w);
+    return NULL;
+}
+
+void sy_worker_dispose(struct worker *w)
+{
     sy_lua_free(w->lx);
     w->lx = NULL;
     sy_rule_gen_release(w->gen);
     w->gen = NULL;
     sy_unizo_free(w->unizo);
-    return NULL;
+    w->unizo = NULL;
 }

@@ -2,12 +2,13 @@
 #define SY_TESTKIT_H
 
 /*
- * `switchyard test`: the rule-test runner. world.c builds one test's world (a
- * fresh sandbox with the rule files, the real router and rule API, an
- * in-memory kv, a Unizo transport answered by respond(), an optional frozen
- * clock, and the server's delivery checks for fire); runner.c finds the test
- * files, runs each test in a world of its own and reports. The command in
- * cli/test.c only reads its arguments.
+ * `switchyard test`: the rule-test runner. world.c builds one test's world
+ * (below): fire() runs the server's delivery checks (ingest/check.h), stores
+ * the event in a memory store whose router is the engine's, and runs its jobs
+ * with the engine's job runner; the network under the effect journal is the
+ * test's respond() declarations, and the clock can be frozen. runner.c finds
+ * the test files, runs each test in a world of its own and reports. The
+ * command in cli/test.c only reads its arguments.
  */
 
 #include <stdbool.h>
@@ -25,22 +26,25 @@ struct sy_testkit_suite {
     size_t n_rules;
 };
 
-struct kv_entry {
-    char *key;
-    char *value;
-    int64_t expires; /* seconds; 0 = never */
-};
+struct sy_store;
+struct sy_engine;
 
-/* One test's world. */
+/*
+ * One test's world: the test file's own Lua state (testkit.lua, the test),
+ * and the live pipeline the events it fires go through: a memory store
+ * (store.h) and an engine running its jobs inline on this thread (the real
+ * router, rules and plugins, job runner, retry policy, effect journal).
+ */
 struct tctx {
     const struct sy_config *cfg;
-    struct sy_lua *lx;
+    struct sy_lua *lx; /* the test file's state */
     lua_State *L;
     const char *test_dir;
-    int64_t now; /* frozen Unix time, or 0 */
-    struct kv_entry *kv;
-    size_t n_kv;
+    int64_t now; /* frozen Unix time in seconds, or 0 */
+    struct sy_store *store;
+    struct sy_engine *eng;
     int logs_ref; /* LUA_NOREF or the table receiving log lines */
+    int jobs_ref; /* LUA_NOREF or the table receiving attempts (sy.run_jobs) */
     int sy_ref;   /* the primitives table (holds sy.transport) */
 };
 

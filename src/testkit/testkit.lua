@@ -75,43 +75,65 @@ end
 -- fixture(path): a fixture as fire() would read it: { headers = {...}, body = "..." }
 function fixture(path) return sy.load_fixture(path) end
 
--- fire(fixture, opts): run the real router and rules on one event.
--- fixture: a path (relative to the test file) or a table; a table with
--- 'headers' and 'body' is a recorded delivery. opts.secret verifies it;
--- opts.cassette (a path) answers the rules' Unizo calls as they were recorded.
+-- fire(fixture, opts): one delivery through the live pipeline: the server's
+-- checks, the store (dedupe, quarantine), the engine's router (rules and
+-- plugins) and its job runner. fixture: a path (relative to the test file) or
+-- a table; a table with 'headers' and 'body' is a recorded delivery.
+-- opts.secret verifies it; opts.cassette (a path) answers the rules' Unizo
+-- calls as they were recorded. Jobs that fail are retried by advance().
+local function run_jobs(run)
+  calls_now = run.calls
+  sy.capture_logs(run.logs)
+  sy.run_jobs(run.jobs, run.attempts)
+  sy.capture_logs(nil)
+  calls_now = nil
+end
+
 function fire(fixture, opts)
   opts = opts or {}
   local delivery = sy.load_fixture(fixture, 2)
-  local run = { calls = {}, jobs = {}, logs = {} }
+  local run = { calls = {}, jobs = {}, logs = {}, attempts = {} }
   if opts.cassette then
     cassette = load_cassette(opts.cassette)
     run.cassette = cassette
   end
-  -- the live server's delivery checks; the signature only when opts.secret is given
   local d = sy.deliver(delivery, opts.secret, opts.tolerance, opts.category or delivery.category)
   if d.status ~= 200 then
     run.status, run.rejected, run.detail = d.status, d.code, d.detail
+    cassette = nil
     return run
   end
+  run.status, run.result = 200, d.result
+  run.duplicate = d.result == "duplicate" or nil
   if d.quarantined then
-    run.status, run.quarantined, run.rejected, run.detail = 200, d.reason, d.code, d.reason
+    run.quarantined, run.rejected, run.detail = d.reason, d.code, d.reason
     run.event = json.decode(d.norm)
+    cassette = nil
     return run
   end
-  local norm = d.norm
   local _, ev = pcall(json.decode, delivery.body)
   ev = type(ev) == "table" and ev or {}
-  for k, v in pairs(json.decode(norm)) do ev[k] = v end
+  for k, v in pairs(json.decode(d.norm)) do ev[k] = v end
   ev.integration = ev.integration or {}
-  run.status, run.event = 200, ev
-  calls_now = run.calls
-  sy.capture_logs(run.logs)
-  for _, name in ipairs(sy.route(ev.type, ev.integration.type, ev.category)) do
-    local outcome, err = sy.run_rule(name, ev.id, delivery.body, norm)
-    run.jobs[#run.jobs + 1] = { rule = name, outcome = outcome, error = err }
+  run.event = ev
+  run_jobs(run)
+  cassette = nil
+  return run
+end
+
+-- advance(seconds): move the clock on (freezing it) and run the retries that fall due,
+-- with any jobs they held back by an ordering key. Returns a run like fire()'s.
+function advance(seconds, opts)
+  if type(seconds) ~= "number" or seconds < 0 then error("advance(seconds): a number >= 0", 2) end
+  opts = opts or {}
+  frozen = (frozen or os.time()) + math.floor(seconds)
+  sy.set_time(frozen)
+  local run = { calls = {}, jobs = {}, logs = {}, attempts = {} }
+  if opts.cassette then
+    cassette = load_cassette(opts.cassette)
+    run.cassette = cassette
   end
-  sy.capture_logs(nil)
-  calls_now = nil
+  run_jobs(run)
   cassette = nil
   return run
 end

@@ -24,6 +24,7 @@
 #include "lua/json.h"
 #include "lua/sandbox.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 extern const unsigned char sy_testkit_lua[];
@@ -36,96 +37,37 @@ static int64_t now_s(struct tctx *t)
     return t->now ? t->now : (int64_t)time(NULL);
 }
 
-/* ---- host callbacks: kv in memory, unizo through the Lua transport ---- */
+/* ---- host callbacks: kv in the memory store, unizo through the Lua transport ---- */
 
-static struct kv_entry *kv_find(struct tctx *t, const char *key)
+/* The world's clock in ms: the frozen time, or the wall's. */
+static int64_t now_ms(void *ctx)
 {
-    for (size_t i = 0; i < t->n_kv; i++) {
-        if (strcmp(t->kv[i].key, key) == 0) {
-            return &t->kv[i];
-        }
-    }
-    return NULL;
+    struct tctx *t = ctx;
+    return t->now ? t->now * 1000 : sy_wall_ms();
 }
 
+static int64_t test_now_s(void *ctx)
+{
+    return now_s(ctx);
+}
+
+/* The test's own kv calls: durable at once in the store the rules' jobs commit to. */
 static int kv_get(void *ctx, void *run, const char *key, char **value)
 {
     (void)run;
-    struct tctx *t = ctx;
-    struct kv_entry *e = kv_find(t, key);
-    *value = e && (e->expires == 0 || e->expires > now_s(t)) ? strdup(e->value) : NULL;
-    return SY_OK;
+    return sy_store_kv_get(((struct tctx *)ctx)->store, NULL, key, value);
 }
 
 static int kv_set(void *ctx, void *run, const char *key, const char *value, uint64_t ttl_ms)
 {
     (void)run;
-    struct tctx *t = ctx;
-    struct kv_entry *e = kv_find(t, key);
-    if (e == NULL) {
-        struct kv_entry *list = realloc(t->kv, (t->n_kv + 1) * sizeof(*list));
-        if (list == NULL) {
-            return SY_ENOMEM;
-        }
-        t->kv = list;
-        e = &t->kv[t->n_kv++];
-        e->key = strdup(key);
-        e->value = NULL;
-    }
-    free(e->value);
-    e->value = strdup(value);
-    e->expires = ttl_ms ? now_s(t) + (int64_t)(ttl_ms / 1000) : 0;
-    return SY_OK;
+    return sy_store_kv_set(((struct tctx *)ctx)->store, NULL, key, value, ttl_ms);
 }
 
 static int kv_delete(void *ctx, void *run, const char *key)
 {
     (void)run;
-    struct tctx *t = ctx;
-    struct kv_entry *e = kv_find(t, key);
-    if (e != NULL) {
-        free(e->key);
-        free(e->value);
-        *e = t->kv[--t->n_kv];
-    }
-    return SY_OK;
-}
-
-static void kv_free(struct kv_entry *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(kv[i].key);
-        free(kv[i].value);
-    }
-    free(kv);
-}
-
-/* A copy of the kv store, or NULL when out of memory (n 0: an empty copy is NULL too). */
-static struct kv_entry *kv_copy(const struct tctx *t)
-{
-    struct kv_entry *c = t->n_kv ? calloc(t->n_kv, sizeof(*c)) : NULL;
-    for (size_t i = 0; c != NULL && i < t->n_kv; i++) {
-        c[i].key = strdup(t->kv[i].key);
-        c[i].value = strdup(t->kv[i].value);
-        c[i].expires = t->kv[i].expires;
-        if (c[i].key == NULL || c[i].value == NULL) {
-            kv_free(c, i + 1);
-            return NULL;
-        }
-    }
-    return c;
-}
-
-static void defaults(void *ctx, const char *integration, const char **org, const char **col)
-{
-    struct tctx *t = ctx;
-    *org = *col = NULL;
-    for (size_t i = 0; integration && i < t->cfg->unizo.n_integrations; i++) {
-        if (strcmp(t->cfg->unizo.integrations[i].name, integration) == 0) {
-            *org = t->cfg->unizo.integrations[i].organization;
-            *col = t->cfg->unizo.integrations[i].collection;
-        }
-    }
+    return sy_store_kv_delete(((struct tctx *)ctx)->store, NULL, key);
 }
 
 /* A rule's unizo call, as the job's journal sends it: to sy.transport (testkit.lua). */
@@ -177,18 +119,15 @@ static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_un
     return SY_OK;
 }
 
-/* The live call path (Idempotency-Key, journal), with the test's responses as the network. */
-static int journal_call(void *ctx, void *run, struct sy_unizo_request *req,
-                        struct sy_unizo_response *resp)
-{
-    (void)ctx;
-    return sy_journal_call(run, req, resp);
-}
-
-static void capture_log(void *ctx, lua_State *L, int level, const char *msg, int fields_idx)
+/*
+ * A log line, from the test's own state or from a rule's (another state: its
+ * fields cross as JSON), into the table capture_logs() gave.
+ */
+static void capture_log(void *ctx, lua_State *from, int level, const char *msg, int fields_idx)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     struct tctx *t = ctx;
+    lua_State *L = t->L;
     if (t->logs_ref == LUA_NOREF) {
         return;
     }
@@ -198,9 +137,19 @@ static void capture_log(void *ctx, lua_State *L, int level, const char *msg, int
     lua_setfield(L, -2, "level");
     lua_pushstring(L, msg);
     lua_setfield(L, -2, "message");
-    if (fields_idx > 0) {
+    if (fields_idx > 0 && from == L) {
         lua_pushvalue(L, fields_idx);
         lua_setfield(L, -2, "fields");
+    } else if (fields_idx > 0) {
+        char err[160];
+        size_t len = 0;
+        if (sy_lua_encode_json(from, fields_idx, err, sizeof(err))) {
+            const char *text = lua_tolstring(from, -1, &len);
+            if (sy_lua_decode_json(L, text, len, true, err, sizeof(err))) {
+                lua_setfield(L, -2, "fields");
+            }
+            lua_pop(from, 1);
+        }
     }
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
@@ -368,10 +317,43 @@ static void header_of(lua_State *L, int headers, const char *name, struct sy_hea
     lua_pop(L, 1); /* the string stays alive in the headers table */
 }
 
+/* The headers the server keeps for replay (x-unizo-*, content-type, user-agent), as JSON. */
+static void kept_headers(lua_State *L, int headers, struct sy_buf *b)
+{
+    sy_buf_puts(b, "{");
+    bool first = true;
+    for (lua_pushnil(L); lua_istable(L, headers) && lua_next(L, headers); lua_pop(L, 1)) {
+        size_t klen, vlen;
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+            continue;
+        }
+        const char *k = lua_tolstring(L, -2, &klen);
+        const char *v = lua_tolstring(L, -1, &vlen);
+        bool keep = (klen > 8 && strncmp(k, "x-unizo-", 8) == 0) ||
+                    strcmp(k, "content-type") == 0 || strcmp(k, "user-agent") == 0;
+        if (keep) {
+            sy_buf_puts(b, first ? "" : ",");
+            first = false;
+            sy_buf_json_string(b, k, klen);
+            sy_buf_puts(b, ":");
+            sy_buf_json_string(b, v, vlen);
+        }
+    }
+    sy_buf_puts(b, "}");
+}
+
+/* The memory store answers before sy_store_submit returns: nothing to wait for. */
+static void stored(struct sy_append *a)
+{
+    (void)a;
+}
+
 /*
- * deliver(delivery, secret, tolerance, category) -> { status, code, detail, norm, quarantined,
- * reason }: the delivery checks of the live server (ingest/check.h), the signature only when
- * a secret is given (a test may fire unsigned fixtures).
+ * deliver(delivery, secret, tolerance, category) -> { status, code, detail, norm, result,
+ * quarantined, reason }: the delivery checks of the live server (ingest/check.h), the
+ * signature only when a secret is given (a test may fire unsigned fixtures); then, as the
+ * server does, the event is stored (deduplicated; routed to its jobs, or quarantined).
+ * 'result' is the server's answer: accepted, duplicate or quarantined.
  */
 static int p_deliver(lua_State *L)
 {
@@ -428,10 +410,38 @@ static int p_deliver(lua_State *L)
     lua_setfield(L, -2, "status");
     struct sy_buf b;
     sy_buf_init(&b, 8192);
+    kept_headers(L, 5, &b);
+    size_t hlen = b.len;
     sy_event_norm_json(n, &b);
-    lua_pushlstring(L, b.data ? b.data : "{}", b.len);
-    sy_buf_dispose(&b);
+    if (b.failed) {
+        sy_buf_dispose(&b);
+        return luaL_error(L, "fire: out of memory");
+    }
+    /* stored as the server stores it: the router makes its jobs in the same step */
+    struct sy_append a = {.id = n->id,
+                          .id_len = n->id_len,
+                          .type = n->type,
+                          .type_len = n->type_len,
+                          .integration = n->integration_type[0] ? n->integration_type : NULL,
+                          .category = n->category[0] ? n->category : NULL,
+                          .reason = n->quarantined ? n->reason : NULL,
+                          .headers = b.data,
+                          .headers_len = hlen,
+                          .norm = b.data + hlen,
+                          .norm_len = b.len - hlen,
+                          .body = in.body,
+                          .body_len = in.body_len,
+                          .received_ms = now_ms(t),
+                          .done = stored};
+    int rc = sy_store_submit(t->store, &a);
+    lua_pushlstring(L, b.data + hlen, b.len - hlen);
     lua_setfield(L, -2, "norm");
+    sy_buf_dispose(&b);
+    if (rc != SY_OK || a.status != SY_OK) {
+        return luaL_error(L, "fire: the event could not be stored (%d)", rc != SY_OK ? rc : a.status);
+    }
+    lua_pushstring(L, !a.is_new ? "duplicate" : n->quarantined ? "quarantined" : "accepted");
+    lua_setfield(L, -2, "result");
     if (n->quarantined) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "quarantined");
@@ -443,68 +453,71 @@ static int p_deliver(lua_State *L)
     return 1;
 }
 
-static int p_route(lua_State *L)
+/* An attempt the engine ran: {rule, outcome, error} appended to the table of sy.run_jobs. */
+static void on_attempt(void *ctx, const struct sy_attempt *at)
 {
-    struct tctx *t = ctx_of(L);
-    size_t len;
-    const char *type = luaL_checklstring(L, 1, &len);
-    const char *integration = lua_tostring(L, 2);
-    const char *category = lua_tostring(L, 3);
-    const struct sy_lua_rule *rules;
-    size_t n = sy_lua_rules(t->lx, &rules);
-    lua_newtable(L);
-    lua_Integer k = 1;
-    for (size_t i = 0; i < n; i++) {
-        struct sy_route r = {.name = rules[i].name,
-                             .on = rules[i].on,
-                             .n_on = rules[i].n_on,
-                             .integration = rules[i].integration,
-                             .category = rules[i].category};
-        if (sy_route_matches(&r, type, len, integration, category)) {
-            lua_pushstring(L, rules[i].name);
-            lua_rawseti(L, -2, k++);
-        }
+    static const char *const outcomes[] = {
+        [SY_JOB_DONE] = "done",
+        [SY_JOB_SKIPPED] = "skipped",
+        [SY_JOB_RETRY] = "failed",
+        [SY_JOB_DEAD] = "dead",
+    };
+    struct tctx *t = ctx;
+    lua_State *L = t->L;
+    if (t->jobs_ref == LUA_NOREF) {
+        return;
     }
-    return 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->jobs_ref);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, at->handler);
+    lua_setfield(L, -2, "rule");
+    lua_pushstring(L, outcomes[at->outcome]);
+    lua_setfield(L, -2, "outcome");
+    if (at->error != NULL) {
+        lua_pushstring(L, at->error);
+        lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->jobs_ref);
+    lua_getfield(L, -1, "_detail");
+    if (lua_istable(L, -1)) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, at->event_id);
+        lua_setfield(L, -2, "event");
+        lua_pushinteger(L, at->attempt);
+        lua_setfield(L, -2, "attempt");
+        if (at->outcome == SY_JOB_RETRY) {
+            lua_pushinteger(L, (lua_Integer)(at->retry_at_ms / 1000));
+            lua_setfield(L, -2, "retry_at");
+        }
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_pop(L, 2);
 }
 
-static int p_run_rule(lua_State *L)
+/*
+ * run_jobs(jobs, detail): every job that is runnable now, one attempt each, by the
+ * engine's job runner; each attempt appended to 'jobs' ({rule, outcome, error}) and to
+ * 'detail' ({event, attempt, retry_at}). A job retried later waits for advance().
+ */
+static int p_run_jobs(lua_State *L)
 {
     struct tctx *t = ctx_of(L);
-    const char *name = luaL_checkstring(L, 1);
-    const char *id = luaL_checkstring(L, 2);
-    size_t len, norm_len = 0;
-    const char *body = luaL_checklstring(L, 3, &len);
-    const char *norm = lua_tolstring(L, 4, &norm_len);
-    char err[4096] = "";
-    static const char *const outcomes[] = {
-        [SY_LUA_OK] = "done",        [SY_LUA_SKIPPED] = "skipped", [SY_LUA_ERROR] = "failed",
-        [SY_LUA_PERMANENT] = "dead", [SY_LUA_LIMIT] = "failed",
-    };
-    /* as in the server, a run's kv writes count only when it is done */
-    size_t n_before = t->n_kv;
-    struct kv_entry *before = kv_copy(t);
-    if (n_before > 0 && before == NULL) {
-        return luaL_error(L, "out of memory");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 1, "_detail");
+    lua_pushvalue(L, 1);
+    t->jobs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* bounded: a rule cannot make jobs, so this ends; the cap guards against a store bug */
+    for (int i = 0; i < 100000 && sy_engine_run_one(t->eng, 0, on_attempt, t); i++) {
     }
-    struct sy_journal journal;
-    sy_journal_init(&journal, id, name, transport, t);
-    enum sy_lua_result r =
-        sy_lua_run(t->lx, name, id, body, len, norm, norm_len, &journal, err, sizeof(err));
-    sy_journal_dispose(&journal);
-    if (r != SY_LUA_OK) {
-        kv_free(t->kv, t->n_kv);
-        t->kv = before;
-        t->n_kv = n_before;
-    } else {
-        kv_free(before, n_before);
-    }
-    lua_pushstring(L, outcomes[r]);
-    if (err[0]) {
-        lua_pushstring(L, err);
-        return 2;
-    }
-    return 1;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->jobs_ref);
+    t->jobs_ref = LUA_NOREF;
+    lua_pushnil(L);
+    lua_setfield(L, 1, "_detail");
+    return 0;
 }
 
 /* ---- building one test's world ---- */
@@ -512,25 +525,16 @@ static int p_run_rule(lua_State *L)
 void sy_testkit_world_dispose(struct tctx *t)
 {
     sy_lua_free(t->lx);
-    kv_free(t->kv, t->n_kv);
+    sy_engine_free(t->eng); /* no thread runs its jobs: nothing to stop */
+    sy_store_close(t->store);
     memset(t, 0, sizeof(*t));
 }
 
-/* os.time() that answers the frozen clock when there is one. */
-static int frozen_time(lua_State *L)
-{
-    struct tctx *t = ctx_of(L);
-    if (lua_isnoneornil(L, 1) && t->now) {
-        lua_pushinteger(L, (lua_Integer)t->now);
-        return 1;
-    }
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
-}
-
-/* Fresh sandbox + rules + testkit + the test file. Returns false with 'msg' on a load error. */
+/*
+ * The pipeline (a memory store on the world's clock, the engine with the config's rules and
+ * plugins, its network the test's transport), then a fresh sandbox with testkit and the test
+ * file. Returns false with 'msg' on a load error.
+ */
 bool sy_testkit_world_build(struct tctx *t, const struct sy_testkit_suite *s, const char *file,
                             const char *dir, char *msg, size_t msglen)
 {
@@ -538,42 +542,33 @@ bool sy_testkit_world_build(struct tctx *t, const struct sy_testkit_suite *s, co
     t->cfg = s->cfg;
     t->test_dir = dir;
     t->logs_ref = LUA_NOREF;
+    t->jobs_ref = LUA_NOREF;
+    t->sy_ref = LUA_NOREF;
+    struct sy_error err = {0};
+    t->store = sy_store_memory_open(now_ms, t);
+    struct sy_engine_hooks hooks = {.ctx = t, .send = transport, .log = capture_log, .now_ms = now_ms};
+    t->eng = t->store ? sy_engine_new(s->cfg, t->store, &hooks, &err) : NULL;
+    if (t->eng == NULL || sy_engine_start_inline(t->eng) != SY_OK) {
+        if (t->store == NULL || err.msg[0] == '\0') {
+            snprintf(msg, msglen, "out of memory");
+        } else {
+            sy_error_format(&err, msg, msglen);
+        }
+        return false;
+    }
     struct sy_lua_limits lim = sy_rule_limits(s->cfg);
     struct sy_lua_host host = {.ctx = t,
                                .kv_get = kv_get,
                                .kv_set = kv_set,
                                .kv_delete = kv_delete,
-                               .unizo_call = journal_call,
-                               .unizo_defaults = defaults,
-                               .log = capture_log};
+                               .log = capture_log,
+                               .now_s = test_now_s};
     t->lx = sy_lua_new(&lim, &host);
     if (t->lx == NULL) {
         snprintf(msg, msglen, "out of memory");
         return false;
     }
     lua_State *L = t->L = sy_lua_state(t->lx);
-    struct sy_error err;
-    for (size_t i = 0; i < s->n_rules; i++) {
-        if (sy_lua_load_file(t->lx, s->rule_files[i], s->rule_display[i], &err) != SY_OK) {
-            sy_error_format(&err, msg, msglen);
-            return false;
-        }
-    }
-    /* os.time follows freeze_time() */
-    lua_getglobal(L, "os");
-    lua_newtable(L);
-    static const char *const os_names[] = {"date", "clock", "difftime", "time", NULL};
-    for (const char *const *n = os_names; *n; n++) {
-        lua_getfield(L, -2, *n);
-        if (strcmp(*n, "time") == 0) {
-            lua_pushlightuserdata(L, t);
-            lua_insert(L, -2);
-            lua_pushcclosure(L, frozen_time, 2);
-        }
-        lua_setfield(L, -2, *n);
-    }
-    lua_setglobal(L, "os");
-    lua_pop(L, 1);
     /* the primitives, then testkit.lua */
     static const luaL_Reg prims[] = {
         {"caller", p_caller},
@@ -582,8 +577,7 @@ bool sy_testkit_world_build(struct tctx *t, const struct sy_testkit_suite *s, co
         {"capture_logs", p_capture_logs},
         {"load_fixture", p_load_fixture},
         {"deliver", p_deliver},
-        {"route", p_route},
-        {"run_rule", p_run_rule},
+        {"run_jobs", p_run_jobs},
         {"read_file", p_read_file},
         {NULL, NULL},
     };
