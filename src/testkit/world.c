@@ -488,7 +488,7 @@ static void on_attempt(void *ctx, const struct sy_attempt *at)
         lua_pushinteger(L, at->attempt);
         lua_setfield(L, -2, "attempt");
         if (at->outcome == SY_JOB_RETRY) {
-            lua_pushinteger(L, (lua_Integer)(at->retry_at_ms / 1000));
+            lua_pushinteger(L, (lua_Integer)((at->retry_at_ms + 999) / 1000)); /* the second it is due */
             lua_setfield(L, -2, "retry_at");
         }
         lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);

@@ -181,6 +181,139 @@ class CallParity(unittest.TestCase):
             mock.stop()
 
 
+FLOW_RULES = r"""
+rule {
+  name = "open-then-comment",
+  on = "flow.two_calls",
+  run = function(ev)
+    local t = unizo.ticketing.create_ticket { integration = "jira", title = ev.data.title }
+    unizo.ticketing.add_comment { integration = "jira", id = t.id, content = "second" }
+    kv.set("flow:" .. ev.id, t.id)
+  end,
+}
+rule {
+  name = "keyed",
+  on = "flow.keyed",
+  key = "data.k",
+  run = function(ev)
+    unizo.ticketing.create_ticket { integration = "jira", title = ev.id }
+  end,
+}
+"""
+
+PIPELINE_TEST = r"""
+local function ev(id, type, data)
+  return { id = id, type = type, integration = { id = "i", type = "github" }, data = data or {} }
+end
+
+test("a plugin takes the fired event and its calls are the test's", function()
+  respond("POST", "/tickets$", { status = 201, body = { id = "P-1" } })
+  local run = fire(ev("evt_plug", "scm.pull_request.created"))
+  expect(run.jobs).to_contain({ rule = "good", outcome = "done" })
+  expect(#run.calls).to_be(1)
+  expect(run.calls[1].path).to_match("/tickets$")
+  expect(run.calls[1].headers["Idempotency-Key"]).to_be("evt_plug/good/1")
+end)
+
+test("a plugin's SY_FAIL makes its job dead", function()
+  local run = fire(ev("evt_plug_fail", "scm.pull_request.created", { mode = "fail" }))
+  expect(run.jobs).to_contain({ rule = "good", outcome = "dead", error = "plugin 'good' failed (SY_FAIL)" })
+end)
+
+test("a retry is a new attempt: the journal answers the call that succeeded", function()
+  freeze_time(1700000000)
+  local comments = 0
+  respond("POST", "/tickets$", { status = 201, body = { id = "T-1" } })
+  respond("POST", "/comments$", function()
+    comments = comments + 1
+    if comments == 1 then return { status = 400, body = { errorMessage = "not yet" } } end
+    return { status = 201, body = { id = "C-1" } }
+  end)
+  local first = fire(ev("evt_two", "flow.two_calls", { title = "x" }))
+  expect(first.jobs).to_equal({ { rule = "open-then-comment", outcome = "failed", error = first.jobs[1].error } })
+  expect(first.attempts[1].attempt).to_be(1)
+  expect(#first.calls).to_be(2)
+  expect(kv.get("flow:evt_two")).to_be_nil()          -- a failed attempt commits no kv
+  expect(#advance(1).jobs).to_be(0)                  -- not due yet
+  local due = first.attempts[1].retry_at - os.time()
+  local second = advance(due)
+  expect(second.jobs).to_equal({ { rule = "open-then-comment", outcome = "done" } })
+  expect(second.attempts[1].attempt).to_be(2)
+  expect(#second.calls).to_be(1)                       -- the ticket came from the journal
+  expect(second.calls[1].path).to_match("/comments$")
+  expect(second.calls[1].headers["Idempotency-Key"]).to_be(first.calls[2].headers["Idempotency-Key"])
+  expect(kv.get("flow:evt_two")).to_be("T-1")
+end)
+
+test("the retry schedule ends in dead", function()
+  freeze_time(1700000000)
+  respond("POST", "/tickets$", { status = 400, body = { errorMessage = "never" } })
+  local run = fire(ev("evt_dead", "flow.keyed", { k = "A" }))
+  expect(run.jobs[1].outcome).to_be("failed")
+  run = advance(3600)
+  expect(run.jobs[1].outcome).to_be("dead")
+end)
+
+test("an ordering key holds the next event until the first is done", function()
+  freeze_time(1700000000)
+  local n = 0
+  respond("POST", "/tickets$", function(call)
+    n = n + 1
+    if n == 1 then return { status = 400, body = { errorMessage = "busy" } } end
+    return { status = 201, body = { id = "T-" .. n } }
+  end)
+  local a = fire(ev("evt_k1", "flow.keyed", { k = "same" }))
+  expect(a.jobs[1].outcome).to_be("failed")
+  local b = fire(ev("evt_k2", "flow.keyed", { k = "same" }))
+  expect(#b.jobs).to_be(0)                             -- waits behind evt_k1
+  local c = fire(ev("evt_k3", "flow.keyed", { k = "other" }))
+  expect(c.jobs[1].outcome).to_be("done")              -- another key runs at once
+  local later = advance(3600)
+  expect(#later.jobs).to_be(2)
+  expect(later.attempts[1].event).to_be("evt_k1")
+  expect(later.attempts[2].event).to_be("evt_k2")
+  expect(later.jobs[2].outcome).to_be("done")
+end)
+
+test("the same id again is a duplicate and runs nothing", function()
+  respond("POST", "/tickets$", { status = 201, body = { id = "T-1" } })
+  local once = fire(ev("evt_dup", "flow.keyed", { k = "d" }))
+  expect(once.result).to_be("accepted")
+  local again = fire(ev("evt_dup", "flow.keyed", { k = "d" }))
+  expect(again.result).to_be("duplicate")
+  expect(again.duplicate).to_be(true)
+  expect(#again.jobs).to_be(0)
+  expect(#again.calls).to_be(0)
+end)
+"""
+
+
+class Pipeline(unittest.TestCase):
+    """fire() goes through the live pipeline: store, router (plugins too), job runner, journal."""
+
+    def test_plugins_retries_keys_and_duplicates(self):
+        build = os.path.dirname(os.path.abspath(BIN))
+        plugin = os.path.join(build, "tests", "test_plugin_good.so")
+        self.assertTrue(os.path.exists(plugin), plugin)
+        d = tempfile.mkdtemp(prefix="sy-pipeline-")
+        os.mkdir(os.path.join(d, "rules"))
+        with open(os.path.join(d, "rules", "flow.lua"), "w") as f:
+            f.write(FLOW_RULES)
+        with open(os.path.join(d, "pipeline_test.lua"), "w") as f:
+            f.write(PIPELINE_TEST)
+        with open(os.path.join(d, "switchyard.lua"), "w") as f:
+            f.write('webhook = { secrets = { "s" } }\nrules = { "rules/*.lua" }\n'
+                    'retry = { schedule = { "1m" }, jitter = 0.2 }\n'
+                    'plugins = { { path = "%s", config = { integration = "jira" } } }\n'
+                    'unizo = { integrations = { jira = { id = "int-j", organization = "o", collection = "C" } } }\n'
+                    % plugin)
+        p = subprocess.run([BIN, "test", "-c", os.path.join(d, "switchyard.lua"), os.path.join(d, "pipeline_test.lua")],
+                           capture_output=True, timeout=60)
+        out = p.stdout.decode()
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        self.assertEqual(out.strip().splitlines()[-1], "6 passed, 0 failed", out)
+
+
 class Runner(unittest.TestCase):
     def test_passing_file(self):
         rc, out, _ = run("tests/data/testkit/pass_test.lua")
