@@ -34,6 +34,7 @@
 #include "ingest/delivery.h"
 #include "metrics.h"
 #include "store/redis_int.h"
+#include "store/renorm.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -688,27 +689,16 @@ static int replay_quarantined(struct redis_store *s, const char *id, struct sy_r
         return SY_OK;
     }
     res->was_quarantined = true;
+    size_t body_len, cat_len;
     const char *hdrs = reply_str(ev->element[2], &len);
-    json_t *headers = json_loads(hdrs ? hdrs : "{}", 0, NULL);
-    struct sy_delivery d = {0};
-    d.body = reply_str(ev->element[1], &d.body_len);
-    d.category = reply_str(ev->element[3], &d.category_len);
-    json_t *v;
-    if ((v = json_object_get(headers, "x-unizo-event-type")) && json_is_string(v)) {
-        d.event_type = json_string_value(v), d.event_type_len = json_string_length(v);
-    }
-    if ((v = json_object_get(headers, "x-unizo-delivery-id")) && json_is_string(v)) {
-        d.delivery_id = json_string_value(v), d.delivery_id_len = json_string_length(v);
-    }
-    if ((v = json_object_get(headers, "x-unizo-timestamp")) && json_is_string(v)) {
-        d.timestamp = json_string_value(v), d.timestamp_len = json_string_length(v);
-    }
+    const char *body = reply_str(ev->element[1], &body_len);
+    const char *cat = reply_str(ev->element[3], &cat_len);
+    char category[SY_EVENT_CATEGORY_MAX + 1];
+    snprintf(category, sizeof(category), "%.*s", (int)cat_len, cat ? cat : "");
     struct sy_event_norm *n = malloc(sizeof(*n));
     int rc = n ? SY_OK : SY_ENOMEM;
     if (rc == SY_OK) {
-        sy_delivery_normalize(&d, n);
-        snprintf(n->id, sizeof(n->id), "%s", id); /* the id dedupe knows it by */
-        n->id_len = strlen(n->id);
+        sy_store_renormalize(id, body, body_len, hdrs, category[0] ? category : NULL, n);
     }
     if (rc == SY_OK && n->quarantined) {
         snprintf(res->reason, sizeof(res->reason), "%s", n->reason);
@@ -720,16 +710,8 @@ static int replay_quarantined(struct redis_store *s, const char *id, struct sy_r
         sy_event_norm_json(n, &norm);
         struct sy_routes routes;
         sy_routes_init(&routes);
-        struct sy_append a = {.id = n->id,
-                              .id_len = n->id_len,
-                              .type = n->type,
-                              .type_len = n->type_len,
-                              .integration = n->integration_type[0] ? n->integration_type : NULL,
-                              .category = n->category[0] ? n->category : NULL,
-                              .body = d.body,
-                              .body_len = d.body_len,
-                              .norm = norm.data,
-                              .norm_len = norm.len};
+        struct sy_append a = {.body = body, .body_len = body_len, .norm = norm.data, .norm_len = norm.len};
+        sy_store_append_of(n, &a);
         /* the router is the writer's; this is a rare call from the admin or CLI thread */
         pthread_mutex_lock(&s->mu);
         sy_route_fn route = s->route;
@@ -773,7 +755,6 @@ static int replay_quarantined(struct redis_store *s, const char *id, struct sy_r
         sy_buf_dispose(&norm);
     }
     free(n);
-    json_decref(headers);
     freeReplyObject(ev);
     return rc;
 }

@@ -27,3 +27,13 @@ void sy_store_renormalize(const char *id, const char *body, size_t body_len, con
     snprintf(n->id, sizeof(n->id), "%s", id);
     n->id_len = strlen(n->id);
 }
+
+void sy_store_append_of(const struct sy_event_norm *n, struct sy_append *a)
+{
+    a->id = n->id;
+    a->id_len = n->id_len;
+    a->type = n->type;
+    a->type_len = n->type_len;
+    a->integration = n->integration_type[0] ? n->integration_type : NULL;
+    a->category = n->category[0] ? n->category : NULL;
+}

@@ -16,6 +16,7 @@
 #include "ingest/delivery.h"
 #include "metrics.h"
 #include "store/sqlite_int.h"
+#include "store/renorm.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -222,14 +223,6 @@ static int apply_call(struct sqlite_store *s, struct op *o)
     return step_done(s, st, "sqlite journal insert failed");
 }
 
-/* A header's value from the stored headers object, or NULL. */
-static const char *stored_header(json_t *headers, const char *name, size_t *len)
-{
-    json_t *v = json_object_get(headers, name);
-    *len = json_is_string(v) ? json_string_length(v) : 0;
-    return json_string_value(v);
-}
-
 /*
  * A quarantined event, normalized again with the current code: when it can be
  * routed now, it gets its jobs (into 'promoted') and the state it would have
@@ -250,39 +243,24 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_jo
         sqlite3_finalize(st);
         return rc == SQLITE_DONE ? SY_OK : SY_EIO;
     }
-    json_t *headers = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
-    struct sy_delivery d = {.body = (const char *)sqlite3_column_blob(st, 0),
-                            .body_len = (size_t)sqlite3_column_bytes(st, 0),
-                            .category = (const char *)sqlite3_column_text(st, 2)};
-    d.category_len = d.category ? strlen(d.category) : 0;
-    d.event_type = stored_header(headers, "x-unizo-event-type", &d.event_type_len);
-    d.delivery_id = stored_header(headers, "x-unizo-delivery-id", &d.delivery_id_len);
-    d.timestamp = stored_header(headers, "x-unizo-timestamp", &d.timestamp_len);
+    const char *body = (const char *)sqlite3_column_blob(st, 0);
+    size_t body_len = (size_t)sqlite3_column_bytes(st, 0);
     int64_t received = sqlite3_column_int64(st, 3);
     struct sy_event_norm *n = malloc(sizeof(*n));
     struct sy_buf norm;
     sy_buf_init(&norm, 0);
     rc = n ? SY_OK : SY_ENOMEM;
     if (rc == SY_OK) {
-        sy_delivery_normalize(&d, n);
         /* the id it was stored under stays its id: it is what dedupe knows */
-        snprintf(n->id, sizeof(n->id), "%s", o->text);
-        n->id_len = strlen(n->id);
+        sy_store_renormalize(o->text, body, body_len, (const char *)sqlite3_column_text(st, 1),
+                             (const char *)sqlite3_column_text(st, 2), n);
         sy_event_norm_json(n, &norm);
     }
     sqlite3_stmt *up = NULL;
     size_t first = s->routes.n, hits = 0;
     if (rc == SY_OK && !n->quarantined) {
-        struct sy_append a = {.id = n->id,
-                              .id_len = n->id_len,
-                              .type = n->type,
-                              .type_len = n->type_len,
-                              .integration = n->integration_type[0] ? n->integration_type : NULL,
-                              .category = n->category[0] ? n->category : NULL,
-                              .body = d.body,
-                              .body_len = d.body_len,
-                              .norm = norm.data,
-                              .norm_len = norm.len};
+        struct sy_append a = {.body = body, .body_len = body_len, .norm = norm.data, .norm_len = norm.len};
+        sy_store_append_of(n, &a);
         hits = s->route != NULL ? s->route(s->route_ctx, &a, &s->routes) : 0;
         for (size_t i = 0; rc == SY_OK && i < hits; i++) {
             sqlite3_stmt *ij = s->insert_job;
@@ -325,7 +303,6 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_jo
     }
     sqlite3_finalize(up);
     sqlite3_finalize(st);
-    json_decref(headers);
     sy_buf_dispose(&norm);
     free(n);
     return rc;

@@ -23,6 +23,7 @@
 #include "ingest/verify.h"
 #include "lua/json.h"
 #include "lua/sandbox.h"
+#include "store/renorm.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -418,13 +419,7 @@ static int p_deliver(lua_State *L)
         return luaL_error(L, "fire: out of memory");
     }
     /* stored as the server stores it: the router makes its jobs in the same step */
-    struct sy_append a = {.id = n->id,
-                          .id_len = n->id_len,
-                          .type = n->type,
-                          .type_len = n->type_len,
-                          .integration = n->integration_type[0] ? n->integration_type : NULL,
-                          .category = n->category[0] ? n->category : NULL,
-                          .reason = n->quarantined ? n->reason : NULL,
+    struct sy_append a = {.reason = n->quarantined ? n->reason : NULL,
                           .headers = b.data,
                           .headers_len = hlen,
                           .norm = b.data + hlen,
@@ -433,6 +428,7 @@ static int p_deliver(lua_State *L)
                           .body_len = in.body_len,
                           .received_ms = now_ms(t),
                           .done = stored};
+    sy_store_append_of(n, &a);
     int rc = sy_store_submit(t->store, &a);
     lua_pushlstring(L, b.data + hlen, b.len - hlen);
     lua_setfield(L, -2, "norm");
