@@ -63,6 +63,9 @@ void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,
 int sy_redis_journal_load(struct sy_store *st, const struct sy_job *job,
                           struct sy_call_record **recs, size_t *n);
 
+/* redis_replay.c */
+int sy_redis_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
+
 /* redis_rerun.c */
 int sy_redis_scan(struct sy_store *st, const struct sy_scan_query *q,
                   int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
