@@ -120,6 +120,14 @@ struct sy_job_list {
 /* Add j to the list (on no memory it is freed: it stays pending in the database). */
 void sy_sqlite_list_add(struct sy_job_list *l, struct sy_job *j);
 
+/* sqlite_writer.c: one statement stepped to its end (logged on error); text or NULL bound */
+int sy_sqlite_step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what);
+void sy_sqlite_bind_text_or_null(sqlite3_stmt *st, int col, const char *text, int len);
+
+/* sqlite_replay.c: the writer's part of sy_store_replay (in its transaction) */
+int sy_sqlite_apply_replay(struct sqlite_store *s, struct op *o, struct sy_job_list *requeued,
+                           struct sy_job_list *promoted);
+
 /* sqlite_rerun.c: the writer's part of sy_store_rerun (in its transaction); the scan. */
 int sy_sqlite_apply_rerun(struct sqlite_store *s, struct op *o, struct sy_job_list *dead_again,
                           struct sy_job_list *again);

@@ -74,7 +74,7 @@ static void mark_fresh(struct sqlite_store *s, struct sy_job *j)
     j->fresh = j->runs == 0 && j->id > s->journaled_at_open;
 }
 
-static void bind_text_or_null(sqlite3_stmt *st, int col, const char *text, int len)
+void sy_sqlite_bind_text_or_null(sqlite3_stmt *st, int col, const char *text, int len)
 {
     if (text != NULL) {
         sqlite3_bind_text(st, col, text, len, SQLITE_STATIC);
@@ -83,7 +83,7 @@ static void bind_text_or_null(sqlite3_stmt *st, int col, const char *text, int l
     }
 }
 
-static int step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
+int sy_sqlite_step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -104,16 +104,16 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, struct rout
     sqlite3_stmt *st = s->insert;
     sqlite3_bind_text(st, 1, a->id, (int)a->id_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, a->type, (int)a->type_len, SQLITE_STATIC);
-    bind_text_or_null(st, 3, a->integration, -1);
+    sy_sqlite_bind_text_or_null(st, 3, a->integration, -1);
     sqlite3_bind_int64(st, 4, a->received_ms);
     sqlite3_bind_text(st, 5, a->headers, (int)a->headers_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, a->body, (int)a->body_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, a->reason ? "quarantined" : r->n_hits > 0 ? "routed" : "unrouted", -1,
                       SQLITE_STATIC);
-    bind_text_or_null(st, 8, a->category, -1);
-    bind_text_or_null(st, 9, a->norm, (int)a->norm_len);
-    bind_text_or_null(st, 10, a->reason, -1);
-    if (step_done(s, st, "sqlite insert failed") != SY_OK) {
+    sy_sqlite_bind_text_or_null(st, 8, a->category, -1);
+    sy_sqlite_bind_text_or_null(st, 9, a->norm, (int)a->norm_len);
+    sy_sqlite_bind_text_or_null(st, 10, a->reason, -1);
+    if (sy_sqlite_step_done(s, st, "sqlite insert failed") != SY_OK) {
         return SY_EIO;
     }
     a->is_new = sqlite3_changes(s->db) == 1;
@@ -127,8 +127,8 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, struct rout
         sqlite3_bind_text(st, 2, sy_routes_handler(&s->routes, r->first_hit + i), -1,
                           SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, a->received_ms);
-        bind_text_or_null(st, 4, sy_routes_key(&s->routes, r->first_hit + i), -1);
-        if (step_done(s, st, "sqlite job insert failed") != SY_OK) {
+        sy_sqlite_bind_text_or_null(st, 4, sy_routes_key(&s->routes, r->first_hit + i), -1);
+        if (sy_sqlite_step_done(s, st, "sqlite job insert failed") != SY_OK) {
             return SY_EIO;
         }
         if (i == 0) {
@@ -151,7 +151,7 @@ static int apply_kv(struct sqlite_store *s, const char *key, const char *value, 
             sqlite3_bind_null(st, 3);
         }
     }
-    return step_done(s, st, "sqlite kv write failed");
+    return sy_sqlite_step_done(s, st, "sqlite kv write failed");
 }
 
 /* The oldest pending job that waits for 'key', if any, into 'next'. */
@@ -188,10 +188,10 @@ static int apply_finish(struct sqlite_store *s, struct op *o, struct sy_job_list
     sqlite3_bind_text(st, 1, job_states[o->outcome], -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, o->job->attempts + 1);
     sqlite3_bind_int64(st, 3, o->outcome == SY_JOB_RETRY ? o->when_ms : now);
-    bind_text_or_null(st, 4, o->text, -1);
+    sy_sqlite_bind_text_or_null(st, 4, o->text, -1);
     sqlite3_bind_int64(st, 5, now);
     sqlite3_bind_int64(st, 6, o->job->id);
-    if ((rc = step_done(s, st, "sqlite update failed")) != SY_OK) {
+    if ((rc = sy_sqlite_step_done(s, st, "sqlite update failed")) != SY_OK) {
         return rc;
     }
     /* done, skipped or dead: the key moves on to the next job that waits for it */
@@ -208,144 +208,19 @@ static int apply_call(struct sqlite_store *s, struct op *o)
     sqlite3_bind_int64(st, 1, o->job_id);
     sqlite3_bind_int(st, 2, c->attempt);
     sqlite3_bind_int(st, 3, c->n);
-    bind_text_or_null(st, 4, c->key, -1);
+    sy_sqlite_bind_text_or_null(st, 4, c->key, -1);
     sqlite3_bind_text(st, 5, c->method, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, c->path, -1, SQLITE_STATIC);
-    bind_text_or_null(st, 7, c->request, -1);
+    sy_sqlite_bind_text_or_null(st, 7, c->request, -1);
     sqlite3_bind_int64(st, 8, c->status);
-    bind_text_or_null(st, 9, c->response, (int)c->response_len);
+    sy_sqlite_bind_text_or_null(st, 9, c->response, (int)c->response_len);
     sqlite3_bind_int(st, 10, c->truncated);
     sqlite3_bind_int(st, 11, c->replayed);
     sqlite3_bind_int(st, 12, c->dry_run);
-    bind_text_or_null(st, 13, c->error, -1);
+    sy_sqlite_bind_text_or_null(st, 13, c->error, -1);
     sqlite3_bind_int64(st, 14, c->at_ms);
     sqlite3_bind_double(st, 15, c->ms);
-    return step_done(s, st, "sqlite journal insert failed");
-}
-
-/*
- * A quarantined event, normalized again with the current code: when it can be
- * routed now, it gets its jobs (into 'promoted') and the state it would have
- * had; otherwise its reason is brought up to date. Counts the jobs in o->count.
- */
-static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_job_list *promoted)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT body, headers, category, received_at FROM events WHERE id = ? "
-                           "AND state = 'quarantined'",
-                           -1, &st, NULL) != SQLITE_OK) {
-        return SY_EIO;
-    }
-    sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? SY_OK : SY_EIO;
-    }
-    const char *body = (const char *)sqlite3_column_blob(st, 0);
-    size_t body_len = (size_t)sqlite3_column_bytes(st, 0);
-    int64_t received = sqlite3_column_int64(st, 3);
-    struct sy_event_norm *n = malloc(sizeof(*n));
-    struct sy_buf norm;
-    sy_buf_init(&norm, 0);
-    rc = n ? SY_OK : SY_ENOMEM;
-    if (rc == SY_OK) {
-        /* the id it was stored under stays its id: it is what dedupe knows */
-        sy_store_renormalize(o->text, body, body_len, (const char *)sqlite3_column_text(st, 1),
-                             (const char *)sqlite3_column_text(st, 2), n);
-        sy_event_norm_json(n, &norm);
-    }
-    sqlite3_stmt *up = NULL;
-    size_t first = s->routes.n, hits = 0;
-    if (rc == SY_OK && !n->quarantined) {
-        struct sy_append a = {.body = body, .body_len = body_len, .norm = norm.data, .norm_len = norm.len};
-        sy_store_append_of(n, &a);
-        hits = s->route != NULL ? s->route(s->route_ctx, &a, &s->routes) : 0;
-        for (size_t i = 0; rc == SY_OK && i < hits; i++) {
-            sqlite3_stmt *ij = s->insert_job;
-            sqlite3_bind_text(ij, 1, n->id, (int)n->id_len, SQLITE_STATIC);
-            sqlite3_bind_text(ij, 2, sy_routes_handler(&s->routes, first + i), -1, SQLITE_STATIC);
-            sqlite3_bind_int64(ij, 3, received);
-            bind_text_or_null(ij, 4, sy_routes_key(&s->routes, first + i), -1);
-            rc = step_done(s, ij, "sqlite job insert failed");
-            struct sy_job *j = rc == SY_OK ? sy_sqlite_job_new(sqlite3_last_insert_rowid(s->db), n->id,
-                                                                sy_routes_handler(&s->routes, first + i),
-                                                                sy_routes_key(&s->routes, first + i), 0, 0)
-                                           : NULL;
-            if (j != NULL) {
-                j->fresh = true;
-                sy_sqlite_list_add(promoted, j);
-            }
-        }
-        if (rc == SY_OK &&
-            sqlite3_prepare_v2(s->db,
-                               "UPDATE events SET type = ?2, integration = ?3, category = ?4, "
-                               "norm = ?5, reason = NULL, state = ?6 WHERE id = ?1",
-                               -1, &up, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(up, 1, n->id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(up, 2, n->type, -1, SQLITE_STATIC);
-            bind_text_or_null(up, 3, n->integration_type[0] ? n->integration_type : NULL, -1);
-            bind_text_or_null(up, 4, n->category[0] ? n->category : NULL, -1);
-            sqlite3_bind_text(up, 5, norm.data, (int)norm.len, SQLITE_STATIC);
-            sqlite3_bind_text(up, 6, hits > 0 ? "routed" : "unrouted", -1, SQLITE_STATIC);
-            rc = step_done(s, up, "sqlite event update failed");
-        }
-        o->count += (long)hits;
-        o->promoted = true;
-    } else if (rc == SY_OK &&
-               sqlite3_prepare_v2(s->db, "UPDATE events SET reason = ?2 WHERE id = ?1", -1, &up,
-                                  NULL) == SQLITE_OK) {
-        sqlite3_bind_text(up, 1, o->text, -1, SQLITE_STATIC);
-        sqlite3_bind_text(up, 2, n->reason, -1, SQLITE_STATIC);
-        rc = step_done(s, up, "sqlite event update failed");
-        snprintf(o->reason, sizeof(o->reason), "%s", n->reason);
-    }
-    sqlite3_finalize(up);
-    sqlite3_finalize(st);
-    sy_buf_dispose(&norm);
-    free(n);
-    return rc;
-}
-
-/* Requeue dead jobs (their attempts start over) into 'requeued'; route quarantined events. */
-static int apply_replay(struct sqlite_store *s, struct op *o, struct sy_job_list *requeued,
-                        struct sy_job_list *promoted)
-{
-    o->count = 0;
-    if (o->text != NULL) {
-        int qrc = replay_quarantined(s, o, promoted);
-        if (qrc != SY_OK) {
-            return qrc;
-        }
-    }
-    const char *sql = o->text ? "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
-                                "updated_at=?1 WHERE state='dead' AND event_id=?2 "
-                                "RETURNING id, event_id, handler, key, runs"
-                              : "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
-                                "updated_at=?1 WHERE state='dead' "
-                                "RETURNING id, event_id, handler, key, runs";
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        return SY_EIO;
-    }
-    sqlite3_bind_int64(st, 1, sy_wall_ms());
-    if (o->text) {
-        sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
-    }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct sy_job *j = sy_sqlite_job_new(
-            sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3), 0,
-            sqlite3_column_int(st, 4));
-        if (j != NULL) {
-            sy_sqlite_list_add(requeued, j);
-        }
-        o->count++;
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SY_OK : SY_EIO;
+    return sy_sqlite_step_done(s, st, "sqlite journal insert failed");
 }
 
 static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job_list *next,
@@ -363,7 +238,7 @@ static int apply_op(struct sqlite_store *s, struct op *o, struct sy_job_list *ne
     case OP_RERUN:
         return sy_sqlite_apply_rerun(s, o, requeued, promoted);
     default:
-        return apply_replay(s, o, requeued, promoted);
+        return sy_sqlite_apply_replay(s, o, requeued, promoted);
     }
 }
 
