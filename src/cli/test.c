@@ -11,10 +11,12 @@ static const char usage[] =
     "Run rule tests: every *_test.lua in PATHs (files or folders), by default in\n"
     "the folders of the config's rule files. The rules tested are the config's with\n"
     "-c; without it, the *.lua files beside the test files (./switchyard.lua gives\n"
-    "the settings when there is one). Each test runs in a fresh runtime with\n"
-    "the real rules, router and rule API; the network is replaced by respond()\n"
-    "declarations and kv by an in-memory store. Prints a line per test and ends\n"
-    "with \"N passed, N failed\"; exit 1 when a test failed, 2 on usage errors.\n"
+    "the settings when there is one). Each test runs in a fresh world: fire()\n"
+    "puts an event through the server's checks, a memory store, the engine's\n"
+    "router (rules and plugins) and job runner; only the network (respond()),\n"
+    "the clock (freeze_time, advance) and the log are the test's. Prints a line\n"
+    "per test and ends with \"N passed, N failed\"; exit 1 when a test failed,\n"
+    "2 on usage errors.\n"
     "  --filter PATTERN  run only tests whose name contains PATTERN\n"
     "  --junit FILE      also write a JUnit XML report\n";
 

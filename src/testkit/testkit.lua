@@ -1,6 +1,6 @@
 -- The rule-test API: the globals a *_test.lua file sees next to the rule API.
--- Loaded into each test's fresh sandbox by src/testkit/runner.c, which passes
--- in its primitives (__sy). Everything here is plain sandboxed Lua.
+-- Loaded into each test's fresh sandbox by src/testkit/world.c, which passes
+-- in its primitives (sy). Everything here is plain sandboxed Lua.
 local sy = ...
 
 local tests, befores = {}, {}
