@@ -10,8 +10,11 @@
 #include "store/renorm.h"
 #include "util/buf.h"
 
-/* Job 'i' runs again from its first attempt, due now (its runs and journal stay). */
-static void requeue(struct memory_store *s, size_t i, const char *key)
+/*
+ * Job 'i' runs again from its first attempt, due now (its runs and journal stay). With
+ * 'set_key' its ordering key becomes 'key' (NULL: none), as the current rules give it.
+ */
+static void requeue(struct memory_store *s, size_t i, bool set_key, const char *key)
 {
     struct mem_job *mj = &s->jobs[i];
     mj->state = MEM_PENDING;
@@ -19,9 +22,9 @@ static void requeue(struct memory_store *s, size_t i, const char *key)
     mj->due_ms = sy_mem_now(s);
     free(mj->error);
     mj->error = NULL;
-    if (key != NULL && (mj->key == NULL || strcmp(mj->key, key) != 0)) {
-        char *k = strdup(key);
-        if (k != NULL) {
+    if (set_key) {
+        char *k = key ? strdup(key) : NULL;
+        if (key == NULL || k != NULL) {
             free(mj->key);
             mj->key = k;
         }
@@ -53,11 +56,16 @@ static int promote(struct memory_store *s, struct mem_event *e, struct sy_replay
     sy_event_norm_json(n, &norm);
     char *type = strdup(n->type);
     char *integ = n->integration_type[0] ? strdup(n->integration_type) : NULL;
+    char *cat = n->category[0] ? strdup(n->category) : NULL;
     char *norm_text = norm.data ? strndup(norm.data, norm.len) : NULL;
-    int rc = type && norm_text && (n->integration_type[0] == '\0' || integ) ? SY_OK : SY_ENOMEM;
+    int rc = type && norm_text && (n->integration_type[0] == '\0' || integ) &&
+                     (n->category[0] == '\0' || cat)
+                 ? SY_OK
+                 : SY_ENOMEM;
     if (rc != SY_OK) {
         free(type);
         free(integ);
+        free(cat);
         free(norm_text);
         sy_buf_dispose(&norm);
         free(n);
@@ -65,10 +73,12 @@ static int promote(struct memory_store *s, struct mem_event *e, struct sy_replay
     }
     free(e->type);
     free(e->integration);
+    free(e->category);
     free(e->norm);
     free(e->reason);
     e->type = type;
     e->integration = integ;
+    e->category = cat; /* as the current code derives it, like SQLite and Redis */
     e->norm = norm_text;
     e->norm_len = norm.len;
     e->reason = NULL;
@@ -117,7 +127,7 @@ int sy_mem_replay(struct sy_store *st, const char *event_id, struct sy_replay_re
     for (size_t i = 0; rc == SY_OK && i < s->n_jobs; i++) {
         if (s->jobs[i].state == MEM_DEAD &&
             (event_id == NULL || strcmp(s->ev[s->jobs[i].event].id, event_id) == 0)) {
-            requeue(s, i, NULL);
+            requeue(s, i, false, NULL);
             r->jobs++;
         }
     }
@@ -152,7 +162,7 @@ int sy_mem_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, lo
                 (*queued)++;
             }
         } else if (s->jobs[found].state >= MEM_DONE) {
-            requeue(s, found, items[k].key);
+            requeue(s, found, true, items[k].key);
             (*queued)++;
         }
     }

@@ -102,7 +102,8 @@ static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_un
     lua_setfield(L, -2, "headers");
     int rc = lua_pcall(L, 1, 2, 0);
     if (rc != LUA_OK) {
-        snprintf(resp->error, sizeof(resp->error), "test transport: %s", lua_tostring(L, -1));
+        const char *why = lua_tostring(L, -1);
+        snprintf(resp->error, sizeof(resp->error), "test transport: %s", why ? why : "an error");
         lua_pop(L, 2);
         return SY_EUNAVAIL;
     }
@@ -110,8 +111,12 @@ static int transport(void *ctx, const struct sy_unizo_request *req, struct sy_un
     resp->attempts = 1;
     size_t len = 0;
     const char *body = lua_tolstring(L, -1, &len);
-    resp->body = strdup(body ? body : "");
     resp->len = body ? len : 0;
+    resp->body = malloc(resp->len + 1); /* all of it: a NUL inside is the API's bytes too */
+    if (resp->body != NULL) {
+        memcpy(resp->body, body ? body : "", resp->len);
+        resp->body[resp->len] = '\0';
+    }
     lua_pop(L, 3);
     if (resp->status == 0) {
         snprintf(resp->error, sizeof(resp->error), "no response declared in the test");
@@ -356,9 +361,19 @@ static void stored(struct sy_append *a)
  * server does, the event is stored (deduplicated; routed to its jobs, or quarantined).
  * 'result' is the server's answer: accepted, duplicate or quarantined.
  */
+/* fire() or advance() from inside a running job (a respond function) would run jobs on the
+ * engine's state mid-call: refused before anything is stored. */
+static void refuse_while_running(lua_State *L, const struct tctx *t)
+{
+    if (t->jobs_ref != LUA_NOREF) {
+        luaL_error(L, "fire() and advance() cannot be called while jobs run (from a response)");
+    }
+}
+
 static int p_deliver(lua_State *L)
 {
     struct tctx *t = ctx_of(L);
+    refuse_while_running(L, t);
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *secret = lua_tostring(L, 2);
     lua_settop(L, 4);
@@ -500,6 +515,7 @@ static void on_attempt(void *ctx, const struct sy_attempt *at)
 static int p_run_jobs(lua_State *L)
 {
     struct tctx *t = ctx_of(L);
+    refuse_while_running(L, t);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
     lua_pushvalue(L, 2);

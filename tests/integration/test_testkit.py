@@ -275,6 +275,29 @@ test("an ordering key holds the next event until the first is done", function()
   expect(later.jobs[2].outcome).to_be("done")
 end)
 
+test("fire inside a response is refused and the running job is unharmed", function()
+  local nested
+  respond("POST", "/tickets$", function()
+    local ok, err = pcall(fire, ev("evt_inner", "flow.keyed", { k = "in" }))
+    nested = err
+    return { status = 201, body = { id = "T-1" } }
+  end)
+  respond("POST", "/comments$", { status = 201, body = { id = "C-1" } })
+  local run = fire(ev("evt_outer", "flow.two_calls", { title = "x" }))
+  expect(nested).to_match("cannot be called while jobs run")
+  expect(run.jobs).to_equal({ { rule = "open-then-comment", outcome = "done" } })
+  expect(kv.get("flow:evt_outer")).to_be("T-1")
+end)
+
+-- the whole declared body reaches the call path, as an API's bytes would (the ASan build
+-- caught a read past a copy that stopped at the NUL)
+test("a declared body with a NUL in it is taken whole", function()
+  respond("POST", "/tickets$", { status = 201, body = '{"id":"T-1"}' .. "\0" .. "tail" })
+  local run = fire(ev("evt_nul", "flow.keyed", { k = "n" }))
+  expect(#run.calls).to_be(1)
+  expect(run.jobs[1].rule).to_be("keyed")
+end)
+
 test("the same id again is a duplicate and runs nothing", function()
   respond("POST", "/tickets$", { status = 201, body = { id = "T-1" } })
   local once = fire(ev("evt_dup", "flow.keyed", { k = "d" }))
@@ -311,7 +334,7 @@ class Pipeline(unittest.TestCase):
                            capture_output=True, timeout=60)
         out = p.stdout.decode()
         self.assertEqual(p.returncode, 0, out + p.stderr.decode())
-        self.assertEqual(out.strip().splitlines()[-1], "6 passed, 0 failed", out)
+        self.assertEqual(out.strip().splitlines()[-1], "8 passed, 0 failed", out)
 
 
 class Runner(unittest.TestCase):

@@ -358,6 +358,28 @@ int main(int argc, char **argv)
         barrier(st);
     }
 
+    /* a rerun gives a job the key the current rules give it: none, and it runs at once */
+    CHECK(append(st, "evt_q1", "keyed.Q", &is_new) == SY_OK && is_new);
+    struct sy_job *q1 = take(st, 2000, "evt_q1");
+    if (q1) {
+        sy_store_finish(st, q1, SY_JOB_DONE, NULL, 0);
+    }
+    barrier(st);
+    CHECK(append(st, "evt_q2", "keyed.Q", &is_new) == SY_OK && is_new);
+    struct sy_job *q2 = take(st, 2000, "evt_q2"); /* running: it holds Q */
+    struct sy_rerun again_q1 = {.event_id = "evt_q1", .handler = "k", .key = NULL};
+    long queued = 0;
+    CHECK(sy_store_rerun(st, &again_q1, 1, &queued) == SY_OK && queued == 1);
+    struct sy_job *q1b = take(st, 2000, "evt_q1"); /* not behind evt_q2 */
+    CHECK(q1b == NULL || q1b->key == NULL);
+    if (q1b) {
+        sy_store_finish(st, q1b, SY_JOB_DONE, NULL, 0);
+    }
+    if (q2) {
+        sy_store_finish(st, q2, SY_JOB_DONE, NULL, 0);
+    }
+    barrier(st);
+
     /* a job left unfinished is runnable again after the store is reopened */
     CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && is_new);
     /* and one holding a key: after the reopen it runs first, the one behind it waits */
