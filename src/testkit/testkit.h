@@ -44,7 +44,8 @@ struct tctx {
     struct sy_store *store;
     struct sy_engine *eng;
     int logs_ref; /* LUA_NOREF or the table receiving log lines */
-    int jobs_ref; /* LUA_NOREF or the table receiving attempts (sy.run_jobs) */
+    int jobs_ref;     /* LUA_NOREF, or while sy.run_jobs runs: the table of {rule, outcome} */
+    int attempts_ref; /* ...and the table of {event, attempt, retry_at} */
     int sy_ref;   /* the primitives table (holds sy.transport) */
 };
 

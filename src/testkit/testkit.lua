@@ -104,7 +104,6 @@ function fire(fixture, opts)
     return run
   end
   run.status, run.result = 200, d.result
-  run.duplicate = d.result == "duplicate" or nil
   if d.quarantined then
     run.quarantined, run.rejected, run.detail = d.reason, d.code, d.reason
     run.event = json.decode(d.norm)

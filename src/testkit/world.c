@@ -490,45 +490,40 @@ static void on_attempt(void *ctx, const struct sy_attempt *at)
     }
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->jobs_ref);
-    lua_getfield(L, -1, "_detail");
-    if (lua_istable(L, -1)) {
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, at->event_id);
-        lua_setfield(L, -2, "event");
-        lua_pushinteger(L, at->attempt);
-        lua_setfield(L, -2, "attempt");
-        if (at->outcome == SY_JOB_RETRY) {
-            lua_pushinteger(L, (lua_Integer)((at->retry_at_ms + 999) / 1000)); /* the second it is due */
-            lua_setfield(L, -2, "retry_at");
-        }
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->attempts_ref);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, at->event_id);
+    lua_setfield(L, -2, "event");
+    lua_pushinteger(L, at->attempt);
+    lua_setfield(L, -2, "attempt");
+    if (at->outcome == SY_JOB_RETRY) {
+        lua_pushinteger(L, (lua_Integer)((at->retry_at_ms + 999) / 1000)); /* the second it is due */
+        lua_setfield(L, -2, "retry_at");
     }
-    lua_pop(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
 }
 
 /*
- * run_jobs(jobs, detail): every job that is runnable now, one attempt each, by the
+ * run_jobs(jobs, attempts): every job that is runnable now, one attempt each, by the
  * engine's job runner; each attempt appended to 'jobs' ({rule, outcome, error}) and to
- * 'detail' ({event, attempt, retry_at}). A job retried later waits for advance().
+ * 'attempts' ({event, attempt, retry_at}). A job retried later waits for advance().
  */
 static int p_run_jobs(lua_State *L)
 {
     struct tctx *t = ctx_of(L);
     refuse_while_running(L, t);
     luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, 1, "_detail");
-    lua_pushvalue(L, 1);
+    t->attempts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     t->jobs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* bounded: a rule cannot make jobs, so this ends; the cap guards against a store bug */
     for (int i = 0; i < 100000 && sy_engine_run_one(t->eng, 0, on_attempt, t); i++) {
     }
     luaL_unref(L, LUA_REGISTRYINDEX, t->jobs_ref);
-    t->jobs_ref = LUA_NOREF;
-    lua_pushnil(L);
-    lua_setfield(L, 1, "_detail");
+    luaL_unref(L, LUA_REGISTRYINDEX, t->attempts_ref);
+    t->jobs_ref = t->attempts_ref = LUA_NOREF;
     return 0;
 }
 
@@ -555,6 +550,7 @@ bool sy_testkit_world_build(struct tctx *t, const struct sy_testkit_suite *s, co
     t->test_dir = dir;
     t->logs_ref = LUA_NOREF;
     t->jobs_ref = LUA_NOREF;
+    t->attempts_ref = LUA_NOREF;
     t->sy_ref = LUA_NOREF;
     struct sy_error err = {0};
     t->store = sy_store_memory_open(now_ms, t);
