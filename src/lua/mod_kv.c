@@ -15,7 +15,7 @@ static int l_kv_get(lua_State *L)
     const char *key = luaL_checkstring(L, 1);
     char *val = NULL;
     double began = sy_lua_wait_begin(L);
-    int grc = lx->host.kv_get ? lx->host.kv_get(lx->host.ctx, lx->run, key, &val) : SY_EIO;
+    int grc = lx->host.kv_get ? lx->host.kv_get(lx->host.ctx, sy_lua_call_of(L)->run, key, &val) : SY_EIO;
     sy_lua_wait_end(L, began);
     if (grc != SY_OK) {
         return luaL_error(L, "kv.get(\"%s\") failed: the store is unavailable", key);
@@ -57,7 +57,7 @@ static int l_kv_set(lua_State *L)
     }
     const char *s = lua_tostring(L, -1); /* the text stays on the stack, so nothing can leak */
     double began = sy_lua_wait_begin(L);
-    int rc = lx->host.kv_set ? lx->host.kv_set(lx->host.ctx, lx->run, key, s, ttl_ms) : SY_EIO;
+    int rc = lx->host.kv_set ? lx->host.kv_set(lx->host.ctx, sy_lua_call_of(L)->run, key, s, ttl_ms) : SY_EIO;
     sy_lua_wait_end(L, began);
     if (rc != SY_OK) {
         return luaL_error(L, "kv.set(\"%s\") failed: the store is unavailable", key);
@@ -70,7 +70,7 @@ static int l_kv_delete(lua_State *L)
     struct sy_lua *lx = sy_lua_self(L);
     const char *key = luaL_checkstring(L, 1);
     double began = sy_lua_wait_begin(L);
-    int drc = lx->host.kv_delete ? lx->host.kv_delete(lx->host.ctx, lx->run, key) : SY_EIO;
+    int drc = lx->host.kv_delete ? lx->host.kv_delete(lx->host.ctx, sy_lua_call_of(L)->run, key) : SY_EIO;
     sy_lua_wait_end(L, began);
     if (drc != SY_OK) {
         return luaL_error(L, "kv.delete(\"%s\") failed: the store is unavailable", key);

@@ -44,11 +44,12 @@ static int log_at(lua_State *L, enum sy_log_level level)
     const char *keys[MAX_FIELDS + 2], *vals[MAX_FIELDS + 2];
     size_t lens[MAX_FIELDS + 2], n = 0;
     keys[n] = "rule";
-    vals[n] = lx->rule ? lx->rule : "";
+    const struct sy_lua_call *call = sy_lua_call_of(L);
+    vals[n] = call->rule ? call->rule : "";
     lens[n] = strlen(vals[n]);
     n++;
     keys[n] = "event";
-    vals[n] = lx->event_id ? lx->event_id : "";
+    vals[n] = call->event_id ? call->event_id : "";
     lens[n] = strlen(vals[n]);
     n++;
     if (lua_type(L, 2) == LUA_TTABLE) {

@@ -60,35 +60,61 @@ static int raise_unizo_error(lua_State *L, const struct sy_unizo_request *req,
     return lua_error(L);
 }
 
+/* Push the decoded answer of a call that ended with 'rc' and 'resp', or raise its error. */
+static int answer(lua_State *L, const struct sy_unizo_request *req, int rc,
+                  struct sy_unizo_response *resp)
+{
+    /* the body becomes a Lua string first, so no error from here on can leak it */
+    if (resp->body == NULL) {
+        lua_pushliteral(L, "");
+    } else {
+        sy_lua_push_owned(L, 1, &resp->body, &resp->len);
+    }
+    resp->body = (char *)lua_tolstring(L, -1, &resp->len);
+    if (rc != SY_OK || resp->status < 200 || resp->status > 299) {
+        return raise_unizo_error(L, req, resp);
+    }
+    push_response_body(L, resp);
+    return 1;
+}
+
+/* A coroutine's call answered: the method and path it pushed before it yielded are on top. */
+static int resume_call(lua_State *L, int status, lua_KContext kctx)
+{
+    (void)status, (void)kctx;
+    struct sy_lua *lx = sy_lua_self(L);
+    struct sy_unizo_response resp;
+    int rc = lx->host.unizo_result(lx->host.ctx, sy_lua_call_of(L)->run, &resp);
+    struct sy_unizo_request req = {.method = lua_tostring(L, -2), .path = lua_tostring(L, -1)};
+    return answer(L, &req, rc, &resp);
+}
+
 /*
  * Make the call and push the decoded answer, or raise the error table. The
  * host gives the call its Idempotency-Key and may answer it from the
- * journal of an earlier attempt.
+ * journal of an earlier attempt. When the host sends it in the background
+ * (SY_EAGAIN), the rule's coroutine yields here and goes on in resume_call
+ * once the answer is in: the rule reads as straight-line code.
  */
 static int finish_call(lua_State *L, struct sy_lua *lx, struct sy_unizo_request *req)
 {
-    if (lx->run == NULL) {
+    struct sy_lua_call *call = sy_lua_call_of(L);
+    if (call->run == NULL) {
         return luaL_error(L, "%s %s: Unizo calls are only allowed while a rule runs", req->method,
                           req->path);
     }
     struct sy_unizo_response resp;
     double began = sy_lua_wait_begin(L);
-    int rc = lx->host.unizo_call(lx->host.ctx, lx->run, req, &resp);
+    int rc = lx->host.unizo_call(lx->host.ctx, call->run, req, &resp);
+    if (rc == SY_EAGAIN) {
+        /* the host copied what it sends; the message of a failure needs these two */
+        lua_pushstring(L, req->method);
+        lua_pushstring(L, req->path);
+        call->wait_began = began;
+        return lua_yieldk(L, 0, 0, resume_call);
+    }
     sy_lua_wait_end(L, began);
-    req->query = NULL;
-    req->body = NULL;
-    /* the body becomes a Lua string first, so no error from here on can leak it */
-    if (resp.body == NULL) {
-        lua_pushliteral(L, "");
-    } else {
-        sy_lua_push_owned(L, 1, &resp.body, &resp.len);
-    }
-    resp.body = (char *)lua_tolstring(L, -1, &resp.len);
-    if (rc != SY_OK || resp.status < 200 || resp.status > 299) {
-        return raise_unizo_error(L, req, &resp);
-    }
-    push_response_body(L, &resp);
-    return 1;
+    return answer(L, req, rc, &resp);
 }
 
 /* Push the JSON text of the value at idx, or raise a Lua error naming 'what'. */

@@ -38,7 +38,7 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (lx->enforce_mem && lx->limits.memory > 0 && nsize > osize &&
         lx->used + (nsize - osize) > lx->limits.memory) {
-        lx->limit_hit = true;
+        lx->mem_hit = true;
         return NULL;
     }
     void *p = realloc(ptr, nsize);
@@ -48,17 +48,22 @@ static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+struct sy_lua_call *sy_lua_call_of(lua_State *L)
+{
+    return *(struct sy_lua_call **)lua_getextraspace(L);
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar);
 
-/* Raise the limit's error when the call is over its instructions or past its deadline. */
-static void check_budget(lua_State *L, struct sy_lua *lx)
+/* Raise the limit's error when the run is over its instructions or past its deadline. */
+static void check_budget(lua_State *L, struct sy_lua *lx, struct sy_lua_call *call)
 {
-    bool over_count = lx->limits.instructions > 0 && lx->counted > lx->limits.instructions;
-    bool over_time = lx->deadline > 0 && sy_mono_s() > lx->deadline;
+    bool over_count = lx->limits.instructions > 0 && call->counted > lx->limits.instructions;
+    bool over_time = call->deadline > 0 && sy_mono_s() > call->deadline;
     if (!over_count && !over_time) {
         return;
     }
-    lx->limit_hit = true;
+    call->limit_hit = true;
     /* from now on every instruction fails, so a pcall loop cannot swallow it */
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
     if (over_count) {
@@ -71,16 +76,28 @@ static void check_budget(lua_State *L, struct sy_lua *lx)
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    struct sy_lua *lx = sy_lua_self(L);
-    lx->counted += HOOK_EVERY;
-    check_budget(L, lx);
+    struct sy_lua_call *call = sy_lua_call_of(L);
+    call->counted += HOOK_EVERY;
+    check_budget(L, sy_lua_self(L), call);
 }
 
 void sy_lua_charge(lua_State *L, uint64_t steps)
 {
-    struct sy_lua *lx = sy_lua_self(L);
-    lx->counted += steps;
-    check_budget(L, lx);
+    struct sy_lua_call *call = sy_lua_call_of(L);
+    call->counted += steps;
+    check_budget(L, sy_lua_self(L), call);
+}
+
+void sy_lua_call_arm(struct sy_lua *lx, lua_State *L, struct sy_lua_call *call)
+{
+    call->counted = 0;
+    call->limit_hit = false;
+    lx->mem_hit = false;
+    call->deadline =
+        lx->limits.timeout_ms > 0 ? sy_mono_s() + (double)lx->limits.timeout_ms / 1000.0 : 0;
+    if (lx->limits.instructions > 0 || call->deadline > 0) {
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    }
 }
 
 /*
@@ -113,9 +130,9 @@ double sy_lua_wait_begin(lua_State *L)
 
 void sy_lua_wait_end(lua_State *L, double began)
 {
-    struct sy_lua *lx = sy_lua_self(L);
-    if (lx->deadline > 0) {
-        lx->deadline += sy_mono_s() - began;
+    struct sy_lua_call *call = sy_lua_call_of(L);
+    if (call->deadline > 0) {
+        call->deadline += sy_mono_s() - began;
     }
 }
 
@@ -323,6 +340,7 @@ struct sy_lua *sy_lua_new(const struct sy_lua_limits *limits, const struct sy_lu
         free(lx);
         return NULL;
     }
+    *(struct sy_lua_call **)lua_getextraspace(lx->L) = &lx->main_call;
     build_globals(lx->L);
     lx->enforce_mem = true;
     return lx;
@@ -376,39 +394,60 @@ enum sy_lua_result sy_lua_pcall(struct sy_lua *lx, int nargs, int nresults, char
                                 size_t errlen)
 {
     lua_State *L = lx->L;
+    struct sy_lua_call *call = &lx->main_call;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, on_error);
     lua_insert(L, base);
-    lx->counted = 0;
-    lx->limit_hit = false;
-    lx->deadline =
-        lx->limits.timeout_ms > 0 ? sy_mono_s() + (double)lx->limits.timeout_ms / 1000.0 : 0;
-    if (lx->limits.instructions > 0 || lx->deadline > 0) {
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
-    }
+    sy_lua_call_arm(lx, L, call);
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_sethook(L, NULL, 0, 0);
-    lx->deadline = 0;
+    call->deadline = 0;
     enum sy_lua_result res = SY_LUA_OK;
     if (rc != LUA_OK) {
-        res = lx->limit_hit ? SY_LUA_LIMIT : SY_LUA_ERROR;
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            res = SY_LUA_PERMANENT;
-            lua_getfield(L, -1, "message");
-            snprintf(err, errlen, "%s",
-                     lua_tostring(L, -1) ? lua_tostring(L, -1) : "permanent failure");
-            lua_pop(L, 1);
-        } else {
-            const char *m = lua_tostring(L, -1);
-            if (lx->limit_hit && rc == LUA_ERRMEM) {
-                m = "memory limit exceeded";
-            }
-            snprintf(err, errlen, "%s", m ? m : "error");
-        }
+        /* on_error kept a permanent table and made everything else a traceback */
+        res = sy_lua_failure(lx, L, L, rc, call, err, errlen);
         lua_pop(L, 1);
     }
     lua_remove(L, base);
     return res;
+}
+
+enum sy_lua_result sy_lua_failure(struct sy_lua *lx, lua_State *L, lua_State *co, int status,
+                                  const struct sy_lua_call *call, char *err, size_t errlen)
+{
+    bool limit = call->limit_hit || (status == LUA_ERRMEM && lx->mem_hit);
+    if (lua_type(co, -1) == LUA_TTABLE) {
+        lua_getfield(co, -1, "permanent");
+        bool permanent = lua_toboolean(co, -1);
+        lua_getfield(co, -2, "message");
+        const char *m = lua_tostring(co, -1);
+        if (permanent) {
+            snprintf(err, errlen, "%s", m ? m : "permanent failure");
+            lua_pop(co, 2);
+            return SY_LUA_PERMANENT;
+        }
+        if (co != L) {
+            luaL_traceback(L, co, m ? m : "error (a table)", 0);
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        } else {
+            snprintf(err, errlen, "%s", m ? m : "error (a table)");
+        }
+        lua_pop(co, 2);
+        return limit ? SY_LUA_LIMIT : SY_LUA_ERROR;
+    }
+    const char *m = lua_tostring(co, -1);
+    if (status == LUA_ERRMEM && lx->mem_hit) {
+        m = "memory limit exceeded";
+    }
+    if (co != L) {
+        luaL_traceback(L, co, m ? m : "error", 0);
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else {
+        snprintf(err, errlen, "%s", m ? m : "error");
+    }
+    return limit ? SY_LUA_LIMIT : SY_LUA_ERROR;
 }
 
 int sy_lua_load_source(struct sy_lua *lx, const char *source, size_t len, const char *display,
@@ -458,20 +497,20 @@ int sy_lua_load_file(struct sy_lua *lx, const char *path, const char *display, s
     return rc;
 }
 
-enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
-                              const char *json, size_t len, const char *norm, size_t norm_len,
-                              void *run, char *err, size_t errlen)
+enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const char *json,
+                                   size_t len, const char *norm, size_t norm_len, char *err,
+                                   size_t errlen)
 {
     lua_State *L = lx->L;
     int base = lua_gettop(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "sy.rules");
     lua_getfield(L, -1, name);
+    lua_remove(L, -2);
     if (!lua_istable(L, -1)) {
         lua_settop(L, base);
         snprintf(err, errlen, "rule '%s' is not loaded", name);
         return SY_LUA_PERMANENT;
     }
-    int entry = lua_gettop(L);
     char jerr[200];
     if (!sy_lua_decode_json(L, json, len, false, jerr, sizeof(jerr))) {
         lua_settop(L, base);
@@ -501,10 +540,24 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
         }
         lua_pop(L, 1);
     }
-    lx->rule = name;
-    lx->event_id = event_id;
-    lx->run = run;
-    enum sy_lua_result res = SY_LUA_OK;
+    return SY_LUA_OK;
+}
+
+enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
+                              const char *json, size_t len, const char *norm, size_t norm_len,
+                              void *run, char *err, size_t errlen)
+{
+    lua_State *L = lx->L;
+    int base = lua_gettop(L);
+    enum sy_lua_result res = sy_lua_push_job(lx, name, json, len, norm, norm_len, err, errlen);
+    if (res != SY_LUA_OK) {
+        return res;
+    }
+    int entry = base + 1, ev = base + 2;
+    struct sy_lua_call *call = &lx->main_call;
+    call->rule = name;
+    call->event_id = event_id;
+    call->run = run;
     lua_getfield(L, entry, "when");
     if (!lua_isnil(L, -1)) {
         lua_pushvalue(L, ev);
@@ -519,9 +572,9 @@ enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *e
         lua_pushvalue(L, ev);
         res = sy_lua_pcall(lx, 1, 0, err, errlen);
     }
-    lx->rule = NULL;
-    lx->event_id = NULL;
-    lx->run = NULL;
+    call->rule = NULL;
+    call->event_id = NULL;
+    call->run = NULL;
     lua_settop(L, base);
     return res;
 }

@@ -37,10 +37,14 @@ struct sy_lua_host {
     /*
      * The Unizo API; when unizo_call is NULL the 'unizo' global is absent.
      * Only called during a run. The host sets req->idempotency_key and
-     * req->event_id; resp->body is new (free()).
+     * req->event_id; resp->body is new (free()). In a coroutine run
+     * (sy_lua_co_start) the host may instead return SY_EAGAIN, having copied
+     * what it sends: the run yields (SY_LUA_YIELDED) and, once resumed, takes
+     * the answer from unizo_result (same contract as unizo_call).
      */
     int (*unizo_call)(void *ctx, void *run, struct sy_unizo_request *req,
                       struct sy_unizo_response *resp);
+    int (*unizo_result)(void *ctx, void *run, struct sy_unizo_response *resp);
     void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
                            const char **collection);
     /* optional: receives log.* calls instead of the process log (the fields table at
@@ -98,6 +102,7 @@ enum sy_lua_result {
     SY_LUA_ERROR,     /* an error: retry */
     SY_LUA_PERMANENT, /* error({permanent = true}): straight to dead */
     SY_LUA_LIMIT,     /* instruction or memory limit: retry; the state must be rebuilt */
+    SY_LUA_YIELDED,   /* a coroutine run waits for its host call: resume it when answered */
 };
 
 /*
@@ -112,6 +117,32 @@ enum sy_lua_result {
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,
                               const char *json, size_t len, const char *norm, size_t norm_len,
                               void *run, char *err, size_t errlen);
+
+/*
+ * A run of a rule in its own coroutine of the state, so that many runs can be
+ * in progress in one state while their Unizo calls are in flight. Limits are
+ * per run: lua.instruction_limit counts its instructions ('when' and 'run'
+ * together), lua.timeout its running time without the time it waited on the
+ * host; lua.memory_limit stays the whole state's.
+ */
+struct sy_lua_co;
+
+/*
+ * Start rule 'name' on the event (as sy_lua_run) in a new coroutine and run
+ * it until it ends or yields on a host call. Sets *co (new) unless the
+ * result is SY_LUA_PERMANENT for an event or rule that cannot be run (then
+ * *co is NULL). Any result but SY_LUA_YIELDED is final: free *co.
+ */
+enum sy_lua_result sy_lua_co_start(struct sy_lua *lx, struct sy_lua_co **co, const char *name,
+                                   const char *event_id, const char *json, size_t len,
+                                   const char *norm, size_t norm_len, void *run, char *err,
+                                   size_t errlen);
+
+/* Go on with a yielded run once its host call has its answer. Same results. */
+enum sy_lua_result sy_lua_co_resume(struct sy_lua_co *co, char *err, size_t errlen);
+
+/* Release the run (ended, or abandoned while yielded). NULL is a no-op. Before sy_lua_free. */
+void sy_lua_co_free(struct sy_lua_co *co);
 
 /* The raw state, for tests. */
 lua_State *sy_lua_state(struct sy_lua *lx);

@@ -7,18 +7,28 @@
 
 #include "lua/sandbox.h"
 
+/*
+ * What one run counts and carries: the main thread's (a file loading, sy_lua_run) or a
+ * coroutine's (sy_lua_co_start). Each Lua thread's extra space points at its own.
+ */
+struct sy_lua_call {
+    uint64_t counted;     /* instructions so far, in HOOK_EVERY steps */
+    double deadline;      /* monotonic seconds when the run must stop; 0 = none */
+    double wait_began;    /* when the coroutine yielded on a host call */
+    bool limit_hit;       /* the instruction or time budget is spent */
+    const char *rule;     /* the running rule, for log lines */
+    const char *event_id; /* the running event, for log lines */
+    void *run;            /* the running job's context for the host callbacks, or NULL */
+};
+
 struct sy_lua {
     lua_State *L;
     struct sy_lua_limits limits;
     struct sy_lua_host host;
     size_t used;      /* bytes allocated by the state */
     bool enforce_mem; /* off while the state is being built */
-    uint64_t counted; /* instructions in the current call, in HOOK_EVERY steps */
-    double deadline;  /* monotonic seconds when the current call must stop; 0 = none */
-    bool limit_hit;
-    const char *rule;     /* the running rule, for log lines */
-    const char *event_id; /* the running event, for log lines */
-    void *run;            /* the running job's context for the host callbacks, or NULL */
+    bool mem_hit;     /* an allocation was refused by the memory limit */
+    struct sy_lua_call main_call; /* the main thread's */
     /* rules registered by rule{}: parallel to the registry list, strings owned */
     struct sy_lua_rule *rules;
     size_t n_rules, cap_rules;
@@ -27,6 +37,29 @@ struct sy_lua {
 
 /* The sandbox that owns L. */
 struct sy_lua *sy_lua_self(lua_State *L);
+
+/* The run in progress on the thread L (the main thread's or a coroutine's). */
+struct sy_lua_call *sy_lua_call_of(lua_State *L);
+
+/* Arm the budgets of a run starting now on thread L. */
+void sy_lua_call_arm(struct sy_lua *lx, lua_State *L, struct sy_lua_call *call);
+
+/*
+ * Push rule 'name''s registry entry and the event table built from 'json' and 'norm'
+ * (see sy_lua_run) onto L. Returns SY_LUA_OK, or SY_LUA_PERMANENT with 'err' and
+ * nothing pushed.
+ */
+enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const char *json,
+                                   size_t len, const char *norm, size_t norm_len, char *err,
+                                   size_t errlen);
+
+/*
+ * The result of a failed run whose error value is on top of 'co' (the thread that
+ * raised it; 'L' receives the traceback): SY_LUA_PERMANENT, SY_LUA_LIMIT or
+ * SY_LUA_ERROR, with the message in 'err'. 'status' is the Lua status. Pops nothing.
+ */
+enum sy_lua_result sy_lua_failure(struct sy_lua *lx, lua_State *L, lua_State *co, int status,
+                                  const struct sy_lua_call *call, char *err, size_t errlen);
 
 /*
  * Charge 'steps' units of work done in C on the rule's behalf (pattern

@@ -45,6 +45,8 @@ const char *sy_strerror(int code)
         return "unavailable";
     case SY_ENOTFOUND:
         return "not found";
+    case SY_EAGAIN:
+        return "under way";
     default:
         return "unknown error";
     }

@@ -14,6 +14,7 @@ enum {
     SY_EFULL = -4,    /* a bounded queue is full */
     SY_EUNAVAIL = -5, /* a dependency is down or shutting down */
     SY_ENOTFOUND = -6,
+    SY_EAGAIN = -7, /* under way: the answer comes later (a call sent in the background) */
 };
 
 /*
