@@ -46,6 +46,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->log.level = SY_LOG_INFO;
     cfg->log.json = false;
     cfg->workers = 4;
+    cfg->max_in_flight = 64;
     cfg->shutdown_grace_ms = 30000;
     static const uint64_t schedule[] = {60000, 300000, 1800000, 7200000, 43200000};
     cfg->retry.schedule_ms = malloc(sizeof(schedule));

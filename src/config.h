@@ -68,6 +68,7 @@ struct sy_config {
     uint64_t dedupe_retention_ms;
 
     int workers;  /* worker threads running rules */
+    int max_in_flight; /* engine.max_in_flight: jobs a worker runs at once */
     uint64_t shutdown_grace_ms; /* how long SIGTERM waits for running jobs */
     char **rules; /* glob patterns of rule files, resolved against dir */
     size_t n_rules;
@@ -93,6 +94,8 @@ struct sy_config {
             char *id;           /* sent as integrationId; defaults to the name */
             char *organization; /* default for ticketing calls; may be NULL */
             char *collection;   /* default for ticketing calls; may be NULL */
+            long max_in_flight; /* HTTP attempts at once, all workers; 0 = no cap */
+            double rate;        /* attempts started per second; 0 = no cap */
         } * integrations;
         size_t n_integrations;
     } unizo;

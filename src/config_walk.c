@@ -360,6 +360,26 @@ static int walk_retry(struct sy_cfg_walker *w, struct sy_config *cfg)
     return SY_OK;
 }
 
+/* rate = "20/s", "600/m" or "3600/h": attempts started per second */
+static int walk_rate(struct sy_cfg_walker *w, const char *path, double *rate)
+{
+    const char *s = lua_tostring(w->L, -1);
+    char *end = NULL;
+    double n = s != NULL && lua_type(w->L, -1) == LUA_TSTRING ? strtod(s, &end) : 0;
+    double per = 0;
+    if (end != NULL && end != s && end[0] == '/' && end[2] == '\0') {
+        per = end[1] == 's' ? 1 : end[1] == 'm' ? 60 : end[1] == 'h' ? 3600 : 0;
+    }
+    if (per == 0 || !(n > 0) || n / per > 100000) {
+        return sy_cfg_fail(w, "rate",
+                           "'%s.rate' must be calls per second, minute or hour, like \"20/s\", "
+                           "\"600/m\" or \"3600/h\" (at most 100000/s)",
+                           path);
+    }
+    *rate = n / per;
+    return SY_OK;
+}
+
 static int walk_integrations(struct sy_cfg_walker *w, struct sy_config *cfg)
 {
     lua_State *L = w->L;
@@ -376,7 +396,8 @@ static int walk_integrations(struct sy_cfg_walker *w, struct sy_config *cfg)
         const char *name = lua_tostring(L, -2);
         char path[160];
         snprintf(path, sizeof(path), "unizo.integrations.%s", name);
-        static const char *const keys[] = {"id", "organization", "collection", NULL};
+        static const char *const keys[] = {"id",   "organization", "collection", "max_in_flight",
+                                           "rate", NULL};
         int rc = sy_cfg_keys(w, path, keys);
         struct sy_unizo_integration *list =
             rc == SY_OK
@@ -399,6 +420,18 @@ static int walk_integrations(struct sy_cfg_walker *w, struct sy_config *cfg)
                 rc = sy_cfg_string(w, fp, dst[i]);
                 lua_pop(L, 1);
             }
+        }
+        if (rc == SY_OK && sy_cfg_field(L, "max_in_flight")) {
+            char fp[200];
+            snprintf(fp, sizeof(fp), "%s.max_in_flight", path);
+            int64_t n = 0;
+            rc = sy_cfg_int(w, fp, 1, 100000, &n);
+            in->max_in_flight = (long)n;
+            lua_pop(L, 1);
+        }
+        if (rc == SY_OK && sy_cfg_field(L, "rate")) {
+            rc = walk_rate(w, path, &in->rate);
+            lua_pop(L, 1);
         }
         if (rc == SY_OK && in->id == NULL) {
             in->id = strdup(name);
@@ -618,6 +651,17 @@ int sy_cfg_walk_global(struct sy_cfg_walker *w, struct sy_config *cfg, const cha
         cfg->workers = (int)n;
         return rc;
     }
+    if (strcmp(key, "engine") == 0) {
+        static const char *const keys[] = {"max_in_flight", NULL};
+        int rc = sy_cfg_keys(w, "engine", keys);
+        if (rc == SY_OK && sy_cfg_field(w->L, "max_in_flight")) {
+            int64_t n = 0;
+            rc = sy_cfg_int(w, "engine.max_in_flight", 1, 10000, &n);
+            cfg->max_in_flight = (int)n;
+            lua_pop(w->L, 1);
+        }
+        return rc;
+    }
     if (strcmp(key, "shutdown_grace") == 0) {
         return sy_cfg_unit(w, "shutdown_grace", sy_parse_duration_ms, 1000, "30s",
                            &cfg->shutdown_grace_ms);
@@ -688,7 +732,7 @@ int sy_cfg_walk_global(struct sy_cfg_walker *w, struct sy_config *cfg, const cha
     return sy_cfg_fail(
         w, NULL,
         "unknown key '%s' (known: listen, http, admin, webhook, store, "
-        "dedupe_retention, workers, shutdown_grace, rules, retry, lua, unizo, plugin_dir, "
+        "dedupe_retention, workers, engine, shutdown_grace, rules, retry, lua, unizo, plugin_dir, "
         "plugins, log)",
         key);
 }

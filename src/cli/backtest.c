@@ -515,7 +515,7 @@ int sy_cli_backtest(int argc, char **argv)
         fprintf(stderr, "switchyard backtest: %s\n", msg);
         goto done;
     }
-    b.unizo = sy_unizo_new(&cfg);
+    b.unizo = sy_unizo_new(&cfg, NULL);
     if (junit != NULL && (b.junit = fopen(junit, "w")) == NULL) {
         fprintf(stderr, "switchyard backtest: cannot write %s\n", junit);
         goto done;

@@ -6,6 +6,7 @@
 
 #include "core/router.h"
 #include "engine/engine_int.h"
+#include "unizo/flow.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -118,6 +119,13 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
     eng->store = store;
     pthread_mutex_init(&eng->gen_mu, NULL);
     pthread_mutex_init(&eng->reload_mu, NULL);
+    pthread_mutex_init(&eng->caps_mu, NULL);
+    eng->flow = sy_flow_new(cfg);
+    if (eng->flow == NULL) {
+        sy_error_set(err, NULL, 0, "out of memory");
+        sy_engine_free(eng);
+        return NULL;
+    }
     eng->current = sy_rule_gen_load(cfg, 1, err);
     if (eng->current == NULL ||
         sy_plugins_load(cfg, store, &eng->plugins, &eng->n_plugins, err) != SY_OK ||
@@ -164,9 +172,7 @@ int sy_engine_start(struct sy_engine *eng)
     }
     for (int i = 0; i < eng->cfg->workers; i++) {
         struct worker *w = &eng->workers[i];
-        w->eng = eng;
-        w->index = i;
-        w->seed = (unsigned)time(NULL) ^ (unsigned)((unsigned)i * 2654435761u);
+        sy_worker_init(w, eng, i, (unsigned)time(NULL) ^ (unsigned)((unsigned)i * 2654435761u));
         if (pthread_create(&w->tid, NULL, sy_worker_main, w) != 0) {
             return SY_ENOMEM;
         }
@@ -186,9 +192,9 @@ int sy_engine_start_inline(struct sy_engine *eng)
     if (eng->inline_worker == NULL) {
         return SY_ENOMEM;
     }
-    eng->inline_worker->eng = eng;
-    eng->inline_worker->seed = 1u; /* the same jitter every run: tests are deterministic */
-    eng->inline_worker->unizo = sy_unizo_new(eng->cfg);
+    /* the same jitter every run: tests are deterministic */
+    sy_worker_init(eng->inline_worker, eng, 0, 1u);
+    eng->inline_worker->unizo = sy_unizo_new(eng->cfg, eng->flow);
     sy_store_set_router(eng->store, route, eng);
     return SY_OK;
 }
@@ -248,7 +254,69 @@ void sy_engine_free(struct sy_engine *eng)
         sy_plugins_unload(eng->plugins, eng->n_plugins);
     }
     sy_rule_gen_release(eng->current);
+    sy_flow_free(eng->flow);
+    for (size_t i = 0; i < eng->n_counts; i++) {
+        free(eng->counts[i].name);
+    }
+    free(eng->counts);
     pthread_mutex_destroy(&eng->gen_mu);
     pthread_mutex_destroy(&eng->reload_mu);
+    pthread_mutex_destroy(&eng->caps_mu);
     free(eng);
+}
+
+/* The count of rule 'name', added when it is new (NULL when out of memory). Under caps_mu. */
+static struct rule_count *count_of(struct sy_engine *eng, const char *name, bool add)
+{
+    for (size_t i = 0; i < eng->n_counts; i++) {
+        if (strcmp(eng->counts[i].name, name) == 0) {
+            return &eng->counts[i];
+        }
+    }
+    if (!add) {
+        return NULL;
+    }
+    struct rule_count *c = realloc(eng->counts, (eng->n_counts + 1) * sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    eng->counts = c;
+    c = &eng->counts[eng->n_counts];
+    if ((c->name = strdup(name)) == NULL) {
+        return NULL;
+    }
+    c->running = 0;
+    eng->n_counts++;
+    return c;
+}
+
+bool sy_engine_rule_take(struct sy_engine *eng, const char *name, long cap)
+{
+    pthread_mutex_lock(&eng->caps_mu);
+    struct rule_count *c = count_of(eng, name, true);
+    bool ok = c == NULL || cap <= 0 || c->running < cap;
+    if (ok && c != NULL) {
+        c->running++;
+    }
+    pthread_mutex_unlock(&eng->caps_mu);
+    return ok;
+}
+
+void sy_engine_rule_release(struct sy_engine *eng, const char *name)
+{
+    pthread_mutex_lock(&eng->caps_mu);
+    struct rule_count *c = count_of(eng, name, false);
+    if (c != NULL && c->running > 0) {
+        c->running--;
+    }
+    pthread_mutex_unlock(&eng->caps_mu);
+}
+
+long sy_engine_rule_running(struct sy_engine *eng, const char *name)
+{
+    pthread_mutex_lock(&eng->caps_mu);
+    struct rule_count *c = count_of(eng, name, false);
+    long n = c ? c->running : 0;
+    pthread_mutex_unlock(&eng->caps_mu);
+    return n;
 }

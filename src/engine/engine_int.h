@@ -10,15 +10,31 @@
 #include "plugin/plugins.h"
 #include "unizo/client.h"
 
+struct run;
+struct wstate;
+
+/*
+ * A worker thread: up to cfg->max_in_flight jobs at once, each rule's run in
+ * a coroutine of one Lua state, their Unizo calls in flight together on the
+ * worker's client. Everything here belongs to the worker's thread.
+ */
 struct worker {
     struct sy_engine *eng;
     pthread_t tid;
     int index;
     unsigned seed;          /* randomness for the retry policy's jitter */
-    struct sy_unizo *unizo; /* this worker's Unizo client (its curl handle) */
-    struct sy_rule_gen *gen; /* the generation 'lx' is built from (one reference held) */
-    struct sy_lua *lx;       /* NULL until a rule runs, and after a limit was hit */
+    struct sy_unizo *unizo; /* this worker's Unizo client (its curl multi handle) */
+    struct sy_rule_gen *gen; /* the generation new jobs resolve in (one reference held) */
+    struct wstate *cur;      /* the state new rule jobs run in; NULL until one runs */
+    struct wstate *retired;  /* older states, until their last job ends */
+    int running;             /* jobs started and not ended */
+    struct run *ready, **ready_tail; /* runs whose call was answered */
+    struct run *held, **held_tail;   /* jobs waiting for their rule's slot (concurrency) */
+    int n_held;
 };
+
+/* A worker ready to run jobs (no thread started). */
+void sy_worker_init(struct worker *w, struct sy_engine *eng, int index, unsigned seed);
 
 struct sy_engine {
     const struct sy_config *cfg;
@@ -33,7 +49,24 @@ struct sy_engine {
     size_t n_workers;
     struct worker *inline_worker; /* sy_engine_start_inline: the caller's thread runs jobs */
     int stop; /* atomic */
+    struct sy_flow *flow; /* the caps per integration, shared by the workers */
+    pthread_mutex_t caps_mu; /* guards 'counts' */
+    struct rule_count {
+        char *name;
+        long running;
+    } *counts; /* jobs running per rule, in the instance */
+    size_t n_counts;
 };
+
+/*
+ * Count a job of rule 'name' as running unless 'cap' (> 0) of them run
+ * already in this instance; true when counted (give it back with
+ * sy_engine_rule_release). Any thread.
+ */
+bool sy_engine_rule_take(struct sy_engine *eng, const char *name, long cap);
+void sy_engine_rule_release(struct sy_engine *eng, const char *name);
+/* Jobs of rule 'name' running now. Any thread. */
+long sy_engine_rule_running(struct sy_engine *eng, const char *name);
 
 /* The current generation with a reference for the caller (sy_rule_gen_release it). Any thread. */
 struct sy_rule_gen *sy_engine_gen(struct sy_engine *eng);
@@ -51,7 +84,10 @@ const struct sy_loaded_plugin *sy_engine_plugin(const struct sy_engine *eng, con
 /* A worker thread: takes jobs from the store until the engine stops. */
 void *sy_worker_main(void *arg);
 
-/* Run one attempt of 'job' (owned) on worker 'w'; 'report' as in sy_engine_run_one. */
+/*
+ * Run one attempt of 'job' (owned) on worker 'w' to its end, on the calling
+ * thread; 'report' as in sy_engine_run_one.
+ */
 void sy_worker_run_job(struct worker *w, struct sy_job *job,
                        void (*report)(void *ctx, const struct sy_attempt *a), void *ctx);
 /* Release what a worker holds (its Lua state, generation and Unizo client). */

@@ -128,48 +128,108 @@ static size_t put_encoded(char *out, size_t n, size_t cap, const char *s)
     return n;
 }
 
-int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
-                    struct sy_unizo_response *resp)
+/* One block holding every string of 'req'; c->req points into it. */
+static int copy_request(struct sy_journal_call *c, const struct sy_unizo_request *req)
 {
-    char key[1200];
+    const char *in[] = {req->method, req->path,     req->query,
+                        req->body,   req->integration, req->endpoint};
+    size_t total = 0;
+    for (size_t i = 0; i < 6; i++) {
+        total += in[i] ? strlen(in[i]) + 1 : 0;
+    }
+    c->copy = malloc(total ? total : 1);
+    if (c->copy == NULL) {
+        return SY_ENOMEM;
+    }
+    const char *out[6];
+    char *p = c->copy;
+    for (size_t i = 0; i < 6; i++) {
+        out[i] = NULL;
+        if (in[i] != NULL) {
+            size_t len = strlen(in[i]) + 1;
+            memcpy(p, in[i], len);
+            out[i] = p;
+            p += len;
+        }
+    }
+    c->req = (struct sy_unizo_request){.method = out[0],
+                                       .path = out[1],
+                                       .query = out[2],
+                                       .body = out[3],
+                                       .integration = out[4],
+                                       .endpoint = out[5]};
+    return SY_OK;
+}
+
+int sy_journal_begin(struct sy_journal *j, const struct sy_unizo_request *req,
+                     struct sy_journal_call *c, struct sy_unizo_response *resp)
+{
     memset(resp, 0, sizeof(*resp));
+    c->copy = NULL;
     if (sy_unizo_request_check(req, resp->error, sizeof(resp->error)) != SY_OK) {
         return SY_EINVAL; /* nothing is sent, journaled or numbered: the caller gets the reason */
     }
-    j->n++;
-    size_t kn = put_encoded(key, 0, sizeof(key), j->event_id ? j->event_id : "-");
-    key[kn++] = '/';
-    kn = put_encoded(key, kn, sizeof(key), j->handler ? j->handler : "-");
-    snprintf(key + kn, sizeof(key) - kn, "/%d", j->n);
-    req->idempotency_key = key;
-    req->event_id = j->event_id;
-    int64_t at = sy_wall_ms();
-    double t0 = sy_mono_s();
-    const struct sy_call_record *hit = earlier_answer(j, j->n, req->method, req->path);
-    int rc;
-    if (hit != NULL) {
-        memset(resp, 0, sizeof(*resp));
-        resp->status = hit->status;
-        resp->dry_run = hit->dry_run;
-        resp->len = hit->response_len;
-        resp->body = malloc(hit->response_len + 1);
-        if (resp->body == NULL) {
-            return SY_ENOMEM;
-        }
-        memcpy(resp->body, hit->response ? hit->response : "", hit->response_len);
-        resp->body[hit->response_len] = '\0';
-        j->replayed++;
-        char was[16];
-        snprintf(was, sizeof(was), "%d", hit->attempt);
-        sy_log(SY_LOG_INFO, "unizo call replayed from the journal; not sent", "rule", j->handler,
-               "event", j->event_id, "method", req->method, "path", req->path, "key", key,
-               "answered_in_attempt", was, NULL);
-        sy_metrics_add(&sy_metrics.unizo_replayed, 1);
-        rc = SY_OK;
-    } else {
-        rc = j->send(j->send_ctx, req, resp);
+    if (copy_request(c, req) != SY_OK) {
+        snprintf(resp->error, sizeof(resp->error), "out of memory");
+        return SY_ENOMEM;
     }
-    keep_record(j, req, resp, key, hit != NULL, at, (sy_mono_s() - t0) * 1000.0);
+    j->n++;
+    size_t kn = put_encoded(c->key, 0, sizeof(c->key), j->event_id ? j->event_id : "-");
+    c->key[kn++] = '/';
+    kn = put_encoded(c->key, kn, sizeof(c->key), j->handler ? j->handler : "-");
+    snprintf(c->key + kn, sizeof(c->key) - kn, "/%d", j->n);
+    c->req.idempotency_key = c->key;
+    c->req.event_id = j->event_id;
+    c->at_ms = sy_wall_ms();
+    c->t0 = sy_mono_s();
+    const struct sy_call_record *hit = earlier_answer(j, j->n, req->method, req->path);
+    if (hit == NULL) {
+        return SY_EAGAIN;
+    }
+    resp->status = hit->status;
+    resp->dry_run = hit->dry_run;
+    resp->len = hit->response_len;
+    resp->body = malloc(hit->response_len + 1);
+    if (resp->body == NULL) {
+        free(c->copy);
+        c->copy = NULL;
+        return SY_ENOMEM;
+    }
+    memcpy(resp->body, hit->response ? hit->response : "", hit->response_len);
+    resp->body[hit->response_len] = '\0';
+    j->replayed++;
+    char was[16];
+    snprintf(was, sizeof(was), "%d", hit->attempt);
+    sy_log(SY_LOG_INFO, "unizo call replayed from the journal; not sent", "rule", j->handler,
+           "event", j->event_id, "method", req->method, "path", req->path, "key", c->key,
+           "answered_in_attempt", was, NULL);
+    sy_metrics_add(&sy_metrics.unizo_replayed, 1);
+    keep_record(j, &c->req, resp, c->key, true, c->at_ms, (sy_mono_s() - c->t0) * 1000.0);
+    free(c->copy);
+    c->copy = NULL;
+    return SY_OK;
+}
+
+void sy_journal_end(struct sy_journal *j, struct sy_journal_call *c,
+                    const struct sy_unizo_response *resp)
+{
+    keep_record(j, &c->req, resp, c->key, false, c->at_ms, (sy_mono_s() - c->t0) * 1000.0);
+    free(c->copy);
+    c->copy = NULL;
+}
+
+int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
+                    struct sy_unizo_response *resp)
+{
+    struct sy_journal_call c;
+    int rc = sy_journal_begin(j, req, &c, resp);
+    if (rc != SY_EAGAIN) {
+        return rc;
+    }
+    req->idempotency_key = c.key; /* the caller's request says what was sent, for the call */
+    req->event_id = j->event_id;
+    rc = j->send(j->send_ctx, &c.req, resp);
+    sy_journal_end(j, &c, resp);
     req->idempotency_key = NULL; /* it pointed at this frame */
     return rc;
 }

@@ -56,4 +56,28 @@ void sy_journal_dispose(struct sy_journal *j);
 int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
                     struct sy_unizo_response *resp);
 
+/* A call of an attempt while it is sent in the background: its key and its own request. */
+struct sy_journal_call {
+    char key[1200];
+    struct sy_unizo_request req; /* points into 'copy': needs nothing of the caller's */
+    char *copy;
+    int64_t at_ms;
+    double t0;
+};
+
+/*
+ * The first half of sy_journal_call, for a caller that sends in the
+ * background. Returns SY_OK when the call is answered already (from an
+ * earlier attempt; its record is kept, resp->body new), SY_EAGAIN when
+ * c->req must be sent (then end it with sy_journal_end), or SY_EINVAL /
+ * SY_ENOMEM with the reason in resp->error (nothing numbered or kept).
+ * 'req' is borrowed for the call only.
+ */
+int sy_journal_begin(struct sy_journal *j, const struct sy_unizo_request *req,
+                     struct sy_journal_call *c, struct sy_unizo_response *resp);
+
+/* Record the answer to a call begun with SY_EAGAIN and release c's copy. */
+void sy_journal_end(struct sy_journal *j, struct sy_journal_call *c,
+                    const struct sy_unizo_response *resp);
+
 #endif

@@ -17,11 +17,34 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* One attempt of one job: what a handler gets. */
+/*
+ * A Lua state built from one generation's rules, shared by the jobs running
+ * in it (each in its own coroutine). A state retired (the generation moved
+ * on, or a job hit a limit in it) takes no new job and is freed when its
+ * last job ends.
+ */
+struct wstate {
+    struct sy_lua *lx;
+    int users;
+    struct wstate *next; /* on w->retired */
+};
+
+/* One job in flight on a worker: what a handler gets. */
 struct run {
     struct worker *w;
     struct sy_job *job;
     struct sy_journal journal;
+    struct sy_journal_call call;   /* the Unizo call it waits for */
+    struct sy_unizo_response resp; /* ...and its answer */
+    int call_rc;
+    struct wstate *st;       /* the state its coroutine runs in */
+    struct sy_lua_co *co;    /* its rule's run, while it lasts */
+    const char *counted;     /* the rule whose running count it holds (engine caps), or NULL */
+    long concurrency;        /* its rule's cap; 0 = none */
+    double t0;
+    void (*report)(void *ctx, const struct sy_attempt *a);
+    void *report_ctx;
+    struct run *next; /* on w->ready or w->held */
     char err[4096];
 };
 
@@ -30,6 +53,7 @@ enum run_result {
     RUN_SKIPPED,   /* the rule's 'when' said no */
     RUN_FAILED,    /* retry on the schedule */
     RUN_PERMANENT, /* straight to dead */
+    RUN_WAITING,   /* its coroutine waits for a call (or the job for its rule's slot) */
 };
 
 /* The one handler interface: a Lua rule or a C plugin. */
@@ -75,6 +99,7 @@ static int send_unizo(void *ctx, const struct sy_unizo_request *req, struct sy_u
         snprintf(resp->error, sizeof(resp->error), "the Unizo client could not be created");
         return SY_EUNAVAIL;
     }
+    /* blocking (a plugin's call): the worker's other calls in flight go on meanwhile */
     return sy_unizo_call(w->unizo, req, resp);
 }
 
@@ -90,11 +115,50 @@ static int run_call(void *run, struct sy_unizo_request *req, struct sy_unizo_res
     return sy_journal_call(&r->journal, req, resp);
 }
 
+/* The client finished a rule's call: the run goes on in the worker's loop, not from here. */
+static void call_done(void *ctx, int rc)
+{
+    struct run *r = ctx;
+    struct worker *w = r->w;
+    r->call_rc = rc;
+    r->next = NULL;
+    *w->ready_tail = r;
+    w->ready_tail = &r->next;
+}
+
+/*
+ * A rule's call: sent in the background (the rule's coroutine yields) unless
+ * the journal answers it, it is dry, or a test's transport answers it at once.
+ */
 static int lua_unizo_call(void *ctx, void *run, struct sy_unizo_request *req,
                           struct sy_unizo_response *resp)
 {
+    struct worker *w = ctx;
+    struct run *r = run;
+    if (w->eng->hooks.send != NULL || w->unizo == NULL) {
+        return run_call(run, req, resp);
+    }
+    int rc = sy_journal_begin(&r->journal, req, &r->call, resp);
+    if (rc != SY_EAGAIN) {
+        return rc;
+    }
+    rc = sy_unizo_start(w->unizo, &r->call.req, &r->resp, call_done, r);
+    if (rc == SY_EAGAIN) {
+        return SY_EAGAIN;
+    }
+    sy_journal_end(&r->journal, &r->call, &r->resp);
+    *resp = r->resp;
+    memset(&r->resp, 0, sizeof(r->resp));
+    return rc;
+}
+
+static int lua_unizo_result(void *ctx, void *run, struct sy_unizo_response *resp)
+{
     (void)ctx;
-    return run_call(run, req, resp);
+    struct run *r = run;
+    *resp = r->resp;
+    memset(&r->resp, 0, sizeof(r->resp));
+    return r->call_rc;
 }
 
 static void worker_defaults(void *ctx, const char *integration, const char **org,
@@ -125,35 +189,78 @@ static int64_t rule_now_s(void *ctx)
     return sy_engine_now_ms(w->eng) / 1000;
 }
 
-/* ---- the two kinds of handler ---- */
+/* ---- the worker's Lua states ---- */
 
-static enum run_result run_rule(const struct handler *h, struct run *r)
+static void state_release(struct worker *w, struct wstate *st)
 {
-    (void)h;
-    struct worker *w = r->w;
-    struct sy_job *job = r->job;
-    if (w->lx == NULL) {
-        struct sy_lua_limits lim = sy_rule_limits(w->eng->cfg);
-        struct sy_lua_host host = {.ctx = w,
-                                   .kv_get = kv_get,
-                                   .kv_set = kv_set,
-                                   .kv_delete = kv_delete,
-                                   .unizo_call = lua_unizo_call,
-                                   .unizo_defaults = worker_defaults,
-                                   .log = w->eng->hooks.log ? rule_log : NULL,
-                                   .now_s = w->eng->hooks.now_ms ? rule_now_s : NULL};
-        struct sy_error err;
-        /* from the generation's captured source: a file changed on disk is not read here */
-        w->lx = sy_rule_gen_state(w->gen, &lim, &host, &err);
-        if (w->lx == NULL) {
-            char msg[1024];
-            sy_error_format(&err, msg, sizeof(msg));
-            snprintf(r->err, sizeof(r->err), "cannot build the rule state: %s", msg);
-            return RUN_FAILED;
+    if (st == NULL || --st->users > 0 || st == w->cur) {
+        return;
+    }
+    for (struct wstate **pp = &w->retired; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
         }
     }
-    switch (sy_lua_run(w->lx, job->handler, job->event_id, job->body, job->body_len, job->norm,
-                       job->norm_len, r, r->err, sizeof(r->err))) {
+    sy_lua_free(st->lx);
+    free(st);
+}
+
+/* Take no new job in the current state; it goes when its last job ends. */
+static void state_retire(struct worker *w, struct wstate *st)
+{
+    if (st == NULL || st != w->cur) {
+        return;
+    }
+    w->cur = NULL;
+    if (st->users == 0) {
+        sy_lua_free(st->lx);
+        free(st);
+        return;
+    }
+    st->next = w->retired;
+    w->retired = st;
+}
+
+/* The state new rule jobs run in, built from the worker's generation when there is none. */
+static struct wstate *state_current(struct worker *w, char *err, size_t errlen)
+{
+    if (w->cur != NULL) {
+        return w->cur;
+    }
+    struct sy_lua_limits lim = sy_rule_limits(w->eng->cfg);
+    struct sy_lua_host host = {.ctx = w,
+                               .kv_get = kv_get,
+                               .kv_set = kv_set,
+                               .kv_delete = kv_delete,
+                               .unizo_call = lua_unizo_call,
+                               .unizo_result = lua_unizo_result,
+                               .unizo_defaults = worker_defaults,
+                               .log = w->eng->hooks.log ? rule_log : NULL,
+                               .now_s = w->eng->hooks.now_ms ? rule_now_s : NULL};
+    struct sy_error e;
+    struct wstate *st = calloc(1, sizeof(*st));
+    /* from the generation's captured source: a file changed on disk is not read here */
+    if (st == NULL || (st->lx = sy_rule_gen_state(w->gen, &lim, &host, &e)) == NULL) {
+        char msg[1024] = "out of memory";
+        if (st != NULL) {
+            sy_error_format(&e, msg, sizeof(msg));
+        }
+        snprintf(err, errlen, "cannot build the rule state: %s", msg);
+        free(st);
+        return NULL;
+    }
+    w->cur = st;
+    return st;
+}
+
+/* ---- the two kinds of handler ---- */
+
+static enum run_result lua_outcome(struct run *r, enum sy_lua_result res)
+{
+    switch (res) {
+    case SY_LUA_YIELDED:
+        return RUN_WAITING;
     case SY_LUA_OK:
         return RUN_DONE;
     case SY_LUA_SKIPPED:
@@ -162,12 +269,26 @@ static enum run_result run_rule(const struct handler *h, struct run *r)
         return RUN_PERMANENT;
     case SY_LUA_LIMIT:
         /* a state that hit a limit may be half-way through anything: start clean */
-        sy_lua_free(w->lx);
-        w->lx = NULL;
+        state_retire(r->w, r->st);
         return RUN_FAILED;
     default:
         return RUN_FAILED;
     }
+}
+
+static enum run_result run_rule(const struct handler *h, struct run *r)
+{
+    (void)h;
+    struct worker *w = r->w;
+    struct sy_job *job = r->job;
+    r->st = state_current(w, r->err, sizeof(r->err));
+    if (r->st == NULL) {
+        return RUN_FAILED;
+    }
+    r->st->users++;
+    return lua_outcome(r, sy_lua_co_start(r->st->lx, &r->co, job->handler, job->event_id,
+                                          job->body, job->body_len, job->norm, job->norm_len, r,
+                                          r->err, sizeof(r->err)));
 }
 
 static enum run_result run_plugin(const struct handler *h, struct run *r)
@@ -206,16 +327,19 @@ static enum run_result run_plugin(const struct handler *h, struct run *r)
     return RUN_FAILED;
 }
 
-/* The handler of 'name': a plugin, or a rule of the worker's generation. */
-static bool resolve(const struct worker *w, const char *name, struct handler *h)
+/* The handler of 'name': a plugin, or a rule of the worker's generation (its cap in *cap). */
+static bool resolve(const struct worker *w, const char *name, struct handler *h, long *cap)
 {
+    *cap = 0;
     h->plugin = sy_engine_plugin(w->eng, name);
     if (h->plugin != NULL) {
         h->run = run_plugin;
         return true;
     }
     h->run = run_rule;
-    return sy_rule_gen_find(w->gen, name) != NULL;
+    const struct sy_lua_rule *rule = sy_rule_gen_find(w->gen, name);
+    *cap = rule ? rule->concurrency : 0;
+    return rule != NULL;
 }
 
 /* ---- one job ---- */
@@ -237,7 +361,7 @@ static enum sy_job_outcome after_failure(struct worker *w, const struct sy_job *
     return SY_JOB_RETRY;
 }
 
-/* Build the worker's state from the current generation from now on, if it changed. */
+/* Build new jobs' state from the current generation from now on, if it changed. */
 static void follow_generation(struct worker *w)
 {
     struct sy_rule_gen *g = sy_engine_gen(w->eng);
@@ -245,17 +369,16 @@ static void follow_generation(struct worker *w)
         sy_rule_gen_release(g);
         return;
     }
-    sy_lua_free(w->lx);
-    w->lx = NULL;
+    state_retire(w, w->cur);
     sy_rule_gen_release(w->gen);
     w->gen = g;
 }
 
-static enum run_result attempt(struct worker *w, struct run *r)
+/* Everything before the handler runs: is it there, and what does the store hold for it. */
+static enum run_result prepare(struct worker *w, struct run *r, struct handler *h)
 {
     struct sy_job *job = r->job;
-    struct handler h;
-    if (!resolve(w, job->handler, &h)) {
+    if (!resolve(w, job->handler, h, &r->concurrency)) {
         snprintf(r->err, sizeof(r->err), "rule '%s' no longer exists (removed by a reload)",
                  job->handler);
         return RUN_PERMANENT;
@@ -278,7 +401,7 @@ static enum run_result attempt(struct worker *w, struct run *r)
         }
         sy_journal_set_prior(&r->journal, prior, n, job->runs);
     }
-    return h.run(&h, r);
+    return RUN_DONE;
 }
 
 /* The attempt's lines in the process log (workers; an inline run reports to its caller). */
@@ -303,19 +426,13 @@ static void log_outcome(struct worker *w, const struct sy_job *job, enum sy_job_
     }
 }
 
-void sy_worker_run_job(struct worker *w, struct sy_job *job,
-                       void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
+/* The attempt is over: record its outcome and free the run. */
+static void end_run(struct worker *w, struct run *r, enum run_result res)
 {
-    double t0 = sy_mono_s();
-    follow_generation(w);
-    struct run r = {.w = w, .job = job};
-    sy_journal_init(&r.journal, job->event_id, job->handler, send_unizo, w);
-    r.journal.keep = keep_call;
-    r.journal.keep_ctx = &r;
-
+    struct sy_job *job = r->job;
     enum sy_job_outcome outcome;
     int64_t retry_at = 0;
-    switch (attempt(w, &r)) {
+    switch (res) {
     case RUN_DONE:
         outcome = SY_JOB_DONE;
         break;
@@ -328,23 +445,158 @@ void sy_worker_run_job(struct worker *w, struct sy_job *job,
     default:
         outcome = after_failure(w, job, &retry_at);
     }
-    sy_journal_dispose(&r.journal);
+    sy_lua_co_free(r->co);
+    r->co = NULL;
+    state_release(w, r->st);
+    if (r->counted != NULL) {
+        sy_engine_rule_release(w->eng, r->counted);
+    }
+    sy_journal_dispose(&r->journal);
+    free(r->resp.body);
+    w->running--;
 
-    double took = sy_mono_s() - t0;
+    double took = sy_mono_s() - r->t0;
     sy_metrics_job(job->handler, outcome, took);
-    const char *error = r.err[0] ? r.err : NULL;
-    if (report != NULL) {
+    const char *error = r->err[0] ? r->err : NULL;
+    if (r->report != NULL) {
         struct sy_attempt a = {.event_id = job->event_id,
                                .handler = job->handler,
                                .attempt = job->attempts + 1,
                                .outcome = outcome,
                                .error = error,
                                .retry_at_ms = retry_at};
-        report(ctx, &a);
+        r->report(r->report_ctx, &a);
     } else {
         log_outcome(w, job, outcome, error, retry_at, took);
     }
-    sy_store_finish(w->eng->store, job, outcome, r.err[0] ? r.err : NULL, retry_at);
+    sy_store_finish(w->eng->store, job, outcome, error, retry_at);
+    free(r);
+}
+
+/* Run the job's handler now (its rule's slot is taken): to its end, or to its first wait. */
+static void begin_run(struct worker *w, struct run *r, const struct handler *h)
+{
+    w->running++;
+    enum run_result res = h->run(h, r);
+    if (res != RUN_WAITING) {
+        end_run(w, r, res);
+    }
+}
+
+static void start_job(struct worker *w, struct sy_job *job,
+                      void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
+{
+    follow_generation(w);
+    struct run *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        sy_job_free(job); /* still pending in the store: it runs again after a restart */
+        sy_log(SY_LOG_ERROR, "out of memory for a job; it stays pending", NULL);
+        return;
+    }
+    r->w = w;
+    r->job = job;
+    r->t0 = sy_mono_s();
+    r->report = report;
+    r->report_ctx = ctx;
+    sy_journal_init(&r->journal, job->event_id, job->handler, send_unizo, w);
+    r->journal.keep = keep_call;
+    r->journal.keep_ctx = r;
+    struct handler h;
+    enum run_result res = prepare(w, r, &h);
+    if (res != RUN_DONE) {
+        w->running++;
+        end_run(w, r, res);
+        return;
+    }
+    if (!sy_engine_rule_take(w->eng, job->handler, r->concurrency)) {
+        /* its rule runs as many jobs as it may: this one waits, pending, using no attempt */
+        r->next = NULL;
+        *w->held_tail = r;
+        w->held_tail = &r->next;
+        w->n_held++;
+        return;
+    }
+    r->counted = job->handler;
+    begin_run(w, r, &h);
+}
+
+/* Start the held jobs whose rule has a free slot now, in the order they came. */
+static void start_held(struct worker *w)
+{
+    struct run **pp = &w->held;
+    while (*pp != NULL) {
+        struct run *r = *pp;
+        if (!sy_engine_rule_take(w->eng, r->job->handler, r->concurrency)) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        w->n_held--;
+        r->counted = r->job->handler;
+        struct handler h;
+        long cap;
+        if (!resolve(w, r->job->handler, &h, &cap)) {
+            w->running++;
+            snprintf(r->err, sizeof(r->err), "rule '%s' no longer exists (removed by a reload)",
+                     r->job->handler);
+            end_run(w, r, RUN_PERMANENT);
+        } else {
+            begin_run(w, r, &h);
+        }
+    }
+    w->held_tail = pp;
+}
+
+/* Go on with the runs whose call was answered. */
+static void resume_ready(struct worker *w)
+{
+    while (w->ready != NULL) {
+        struct run *r = w->ready;
+        w->ready = r->next;
+        if (w->ready == NULL) {
+            w->ready_tail = &w->ready;
+        }
+        sy_journal_end(&r->journal, &r->call, &r->resp);
+        enum run_result res = lua_outcome(r, sy_lua_co_resume(r->co, r->err, sizeof(r->err)));
+        if (res != RUN_WAITING) {
+            end_run(w, r, res);
+        }
+    }
+}
+
+/* One turn of the worker's loop: calls move on, answered runs go on, held jobs start. */
+static void turn(struct worker *w, int timeout_ms)
+{
+    resume_ready(w);
+    if (w->held != NULL) {
+        start_held(w);
+    }
+    if (w->unizo != NULL && sy_unizo_in_flight(w->unizo) > 0) {
+        sy_unizo_poll(w->unizo, w->ready ? 0 : timeout_ms);
+    } else if (w->held != NULL && timeout_ms > 0) {
+        struct timespec nap = {0, 2 * 1000 * 1000}; /* a slot frees in another worker */
+        nanosleep(&nap, NULL);
+    }
+    resume_ready(w);
+}
+
+void sy_worker_run_job(struct worker *w, struct sy_job *job,
+                       void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
+{
+    start_job(w, job, report, ctx);
+    while (w->running > 0 || w->n_held > 0 || w->ready != NULL) {
+        turn(w, 50);
+    }
+}
+
+void sy_worker_init(struct worker *w, struct sy_engine *eng, int index, unsigned seed)
+{
+    memset(w, 0, sizeof(*w));
+    w->eng = eng;
+    w->index = index;
+    w->seed = seed;
+    w->ready_tail = &w->ready;
+    w->held_tail = &w->held;
 }
 
 void *sy_worker_main(void *arg)
@@ -354,15 +606,27 @@ void *sy_worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "sy-worker-%d", w->index);
     pthread_setname_np(pthread_self(), name);
-    w->unizo = sy_unizo_new(eng->cfg);
+    w->unizo = sy_unizo_new(eng->cfg, eng->flow);
     if (w->unizo == NULL) {
         sy_log(SY_LOG_ERROR, "cannot create the Unizo client; rules' Unizo calls will fail",
                NULL);
     }
-    while (!__atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE)) {
-        struct sy_job *job = sy_store_next_job(eng->store, 200);
-        if (job != NULL) {
-            sy_worker_run_job(w, job, NULL, NULL);
+    int cap = eng->cfg->max_in_flight > 0 ? eng->cfg->max_in_flight : 1;
+    for (;;) {
+        bool stopping = __atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE);
+        if (stopping && w->running == 0 && w->ready == NULL) {
+            break; /* held jobs never started: they stay pending in the store */
+        }
+        while (!stopping && w->running + w->n_held < cap) {
+            bool idle = w->running == 0 && w->n_held == 0;
+            struct sy_job *job = sy_store_next_job(eng->store, idle ? 200 : 0);
+            if (job == NULL) {
+                break;
+            }
+            start_job(w, job, NULL, NULL);
+        }
+        if (w->running > 0 || w->n_held > 0 || w->ready != NULL) {
+            turn(w, 10);
         }
     }
     sy_worker_dispose(w);
@@ -371,10 +635,24 @@ void *sy_worker_main(void *arg)
 
 void sy_worker_dispose(struct worker *w)
 {
-    sy_lua_free(w->lx);
-    w->lx = NULL;
+    while (w->held != NULL) {
+        struct run *r = w->held;
+        w->held = r->next;
+        sy_journal_dispose(&r->journal);
+        sy_job_free(r->job);
+        free(r);
+    }
+    w->n_held = 0;
+    w->held_tail = &w->held;
+    sy_unizo_free(w->unizo); /* before the states: nothing in flight refers to them then */
+    w->unizo = NULL;
+    state_retire(w, w->cur);
+    while (w->retired != NULL) {
+        struct wstate *st = w->retired;
+        w->retired = st->next;
+        sy_lua_free(st->lx);
+        free(st);
+    }
     sy_rule_gen_release(w->gen);
     w->gen = NULL;
-    sy_unizo_free(w->unizo);
-    w->unizo = NULL;
 }

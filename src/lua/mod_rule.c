@@ -98,8 +98,8 @@ int sy_lua_rule_decl(lua_State *L)
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) {
         line = ar.currentline;
     }
-    static const char *const known[] = {"name", "on",   "integration", "category",
-                                        "key",  "when", "run",         NULL};
+    static const char *const known[] = {"name", "on",  "integration", "category", "key",
+                                        "when", "run", "concurrency", NULL};
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         lua_pop(L, 1);
@@ -110,7 +110,7 @@ int sy_lua_rule_decl(lua_State *L)
         if (!ok) {
             return luaL_error(L,
                               "rule: unknown field '%s' (known: name, on, integration, "
-                              "category, key, when, run)",
+                              "category, key, when, run, concurrency)",
                               luaL_tolstring(L, -1, NULL));
         }
     }
@@ -148,6 +148,19 @@ int sy_lua_rule_decl(lua_State *L)
                           "(lowercase letters, digits, '_' or '-')",
                           name);
     }
+    lua_getfield(L, 1, "concurrency");
+    lua_Integer concurrency = 0;
+    if (!lua_isnil(L, -1)) {
+        int isnum = 0;
+        concurrency = lua_tointegerx(L, -1, &isnum);
+        if (!isnum || concurrency < 1 || concurrency > 100000) {
+            return luaL_error(L,
+                              "rule '%s': 'concurrency' must be a whole number from 1 to 100000 "
+                              "(jobs of this rule running at once in the instance)",
+                              name);
+        }
+    }
+    lua_pop(L, 1);
     size_t n_key = 0;
     char **key = NULL;
     if (read_key(L, name, &key, &n_key) != 0) {
@@ -204,6 +217,7 @@ int sy_lua_rule_decl(lua_State *L)
     r->key = (const char *const *)key;
     r->n_key = n_key;
     r->has_when = has_when;
+    r->concurrency = (long)concurrency;
     r->file = xstrdup(lx->loading ? lx->loading : "?");
     r->line = line;
     /* registry["sy.rules"][name] = { run = ..., when = ... } */

@@ -64,6 +64,7 @@ struct sy_lua_rule {
     const char *const *key;  /* ordering key: dotted paths into the event */
     size_t n_key;            /* 0 = no key */
     bool has_when;
+    long concurrency; /* its jobs running at once in the instance; 0 = no cap */
     const char *file;
     int line;
 };
