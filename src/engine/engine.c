@@ -7,6 +7,7 @@
 #include "core/router.h"
 #include "engine/engine_int.h"
 #include "unizo/flow.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -319,4 +320,45 @@ long sy_engine_rule_running(struct sy_engine *eng, const char *name)
     long n = c ? c->running : 0;
     pthread_mutex_unlock(&eng->caps_mu);
     return n;
+}
+
+void sy_engine_render_metrics(struct sy_engine *eng, struct sy_buf *out)
+{
+    int64_t now = sy_mono_ms();
+    int n = sy_flow_count(eng->flow);
+    static const char *const heads[] = {
+        "# HELP switchyard_unizo_in_flight HTTP attempts to the integration in flight\n"
+        "# TYPE switchyard_unizo_in_flight gauge\n",
+        "# HELP switchyard_unizo_waiting calls waiting for the integration's max_in_flight, rate "
+        "or hold\n# TYPE switchyard_unizo_waiting gauge\n",
+        "# HELP switchyard_unizo_held_seconds how much longer the API's 429/Retry-After holds "
+        "the integration\n# TYPE switchyard_unizo_held_seconds gauge\n",
+        "# HELP switchyard_unizo_holds_total holds the API asked for (429 / Retry-After)\n"
+        "# TYPE switchyard_unizo_holds_total counter\n",
+    };
+    for (int k = 0; k < 4 && n > 0; k++) {
+        sy_buf_puts(out, heads[k]);
+        for (int i = 0; i < n; i++) {
+            struct sy_flow_stat st;
+            sy_flow_stat(eng->flow, i, now, &st);
+            static const char *const names[] = {"in_flight", "waiting", "held_seconds",
+                                                "holds_total"};
+            double v = k == 0   ? (double)st.in_flight
+                       : k == 1 ? (double)st.waiting
+                       : k == 2 ? (double)st.held_ms / 1000.0
+                                : (double)st.held_total;
+            sy_buf_printf(out, "switchyard_unizo_%s{integration=", names[k]);
+            sy_buf_json_string(out, st.name, strlen(st.name)); /* its quoting is Prometheus's */
+            sy_buf_printf(out, "} %g\n", v);
+        }
+    }
+    sy_buf_puts(out, "# HELP switchyard_rule_running jobs of the rule running now\n"
+                     "# TYPE switchyard_rule_running gauge\n");
+    pthread_mutex_lock(&eng->caps_mu);
+    for (size_t i = 0; i < eng->n_counts; i++) {
+        sy_buf_puts(out, "switchyard_rule_running{rule=");
+        sy_buf_json_string(out, eng->counts[i].name, strlen(eng->counts[i].name));
+        sy_buf_printf(out, "} %ld\n", eng->counts[i].running);
+    }
+    pthread_mutex_unlock(&eng->caps_mu);
 }

@@ -82,6 +82,14 @@ int sy_engine_run_one(struct sy_engine *eng, int timeout_ms,
  */
 int sy_engine_reload(struct sy_engine *eng, struct sy_error *err);
 
+/*
+ * Append the engine's gauges to a Prometheus text page: per integration the
+ * calls in flight, the calls waiting for its slot or rate, and whether the
+ * API holds it (429 / Retry-After); per rule the jobs running. Any thread.
+ */
+struct sy_buf;
+void sy_engine_render_metrics(struct sy_engine *eng, struct sy_buf *out);
+
 /* Number of rules in the current set. */
 size_t sy_engine_rule_count(struct sy_engine *eng);
 

@@ -235,6 +235,7 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         struct sy_buf b;
         sy_buf_init(&b, 4 << 20);
         sy_metrics_render(&b);
+        sy_engine_render_metrics(srv->engine, &b);
         sy_http_send(req, 200, "OK", "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
         sy_buf_dispose(&b);
         return 0;

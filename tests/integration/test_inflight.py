@@ -1,0 +1,245 @@
+"""Many jobs in flight per worker, and flow control per integration and per rule.
+
+The mock Unizo API holds calls until the test releases them, so "N calls in flight at
+once" is read at the mock (N requests arrived, none answered) rather than timed.
+"""
+import json
+import time
+import unittest
+
+from harness import Mock, Server, event
+
+API_KEY = "uz-test-key-5d20aa"
+
+TWO_CALLS = """
+rule {
+  name = "pr",
+  on = "scm.pull_request.created",
+  run = function(ev)
+    local t = unizo.ticketing.create_ticket { integration = "jira-prod", title = "Review " .. ev.id }
+    kv.set("t:" .. ev.id, t.id)
+    unizo.ticketing.add_comment { integration = "jira-prod", id = t.id, content = ev.id }
+  end,
+}
+"""
+
+
+def config(mock_url, integration="", engine="", workers=2):
+    return f"""
+unizo = {{
+  base_url = "{mock_url}",
+  api_key = env("SY_TEST_UNIZO_KEY"),
+  retry = {{ attempts = 3, base = "50ms", cap = "1s" }},
+  timeout = "20s",
+  integrations = {{ ["jira-prod"] = {{ id = "int-jira-42", organization = "acme", collection = "ENG", {integration} }} }},
+}}
+retry = {{ schedule = {{ "1s", "1s" }}, jitter = 0 }}
+workers = {workers}
+{engine}
+"""
+
+
+def creates(mock):
+    return [r for r in mock.requests("/tickets") if r["method"] == "POST" and r["path"].endswith("/tickets")]
+
+
+class Base(unittest.TestCase):
+    def start(self, rules, **kw):
+        self.mock = Mock()
+        self.srv = Server(rules=rules, config_extra=config(self.mock.url, **kw),
+                          env={"SY_TEST_UNIZO_KEY": API_KEY}).start()
+        return self.srv
+
+    def tearDown(self):
+        if getattr(self, "srv", None) is not None and self.srv.proc is not None:
+            self.assertEqual(self.srv.stop(), 0, self.srv.log()[-3000:])
+        self.mock.release("all")
+        self.mock.stop()
+
+    def post_events(self, n, prefix="evt_fl_"):
+        ids = ["%s%03d" % (prefix, i) for i in range(n)]
+        for eid in ids:
+            status, data, _ = self.srv.post(event(eid, title="t", url="https://x/pull/" + eid))
+            self.assertEqual(status, 200, data)
+        return ids
+
+    def done(self, ids):
+        return all(self.srv.job_states(e).get("pr", ("",))[0] == "done" for e in ids)
+
+
+class InFlight(Base):
+    def test_two_workers_hold_forty_calls_at_once_and_each_job_keeps_its_own_answers(self):
+        srv = self.start({"r.lua": TWO_CALLS}, engine="engine = { max_in_flight = 32 }")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(40)
+        # 40 creates arrive while none is answered: more than the 2 worker threads
+        srv.wait_for(lambda: len(creates(self.mock)) == 40, what="40 calls in flight")
+        self.assertEqual(self.mock.requests("/comments"), [])
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), what="every job done")
+        kv = dict(srv.rows("SELECT key, value FROM kv"))
+        comments = self.mock.requests("/comments")
+        self.assertEqual(len(comments), 40)
+        for eid in ids:
+            # each job's comment went to the ticket its own create returned
+            ticket = json.loads(kv["t:" + eid])
+            mine = [c for c in comments if c["body"]["content"] == eid]
+            self.assertEqual(len(mine), 1, eid)
+            self.assertIn("/tickets/%s/comments" % ticket, mine[0]["path"])
+            self.assertEqual(mine[0]["headers"]["idempotency-key"], "%s/pr/2" % eid)
+        keys = [r["headers"]["idempotency-key"] for r in creates(self.mock)]
+        self.assertEqual(sorted(keys), sorted("%s/pr/1" % e for e in ids))
+        # the journal has both calls of every job, in order
+        rows = srv.rows("SELECT j.event_id, c.n, c.idem_key, c.status FROM calls c JOIN jobs j "
+                        "ON j.id = c.job_id ORDER BY j.event_id, c.n")
+        self.assertEqual(len(rows), 80)
+        for eid, n, key, status in rows:
+            self.assertEqual(key, "%s/pr/%d" % (eid, n))
+            self.assertEqual(status, 201)
+
+    def test_engine_max_in_flight_bounds_the_jobs_a_worker_runs_at_once(self):
+        srv = self.start({"r.lua": TWO_CALLS}, workers=1, engine="engine = { max_in_flight = 5 }")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(12)
+        srv.wait_for(lambda: len(creates(self.mock)) == 5, what="5 calls in flight")
+        time.sleep(0.5)
+        self.assertEqual(len(creates(self.mock)), 5, "a sixth job started past max_in_flight")
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), what="every job done")
+
+    def test_pcall_around_a_failing_call_goes_on_in_the_coroutine(self):
+        rule = """
+rule {
+  name = "pr",
+  on = "scm.pull_request.created",
+  run = function(ev)
+    local ok, e = pcall(unizo.ticketing.create_ticket, { integration = "jira-prod", title = "x" })
+    kv.set("caught:" .. ev.id, { ok = ok, status = e.status })
+    local t = unizo.ticketing.get_ticket { integration = "jira-prod", id = "T-9" }
+    kv.set("after:" .. ev.id, t.id)
+  end,
+}
+"""
+        srv = self.start({"r.lua": rule})
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 422, "delay": 0.3,
+                           "body": {"errorCode": "BAD", "errorMessage": "no"}, "times": 0}])
+        ids = self.post_events(6)
+        srv.wait_for(lambda: self.done(ids), what="every job done")
+        kv = dict(srv.rows("SELECT key, value FROM kv"))
+        for eid in ids:
+            self.assertEqual(json.loads(kv["caught:" + eid]), {"ok": False, "status": 422})
+            self.assertEqual(json.loads(kv["after:" + eid]), "T-9")
+
+    def test_a_rule_hitting_its_instruction_limit_leaves_the_jobs_in_flight_beside_it_whole(self):
+        spin = """
+rule {
+  name = "spin",
+  on = "ticketing.ticket.created",
+  run = function(ev) local n = 0 while true do n = n + 1 end end,
+}
+"""
+        srv = self.start({"r.lua": TWO_CALLS, "spin.lua": spin}, workers=1,
+                         engine="lua = { instruction_limit = 100000 }")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(6)
+        srv.wait_for(lambda: len(creates(self.mock)) == 6, what="6 calls in flight")
+        status, data, _ = srv.post(event("evt_spin_1", etype="ticketing.ticket.created"))
+        self.assertEqual(status, 200, data)
+        srv.wait_for(lambda: srv.count("instruction limit exceeded") >= 1, what="the limit")
+        self.assertEqual(srv.job_states("evt_spin_1")["spin"][0], "retrying")
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), what="the jobs beside it done")
+        kv = dict(srv.rows("SELECT key, value FROM kv"))
+        comments = self.mock.requests("/comments")
+        for eid in ids:
+            ticket = json.loads(kv["t:" + eid])
+            mine = [c for c in comments if c["body"]["content"] == eid]
+            self.assertEqual(len(mine), 1)
+            self.assertIn("/tickets/%s/comments" % ticket, mine[0]["path"])
+
+
+class FlowControl(Base):
+    def test_integration_max_in_flight_is_shared_by_all_workers(self):
+        srv = self.start({"r.lua": TWO_CALLS}, workers=3, integration="max_in_flight = 3")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(10)
+        srv.wait_for(lambda: len(creates(self.mock)) == 3, what="3 calls in flight")
+        srv.wait_for(lambda: srv.metric("switchyard_unizo_waiting", '{integration="jira-prod"}') == 7,
+                     what="7 calls waiting in the metrics")
+        self.assertEqual(srv.metric("switchyard_unizo_in_flight", '{integration="jira-prod"}'), 3)
+        time.sleep(0.5)
+        self.assertEqual(len(creates(self.mock)), 3, "a fourth call went past max_in_flight")
+        # waiting jobs are pending, not failed, and use no attempt
+        states = [srv.job_states(e)["pr"] for e in ids]
+        self.assertTrue(all(s == ("pending", 0) for s in states), states)
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), what="every job done")
+        self.assertEqual([srv.job_states(e)["pr"][1] for e in ids], [1] * 10)
+
+    def test_rate_spaces_the_calls_to_an_integration(self):
+        srv = self.start({"r.lua": TWO_CALLS}, workers=2, integration='rate = "10/s"')
+        ids = self.post_events(8)
+        srv.wait_for(lambda: self.done(ids), timeout=30, what="every job done")
+        times = sorted(r["time"] for r in self.mock.requests("/tickets"))
+        self.assertEqual(len(times), 16)  # 8 creates, 8 comments: one gate
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        # one start every 100 ms; arrival times at the mock jitter by a few ms
+        self.assertGreater(min(gaps), 0.08, gaps)
+        self.assertGreater(times[-1] - times[0], 1.4)
+
+    def test_a_429_with_retry_after_holds_the_whole_integration(self):
+        srv = self.start({"r.lua": TWO_CALLS}, workers=2, integration="max_in_flight = 1")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 429,
+                           "headers": {"Retry-After": "1"}, "times": 1}])
+        ids = self.post_events(4)
+        srv.wait_for(lambda: self.done(ids), timeout=30, what="every job done")
+        reqs = sorted(self.mock.requests("/tickets"), key=lambda r: r["time"])
+        self.assertEqual(len(reqs), 9)  # 4 creates, 1 of them twice, 4 comments
+        t429 = reqs[0]["time"]
+        # nothing at all went to the integration during the hold, not only the 429'd call
+        self.assertGreaterEqual(reqs[1]["time"] - t429, 0.95, [r["time"] - t429 for r in reqs])
+        self.assertEqual(srv.metric("switchyard_unizo_holds_total", '{integration="jira-prod"}'), 1)
+
+    def test_a_429_storm_slows_the_integration_to_what_the_api_says(self):
+        srv = self.start({"r.lua": TWO_CALLS}, workers=2, engine="engine = { max_in_flight = 16 }")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 429,
+                           "headers": {"Retry-After": "1"}, "times": 6}])
+        ids = self.post_events(6)
+        srv.wait_for(lambda: self.done(ids), timeout=30, what="every job done")
+        reqs = sorted(self.mock.requests("/tickets"), key=lambda r: r["time"])
+        first = reqs[0]["time"]
+        # the first wave got 429s; every later call waited for the hold they set
+        later = [r for r in reqs if r["time"] - first > 0.5]
+        self.assertTrue(later)
+        self.assertGreaterEqual(min(r["time"] for r in later) - first, 0.95)
+        self.assertGreaterEqual(srv.metric("switchyard_unizo_holds_total", '{integration="jira-prod"}'), 1)
+
+    def test_rule_concurrency_keeps_the_others_pending_without_using_attempts(self):
+        rule = TWO_CALLS.replace('name = "pr",', 'name = "pr",\n  concurrency = 2,')
+        srv = self.start({"r.lua": rule}, workers=2)
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(8)
+        srv.wait_for(lambda: len(creates(self.mock)) == 2, what="2 calls in flight")
+        self.assertEqual(srv.metric("switchyard_rule_running", '{rule="pr"}'), 2)
+        time.sleep(0.5)
+        self.assertEqual(len(creates(self.mock)), 2, "a third job of the rule ran")
+        self.assertTrue(all(srv.job_states(e)["pr"] == ("pending", 0) for e in ids))
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), what="every job done")
+        self.assertEqual([srv.job_states(e)["pr"][1] for e in ids], [1] * 8)
+
+    def test_bad_flow_settings_are_refused_with_the_line(self):
+        self.mock = Mock()  # for tearDown
+        srv = Server(config_extra=config("http://127.0.0.1:9", integration='rate = "fast"'))
+        rc, _, err = srv.cli("check")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("switchyard.lua:13: 'unizo.integrations.jira-prod.rate'", err)
+        self.assertIn('"20/s"', err)
+        srv = Server(config_extra=config("http://127.0.0.1:9", engine="engine = { max_in_flight = 0 }"))
+        rc, _, err = srv.cli("check")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("engine.max_in_flight", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
