@@ -75,7 +75,11 @@ struct sy_plugin_host {
      * 'integration' may be NULL. On return *status is the HTTP status (0 =
      * no answer) and *response the body (new, may be NULL). Returns SY_OK
      * when a 2xx answer arrived, a negative value otherwise. Blocks until
-     * the answer is there.
+     * the answer is there: the plugin's job holds its worker's thread (and
+     * its slot of engine.max_in_flight) while it waits. The worker's other
+     * jobs keep their calls in flight meanwhile, and the integration's caps
+     * (max_in_flight, rate, a 429's hold) apply to this call too, but Lua
+     * jobs of that worker go on only once handle() returns.
      */
     int (*unizo_request)(struct sy_plugin_call *call, const char *method, const char *path,
                          const char *query, const char *body_json, const char *integration,

@@ -574,7 +574,7 @@ static void turn(struct worker *w, int timeout_ms)
     if (w->unizo != NULL && sy_unizo_in_flight(w->unizo) > 0) {
         sy_unizo_poll(w->unizo, w->ready ? 0 : timeout_ms);
     } else if (w->held != NULL && timeout_ms > 0) {
-        struct timespec nap = {0, 2 * 1000 * 1000}; /* a slot frees in another worker */
+        struct timespec nap = {0, 5 * 1000 * 1000}; /* a slot frees in another worker */
         nanosleep(&nap, NULL);
     }
     resume_ready(w);

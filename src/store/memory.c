@@ -441,6 +441,15 @@ static void mem_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outc
     struct memory_store *s = (struct memory_store *)st;
     pthread_mutex_lock(&s->mu);
     struct mem_job *mj = &s->jobs[job->id - 1];
+    if (outcome == SY_JOB_DEFER) {
+        /* not run: pending again at retry_at_ms, counts and last error as they were */
+        mj->due_ms = retry_at_ms;
+        job->due_ms = retry_at_ms;
+        sy_sched_defer(&s->sched, job); /* keeps its key */
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     mj->attempts++;
     mj->runs++;
     free(mj->error);

@@ -549,16 +549,23 @@ static void redis_finish(struct sy_store *st, struct sy_job *job, enum sy_job_ou
                 redisAppendCommand(c, "SET %skv:%s %s", s->prefix, w->key, w->value);
             }
         }
-        redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d runs %d due %lld error %s",
-                           s->prefix, ref, states[outcome], job->attempts + 1, job->runs + 1,
-                           (long long)(outcome == SY_JOB_RETRY ? retry_at_ms : sy_wall_ms()),
-                           error ? error : "");
-        if (outcome != SY_JOB_RETRY && job->key != NULL) {
+        if (outcome == SY_JOB_DEFER) {
+            /* not run: pending again later, its counts and last error as they were */
+            redisAppendCommand(c, "HSET %sjob:%s state pending due %lld", s->prefix, ref,
+                               (long long)retry_at_ms);
+        } else {
+            redisAppendCommand(c, "HSET %sjob:%s state %s attempts %d runs %d due %lld error %s",
+                               s->prefix, ref, states[outcome], job->attempts + 1,
+                               job->runs + 1,
+                               (long long)(outcome == SY_JOB_RETRY ? retry_at_ms : sy_wall_ms()),
+                               error ? error : "");
+        }
+        if (!sy_job_outcome_again(outcome) && job->key != NULL) {
             /* done, skipped or dead: the key moves on, in the same transaction */
             redisAppendCommand(c, "EVAL %s 0 %s %s %s", advance_lua, s->prefix, ref, job->key);
             replies++;
         }
-        if (outcome == SY_JOB_RETRY) {
+        if (sy_job_outcome_again(outcome)) {
             redisAppendCommand(c, "ZADD %sdelayed %lld %s", s->prefix, (long long)retry_at_ms, ref);
         } else if (outcome == SY_JOB_DEAD) {
             redisAppendCommand(c, "SADD %sdead %s", s->prefix, ref);

@@ -221,7 +221,7 @@ static void release(struct sqlite_store *s)
     sy_sqlite_readers_close(s);
     sy_sched_dispose(&s->sched);
     sy_routes_dispose(&s->routes);
-    sqlite3_stmt *stmts[] = {s->insert, s->insert_job,  s->finish_job, s->kv_set,
+    sqlite3_stmt *stmts[] = {s->insert, s->insert_job,  s->finish_job, s->defer_job, s->kv_set,
                              s->kv_del, s->next_of_key, s->insert_call};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_finalize(stmts[i]);

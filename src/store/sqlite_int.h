@@ -55,7 +55,7 @@ struct sqlite_store {
     struct sy_store base;
     char *path;
     sqlite3 *db; /* the writer's connection: used only by the writer thread after open */
-    sqlite3_stmt *insert, *insert_job, *finish_job, *kv_set, *kv_del, *next_of_key, *insert_call;
+    sqlite3_stmt *insert, *insert_job, *finish_job, *defer_job, *kv_set, *kv_del, *next_of_key, *insert_call;
 
     pthread_t thread;
     pthread_mutex_t mu;      /* guards everything below except what is marked otherwise */

@@ -192,6 +192,8 @@ int sy_sqlite_schema(struct sqlite_store *s, struct sy_error *err)
                  "UPDATE jobs SET state = ?1, attempts = ?2, due_at = ?3, last_error = ?4, "
                  "updated_at = ?5, runs = runs + 1 WHERE id = ?6",
                  &s->finish_job) ||
+        !prepare(s, "UPDATE jobs SET state = 'pending', due_at = ?1, updated_at = ?2 WHERE id = ?3",
+                 &s->defer_job) ||
         !prepare(s, "INSERT OR REPLACE INTO kv(key, value, expires_at) VALUES (?, ?, ?)",
                  &s->kv_set) ||
         !prepare(s, "DELETE FROM kv WHERE key = ?", &s->kv_del) ||

@@ -25,6 +25,7 @@ static const char *const job_states[] = {
     [SY_JOB_SKIPPED] = "skipped",
     [SY_JOB_RETRY] = "retrying",
     [SY_JOB_DEAD] = "dead",
+    [SY_JOB_DEFER] = "pending",
 };
 
 /* Where one append's routing sits in s->routes, and the id of its first job. */
@@ -184,6 +185,13 @@ static int apply_finish(struct sqlite_store *s, struct op *o, struct sy_job_list
         }
     }
     int64_t now = sy_wall_ms();
+    if (o->outcome == SY_JOB_DEFER) {
+        sqlite3_stmt *d = s->defer_job;
+        sqlite3_bind_int64(d, 1, o->when_ms);
+        sqlite3_bind_int64(d, 2, now);
+        sqlite3_bind_int64(d, 3, o->job->id);
+        return sy_sqlite_step_done(s, d, "sqlite update failed");
+    }
     sqlite3_stmt *st = s->finish_job;
     sqlite3_bind_text(st, 1, job_states[o->outcome], -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, o->job->attempts + 1);
@@ -322,7 +330,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     pthread_mutex_lock(&s->mu);
     s->healthy = status == SY_OK;
     for (struct op *o = ops; status == SY_OK && o != NULL; o = o->next) {
-        if (o->kind == OP_FINISH && o->outcome != SY_JOB_RETRY) {
+        if (o->kind == OP_FINISH && !sy_job_outcome_again(o->outcome)) {
             sy_sched_release_key(&s->sched, o->job->key, o->job->id);
         }
     }
@@ -375,11 +383,13 @@ static void complete_ops(struct sqlite_store *s, struct op *ops, int status)
             if (status == SY_OK && ops->outcome == SY_JOB_DEAD) {
                 s->dead++;
             }
-            if (status == SY_OK && ops->outcome == SY_JOB_RETRY) {
+            if (status == SY_OK && sy_job_outcome_again(ops->outcome)) {
                 struct sy_job *j = ops->job;
-                j->attempts++;
-                j->runs++;
-                j->fresh = false;
+                if (ops->outcome == SY_JOB_RETRY) {
+                    j->attempts++;
+                    j->runs++;
+                    j->fresh = false;
+                }
                 j->due_ms = ops->when_ms;
                 free(j->body); /* a retry may be hours away: reload it then */
                 j->body = NULL;

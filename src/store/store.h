@@ -129,7 +129,15 @@ enum sy_job_outcome {
     SY_JOB_SKIPPED, /* its 'when' predicate said no */
     SY_JOB_RETRY,   /* failed; run again at retry_at_ms */
     SY_JOB_DEAD,    /* failed for good; waits for a replay */
+    SY_JOB_DEFER,   /* not run (its rule is paused): pending again at retry_at_ms; its
+                       attempts, runs and last error unchanged; it keeps its ordering key */
 };
+
+/* True for the outcomes after which the job runs again (it keeps its ordering key). */
+static inline bool sy_job_outcome_again(enum sy_job_outcome o)
+{
+    return o == SY_JOB_RETRY || o == SY_JOB_DEFER;
+}
 
 /* Install the router (before jobs flow; 'route' is called from the writer thread). */
 void sy_store_set_router(struct sy_store *st, sy_route_fn route, void *ctx);

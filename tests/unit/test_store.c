@@ -325,6 +325,32 @@ int main(int argc, char **argv)
     }
     CHECK(sy_store_next_job(st, 200) == NULL);
 
+    /*
+     * a deferred job (its rule is paused) is pending again at its time with its counts as
+     * they were, and keeps its ordering key while it waits
+     */
+    CHECK(append(st, "evt_d1", "keyed.D", &is_new) == SY_OK && is_new);
+    CHECK(append(st, "evt_d2", "keyed.D", &is_new) == SY_OK && is_new);
+    struct sy_job *d1 = take(st, 1000, "evt_d1");
+    CHECK(d1 && d1->attempts == 0);
+    if (d1) {
+        int64_t d_due = sy_wall_ms() + 400;
+        sy_store_finish(st, d1, SY_JOB_DEFER, NULL, d_due);
+        CHECK(sy_store_next_job(st, 200) == NULL); /* not before its time; evt_d2 waits */
+        d1 = take(st, 2000, "evt_d1");
+        CHECK(d1 && d1->attempts == 0 && d1->runs == 0 && sy_wall_ms() >= d_due - 5);
+        CHECK(sy_store_next_job(st, 200) == NULL); /* it still holds the key */
+        if (d1) {
+            sy_store_finish(st, d1, SY_JOB_DONE, NULL, 0);
+        }
+        struct sy_job *d2 = take(st, 2000, "evt_d2");
+        CHECK(d2 != NULL);
+        if (d2) {
+            sy_store_finish(st, d2, SY_JOB_DONE, NULL, 0);
+        }
+    }
+    CHECK(sy_store_next_job(st, 200) == NULL);
+
     /* the journal: what a job recorded, in order, kept across a failed attempt */
     CHECK(append(st, "evt_j", "keyed.J", &is_new) == SY_OK && is_new);
     struct sy_job *jj = take(st, 1000, "evt_j");
