@@ -26,6 +26,7 @@ static const struct command commands[] = {
     {"replay", sy_cli_replay, "run dead jobs, or any stored events, again"},
     {"backtest", sy_cli_backtest, "run candidate rules over stored deliveries, offline"},
     {"test", sy_cli_test, "run *_test.lua rule tests"},
+    {"rules", sy_cli_rules, "list rules with their state and jobs; pause or resume one"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -15,6 +15,7 @@ int sy_cli_events(int argc, char **argv);
 int sy_cli_replay(int argc, char **argv);
 int sy_cli_test(int argc, char **argv);
 int sy_cli_backtest(int argc, char **argv);
+int sy_cli_rules(int argc, char **argv);
 
 /*
  * Pick the config file: 'path' when given, else $SWITCHYARD_CONFIG, else
@@ -40,6 +41,16 @@ char *sy_cli_secret(const char *env_var, const char *file);
 
 /* Append 's' to the NUL-ended 'out' (cap bytes) with glob(3)'s special characters escaped. */
 void sy_cli_glob_quote(char *out, size_t cap, const char *s);
+
+/*
+ * POST 'json' to 'path' of the running server's admin listener 'listen'
+ * (ADDRESS:PORT; with cfg's admin.token). The answer's body goes to
+ * 'answer'. Returns the HTTP status, or 0 with the reason in 'why' (no
+ * listener configured, or none answering).
+ */
+struct sy_buf;
+long sy_cli_admin_post(const struct sy_config *cfg, const char *listen, const char *path,
+                       const char *json, struct sy_buf *answer, char *why, size_t whylen);
 
 /* What `switchyard replay` was asked, beyond plain ids and --dead. */
 struct sy_cli_replay_args {

@@ -36,8 +36,7 @@ static bool admin_base(const char *listen, char *out, size_t len)
     return true;
 }
 
-/* POST a JSON body to the running server's admin API. Returns the HTTP status, or 0. */
-static long admin_post(const struct sy_config *cfg, const char *listen, const char *path,
+long sy_cli_admin_post(const struct sy_config *cfg, const char *listen, const char *path,
                        const char *json, struct sy_buf *answer, char *why, size_t whylen)
 {
     char url[512];
@@ -112,7 +111,7 @@ int sy_cli_replay_selected(const struct sy_config *cfg, const struct sy_cli_repl
     char why[600] = "";
     const char *listen = a->admin ? a->admin : cfg->admin.listen;
     long status =
-        text ? admin_post(cfg, listen, "/admin/replay", text, &answer, why, sizeof(why)) : 0;
+        text ? sy_cli_admin_post(cfg, listen, "/admin/replay", text, &answer, why, sizeof(why)) : 0;
     free(text);
     json_t *out = status ? json_loadb(answer.data ? answer.data : "", answer.len, 0, NULL) : NULL;
     sy_buf_dispose(&answer);

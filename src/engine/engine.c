@@ -121,6 +121,7 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
     pthread_mutex_init(&eng->gen_mu, NULL);
     pthread_mutex_init(&eng->reload_mu, NULL);
     pthread_mutex_init(&eng->caps_mu, NULL);
+    pthread_mutex_init(&eng->pause_mu, NULL);
     eng->flow = sy_flow_new(cfg);
     if (eng->flow == NULL) {
         sy_error_set(err, NULL, 0, "out of memory");
@@ -263,6 +264,8 @@ void sy_engine_free(struct sy_engine *eng)
     pthread_mutex_destroy(&eng->gen_mu);
     pthread_mutex_destroy(&eng->reload_mu);
     pthread_mutex_destroy(&eng->caps_mu);
+    sy_engine_pause_dispose(eng);
+    pthread_mutex_destroy(&eng->pause_mu);
     free(eng);
 }
 
@@ -322,6 +325,14 @@ long sy_engine_rule_running(struct sy_engine *eng, const char *name)
     return n;
 }
 
+static void paused_line(void *ctx, const char *name)
+{
+    struct sy_buf *out = ctx;
+    sy_buf_puts(out, "switchyard_rule_paused{rule=");
+    sy_buf_json_string(out, name, strlen(name));
+    sy_buf_puts(out, "} 1\n");
+}
+
 void sy_engine_render_metrics(struct sy_engine *eng, struct sy_buf *out)
 {
     int64_t now = sy_mono_ms();
@@ -361,4 +372,7 @@ void sy_engine_render_metrics(struct sy_engine *eng, struct sy_buf *out)
         sy_buf_printf(out, "} %ld\n", eng->counts[i].running);
     }
     pthread_mutex_unlock(&eng->caps_mu);
+    sy_buf_puts(out, "# HELP switchyard_rule_paused 1 while the rule is paused (its jobs wait)\n"
+                     "# TYPE switchyard_rule_paused gauge\n");
+    sy_engine_paused_each(eng, paused_line, out);
 }

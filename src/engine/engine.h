@@ -90,6 +90,28 @@ int sy_engine_reload(struct sy_engine *eng, struct sy_error *err);
 struct sy_buf;
 void sy_engine_render_metrics(struct sy_engine *eng, struct sy_buf *out);
 
+/*
+ * Whether handler 'name' is paused: the store's state (kv, so it survives
+ * restarts and, on Redis, holds for every instance), read at most once a
+ * second; a pause made through this engine is seen at once. Any thread.
+ */
+bool sy_engine_paused(struct sy_engine *eng, const char *name);
+
+/*
+ * Pause (or resume) a rule or plugin: durable before it returns. A paused
+ * handler's jobs wait, pending, without using attempts; its events keep
+ * being stored and routed. SY_ENOTFOUND when no handler has that name;
+ * another negative SY_E* when the store fails. Any thread.
+ */
+int sy_engine_pause(struct sy_engine *eng, const char *name, bool paused);
+
+/*
+ * The handlers for GET /admin/rules: [{name, kind ("rule"|"plugin"), file,
+ * line, concurrency, paused, running}]. New reference (NULL when out of memory). Any thread.
+ */
+struct json_t;
+struct json_t *sy_engine_rules_json(struct sy_engine *eng);
+
 /* Number of rules in the current set. */
 size_t sy_engine_rule_count(struct sy_engine *eng);
 

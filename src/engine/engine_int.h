@@ -56,7 +56,17 @@ struct sy_engine {
         long running;
     } *counts; /* jobs running per rule, in the instance */
     size_t n_counts;
+    pthread_mutex_t pause_mu; /* guards the three below */
+    char **paused;            /* the paused handlers, as last read from the store */
+    size_t n_paused;
+    int64_t paused_read_ms;   /* monotonic; 0 = never read */
 };
+
+/* Call each() with every paused handler (read again when stale), under the set's lock. */
+void sy_engine_paused_each(struct sy_engine *eng, void (*each)(void *ctx, const char *name),
+                           void *ctx);
+/* Free the paused set (handlers.c). */
+void sy_engine_pause_dispose(struct sy_engine *eng);
 
 /*
  * Count a job of rule 'name' as running unless 'cap' (> 0) of them run

@@ -483,10 +483,26 @@ static void begin_run(struct worker *w, struct run *r, const struct handler *h)
     }
 }
 
+/* How long a paused rule's job waits before it is looked at again. */
+#define PAUSED_RECHECK_MS 2000
+
+/* The job's rule is paused: the job goes back to the store, pending, its attempts untouched. */
+static void defer_paused(struct worker *w, struct sy_job *job)
+{
+    sy_log(SY_LOG_DEBUG, "job waits: its rule is paused", "rule", job->handler, "event",
+           job->event_id, NULL);
+    sy_store_finish(w->eng->store, job, SY_JOB_DEFER, NULL,
+                    sy_engine_now_ms(w->eng) + PAUSED_RECHECK_MS);
+}
+
 static void start_job(struct worker *w, struct sy_job *job,
                       void (*report)(void *ctx, const struct sy_attempt *a), void *ctx)
 {
     follow_generation(w);
+    if (sy_engine_paused(w->eng, job->handler)) {
+        defer_paused(w, job);
+        return;
+    }
     struct run *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         sy_job_free(job); /* still pending in the store: it runs again after a restart */
@@ -526,8 +542,17 @@ static void start_held(struct worker *w)
     struct run **pp = &w->held;
     while (*pp != NULL) {
         struct run *r = *pp;
-        if (!sy_engine_rule_take(w->eng, r->job->handler, r->concurrency)) {
+        bool paused = sy_engine_paused(w->eng, r->job->handler);
+        if (!paused && !sy_engine_rule_take(w->eng, r->job->handler, r->concurrency)) {
             pp = &r->next;
+            continue;
+        }
+        if (paused) {
+            *pp = r->next;
+            w->n_held--;
+            sy_journal_dispose(&r->journal);
+            defer_paused(w, r->job);
+            free(r);
             continue;
         }
         *pp = r->next;

@@ -111,6 +111,64 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
 }
 
 /* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
+/*
+ * GET /admin/rules: every rule and plugin with its state; POST
+ * /admin/rules/{name}/pause or /resume: durable before the answer.
+ */
+static int admin_rules(h2o_req_t *req, struct sy_server *srv)
+{
+    const char *rest = req->path_normalized.base + 12;
+    size_t rlen = req->path_normalized.len - 12;
+    bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+            return sy_admin_method_not_allowed(req, "GET");
+        }
+        json_t *rules = sy_engine_rules_json(srv->engine);
+        if (rules == NULL) {
+            sy_http_send_error(req, 500, "Internal Server Error", "internal", "out of memory");
+            return 0;
+        }
+        sy_admin_send_json(req, 200, "OK", json_pack("{s:o}", "rules", rules));
+        return 0;
+    }
+    const char *slash = rest[0] == '/' ? memrchr(rest + 1, '/', rlen - 1) : NULL;
+    size_t nlen = slash ? (size_t)(slash - rest - 1) : 0;
+    const char *verb = slash ? slash + 1 : NULL;
+    size_t vlen = slash ? rlen - (size_t)(slash - rest) - 1 : 0;
+    bool pause = verb && h2o_memis(verb, vlen, H2O_STRLIT("pause"));
+    bool resume = verb && h2o_memis(verb, vlen, H2O_STRLIT("resume"));
+    if ((!pause && !resume) || nlen == 0 || nlen > 128) {
+        sy_http_send_error(req, 404, "Not Found", "not_found",
+                           "use GET /admin/rules, POST /admin/rules/NAME/pause or "
+                           "POST /admin/rules/NAME/resume");
+        return 0;
+    }
+    if (!is_post) {
+        return sy_admin_method_not_allowed(req, "POST");
+    }
+    char name[129];
+    memcpy(name, rest + 1, nlen);
+    name[nlen] = '\0';
+    int rc = sy_engine_pause(srv->engine, name, pause);
+    if (rc == SY_ENOTFOUND) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "no rule or plugin named '%s'", name);
+        sy_http_send_error(req, 404, "Not Found", "not_found", msg);
+        return 0;
+    }
+    if (rc != SY_OK) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       H2O_STRLIT("1"));
+        sy_http_send_error(req, 503, "Service Unavailable", "store_unavailable",
+                           "the store could not record it; nothing changed");
+        return 0;
+    }
+    sy_admin_send_json(req, 200, "OK",
+                       json_pack("{s:s, s:b}", "rule", name, "paused", (int)pause));
+    return 0;
+}
+
 static int admin_events(h2o_req_t *req, struct sy_server *srv)
 {
     const char *rest = req->path_normalized.base + 13;
@@ -243,6 +301,11 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (req->path_normalized.len >= 13 &&
         memcmp(req->path_normalized.base, "/admin/events", 13) == 0) {
         return admin_events(req, srv);
+    }
+    if (req->path_normalized.len >= 12 &&
+        memcmp(req->path_normalized.base, "/admin/rules", 12) == 0 &&
+        (req->path_normalized.len == 12 || req->path_normalized.base[12] == '/')) {
+        return admin_rules(req, srv);
     }
     if (path_is(req, "/admin/replay")) {
         return sy_admin_replay(req, srv);

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <lauxlib.h>
 
+#include "core/kvkey.h"
 #include "lua/sandbox_int.h"
 #include "lua/json.h"
 #include "util/parse.h"
@@ -51,6 +52,10 @@ static int l_kv_set(lua_State *L)
     } else if (!lua_isnoneornil(L, 3)) {
         return luaL_error(L, "kv.set: ttl must be seconds or a duration string");
     }
+    if (sy_kv_key_reserved(key)) {
+        return luaL_error(L, "kv.set(\"%s\"): keys starting with \"" SY_RESERVED_KV_PREFIX
+                             "\" are the server's own (paused rules)", key);
+    }
     char err[160];
     if (!sy_lua_encode_json(L, 2, err, sizeof(err))) {
         return luaL_error(L, "kv.set(\"%s\"): %s", key, err);
@@ -69,6 +74,10 @@ static int l_kv_delete(lua_State *L)
 {
     struct sy_lua *lx = sy_lua_self(L);
     const char *key = luaL_checkstring(L, 1);
+    if (sy_kv_key_reserved(key)) {
+        return luaL_error(L, "kv.delete(\"%s\"): keys starting with \"" SY_RESERVED_KV_PREFIX
+                             "\" are the server's own (paused rules)", key);
+    }
     double began = sy_lua_wait_begin(L);
     int drc = lx->host.kv_delete ? lx->host.kv_delete(lx->host.ctx, sy_lua_call_of(L)->run, key) : SY_EIO;
     sy_lua_wait_end(L, began);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/kvkey.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -155,12 +156,18 @@ int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *k
 int sy_store_kv_set(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
                     uint64_t ttl_ms)
 {
+    if (job != NULL && sy_kv_key_reserved(key)) {
+        return SY_EINVAL; /* the server's own keys (paused rules) */
+    }
     return job != NULL ? kv_defer(st, job, key, value, ttl_ms)
                        : st->ops->kv_set(st, key, value, ttl_ms);
 }
 
 int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key)
 {
+    if (job != NULL && sy_kv_key_reserved(key)) {
+        return SY_EINVAL;
+    }
     return job != NULL ? kv_defer(st, job, key, NULL, 0) : st->ops->kv_delete(st, key);
 }
 

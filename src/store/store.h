@@ -181,7 +181,10 @@ void sy_job_free(struct sy_job *job);
 
 /* New string in *value (NULL when absent or expired). Any thread. */
 int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *key, char **value);
-/* ttl_ms 0 = no expiry. Any thread but the writer's. */
+/*
+ * ttl_ms 0 = no expiry. Any thread but the writer's. With a job, a key under
+ * "switchyard:" (core/kvkey.h: the server's own) is refused with SY_EINVAL.
+ */
 int sy_store_kv_set(struct sy_store *st, struct sy_job *job, const char *key, const char *value,
                     uint64_t ttl_ms);
 int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key);
