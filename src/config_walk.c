@@ -367,7 +367,7 @@ static int walk_rate(struct sy_cfg_walker *w, const char *path, double *rate)
     char *end = NULL;
     double n = s != NULL && lua_type(w->L, -1) == LUA_TSTRING ? strtod(s, &end) : 0;
     double per = 0;
-    if (end != NULL && end != s && end[0] == '/' && end[2] == '\0') {
+    if (end != NULL && end != s && end[0] == '/' && end[1] != '\0' && end[2] == '\0') {
         per = end[1] == 's' ? 1 : end[1] == 'm' ? 60 : end[1] == 'h' ? 3600 : 0;
     }
     if (per == 0 || !(n > 0) || n / per > 100000) {

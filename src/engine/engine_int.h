@@ -31,6 +31,7 @@ struct worker {
     struct run *ready, **ready_tail; /* runs whose call was answered */
     struct run *held, **held_tail;   /* jobs waiting for their rule's slot (concurrency) */
     int n_held;
+    bool stopping;                   /* the engine stops: start nothing new */
 };
 
 /* A worker ready to run jobs (no thread started). */
@@ -60,6 +61,8 @@ struct sy_engine {
     char **paused;            /* the paused handlers, as last read from the store */
     size_t n_paused;
     int64_t paused_read_ms;   /* monotonic; 0 = never read */
+    bool paused_reading;      /* a thread reads the store for it now */
+    unsigned paused_version;  /* bumped by every pause through this engine */
 };
 
 /* Call each() with every paused handler (read again when stale), under the set's lock. */

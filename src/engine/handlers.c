@@ -38,44 +38,74 @@ static void paused_clear(struct sy_engine *eng)
     eng->n_paused = 0;
 }
 
-/* Read the paused set from the store again. Under pause_mu. */
-static void paused_read(struct sy_engine *eng)
+/* The paused handlers as the store says now, into *out (new). False when the store fails. */
+static bool paused_read(struct sy_engine *eng, char ***out, size_t *n_out)
 {
     struct sy_rule_gen *g = sy_engine_gen(eng);
     const char **names = NULL;
     size_t n = handler_names(eng, g, &names);
     char **list = calloc(n ? n : 1, sizeof(*list));
     size_t k = 0;
-    bool failed = list == NULL;
-    for (size_t i = 0; !failed && i < n; i++) {
+    bool ok = list != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
         bool p = false;
         if (sy_rule_pause_get(eng->store, names[i], &p) != SY_OK) {
-            failed = true; /* the store is down: keep what was known */
+            ok = false; /* the store is down: keep what was known */
         } else if (p && (list[k] = strdup(names[i])) != NULL) {
             k++;
         }
     }
-    if (!failed) {
-        paused_clear(eng);
-        eng->paused = list;
-        eng->n_paused = k;
-    } else if (list != NULL) {
+    free(names);
+    sy_rule_gen_release(g);
+    if (!ok && list != NULL) {
         for (size_t i = 0; i < k; i++) {
             free(list[i]);
         }
         free(list);
     }
-    eng->paused_read_ms = sy_mono_ms();
-    free(names);
-    sy_rule_gen_release(g);
+    *out = ok ? list : NULL;
+    *n_out = ok ? k : 0;
+    return ok;
 }
 
-/* Read the paused set again when it is older than PAUSE_READ_MS. Under pause_mu. */
+/*
+ * Read the paused set again when it is older than PAUSE_READ_MS. Called under pause_mu,
+ * which it lets go of while it reads the store (one reader at a time; the others use
+ * the set they have), except for the first read. A pause made meanwhile wins over what
+ * was read.
+ */
 static void paused_fresh(struct sy_engine *eng)
 {
-    if (eng->paused_read_ms == 0 || sy_mono_ms() - eng->paused_read_ms >= PAUSE_READ_MS) {
-        paused_read(eng);
+    if (eng->paused_reading ||
+        (eng->paused_read_ms != 0 && sy_mono_ms() - eng->paused_read_ms < PAUSE_READ_MS)) {
+        return;
     }
+    /* the first read holds the lock: until it is done nobody may take a paused job for a free one */
+    bool first = eng->paused_read_ms == 0;
+    eng->paused_reading = true;
+    unsigned version = eng->paused_version;
+    if (!first) {
+        pthread_mutex_unlock(&eng->pause_mu);
+    }
+    char **list = NULL;
+    size_t n = 0;
+    bool ok = paused_read(eng, &list, &n);
+    if (!first) {
+        pthread_mutex_lock(&eng->pause_mu);
+    }
+    if (ok && version == eng->paused_version) {
+        paused_clear(eng);
+        eng->paused = list;
+        eng->n_paused = n;
+        list = NULL;
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(list[i]);
+    }
+    free(list);
+    eng->paused_read_ms = sy_mono_ms();
+    eng->paused_reading = false;
 }
 
 bool sy_engine_paused(struct sy_engine *eng, const char *name)
@@ -105,8 +135,28 @@ int sy_engine_pause(struct sy_engine *eng, const char *name, bool paused)
     }
     int rc = sy_rule_pause_set(eng->store, name, paused);
     if (rc == SY_OK) {
+        /* this engine sees it at once: the set changes here, and a read under way is dropped */
         pthread_mutex_lock(&eng->pause_mu);
-        paused_read(eng);
+        eng->paused_version++;
+        size_t at = eng->n_paused;
+        for (size_t i = 0; i < eng->n_paused; i++) {
+            at = strcmp(eng->paused[i], name) == 0 ? i : at;
+        }
+        if (!paused && at < eng->n_paused) {
+            free(eng->paused[at]);
+            eng->paused[at] = eng->paused[--eng->n_paused];
+        } else if (paused && at == eng->n_paused) {
+            char **grown = realloc(eng->paused, (eng->n_paused + 1) * sizeof(*grown));
+            char *copy = grown ? strdup(name) : NULL;
+            if (grown != NULL) {
+                eng->paused = grown;
+            }
+            if (copy != NULL) {
+                eng->paused[eng->n_paused++] = copy;
+            } else {
+                eng->paused_read_ms = 0; /* out of memory: read it all next time */
+            }
+        }
         pthread_mutex_unlock(&eng->pause_mu);
         sy_log(SY_LOG_INFO, paused ? "rule paused: its jobs wait" : "rule resumed", "rule", name,
                NULL);

@@ -133,6 +133,13 @@ static void call_done(void *ctx, int rc)
 static int lua_unizo_call(void *ctx, void *run, struct sy_unizo_request *req,
                           struct sy_unizo_response *resp)
 {
+    (void)ctx;
+    return run_call(run, req, resp); /* blocking: the worker's other calls go on meanwhile */
+}
+
+static int lua_unizo_start(void *ctx, void *run, struct sy_unizo_request *req,
+                           struct sy_unizo_response *resp)
+{
     struct worker *w = ctx;
     struct run *r = run;
     if (w->eng->hooks.send != NULL || w->unizo == NULL) {
@@ -234,6 +241,7 @@ static struct wstate *state_current(struct worker *w, char *err, size_t errlen)
                                .kv_set = kv_set,
                                .kv_delete = kv_delete,
                                .unizo_call = lua_unizo_call,
+                               .unizo_start = lua_unizo_start,
                                .unizo_result = lua_unizo_result,
                                .unizo_defaults = worker_defaults,
                                .log = w->eng->hooks.log ? rule_log : NULL,
@@ -485,6 +493,15 @@ static void begin_run(struct worker *w, struct run *r, const struct handler *h)
 
 /* How long a paused rule's job waits before it is looked at again. */
 #define PAUSED_RECHECK_MS 2000
+/* ...and a job of a rule at its concurrency when its worker holds enough waiting ones. */
+#define CAPPED_RECHECK_MS 500
+
+/* Jobs waiting for their rule's slot a worker keeps at most: a quarter of its in-flight slots. */
+static int held_cap(const struct worker *w)
+{
+    int cap = w->eng->cfg->max_in_flight / 4;
+    return cap > 0 ? cap : 1;
+}
 
 /* The job's rule is paused: the job goes back to the store, pending, its attempts untouched. */
 static void defer_paused(struct worker *w, struct sy_job *job)
@@ -526,6 +543,14 @@ static void start_job(struct worker *w, struct sy_job *job,
     }
     if (!sy_engine_rule_take(w->eng, job->handler, r->concurrency)) {
         /* its rule runs as many jobs as it may: this one waits, pending, using no attempt */
+        if (w->n_held >= held_cap(w)) {
+            /* the worker holds enough waiting jobs: more would keep other rules' jobs out */
+            sy_journal_dispose(&r->journal);
+            free(r);
+            sy_store_finish(w->eng->store, job, SY_JOB_DEFER, NULL,
+                            sy_engine_now_ms(w->eng) + CAPPED_RECHECK_MS);
+            return;
+        }
         r->next = NULL;
         *w->held_tail = r;
         w->held_tail = &r->next;
@@ -593,12 +618,12 @@ static void resume_ready(struct worker *w)
 static void turn(struct worker *w, int timeout_ms)
 {
     resume_ready(w);
-    if (w->held != NULL) {
+    if (w->held != NULL && !w->stopping) {
         start_held(w);
     }
     if (w->unizo != NULL && sy_unizo_in_flight(w->unizo) > 0) {
         sy_unizo_poll(w->unizo, w->ready ? 0 : timeout_ms);
-    } else if (w->held != NULL && timeout_ms > 0) {
+    } else if (w->held != NULL && !w->stopping && timeout_ms > 0) {
         struct timespec nap = {0, 5 * 1000 * 1000}; /* a slot frees in another worker */
         nanosleep(&nap, NULL);
     }
@@ -639,6 +664,7 @@ void *sy_worker_main(void *arg)
     int cap = eng->cfg->max_in_flight > 0 ? eng->cfg->max_in_flight : 1;
     for (;;) {
         bool stopping = __atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE);
+        w->stopping = stopping;
         if (stopping && w->running == 0 && w->ready == NULL) {
             break; /* held jobs never started: they stay pending in the store */
         }

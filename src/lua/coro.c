@@ -108,7 +108,7 @@ enum sy_lua_result sy_lua_co_start(struct sy_lua *lx, struct sy_lua_co **out, co
     }
     /* a light C function: pushing it allocates nothing, and the pcall catches a memory error */
     lua_pushcfunction(L, new_thread);
-    if (lua_pcall(L, 0, 2, 0) != LUA_OK || !lua_checkstack(lua_tothread(L, -2), 4)) {
+    if (lua_pcall(L, 0, 2, 0) != LUA_OK) {
         lua_settop(L, base);
         free(c);
         snprintf(err, errlen, "%s", lx->mem_hit ? "memory limit exceeded" : "out of memory");
@@ -116,6 +116,12 @@ enum sy_lua_result sy_lua_co_start(struct sy_lua *lx, struct sy_lua_co **out, co
     }
     c->co = lua_tothread(L, -2);
     c->ref = (int)lua_tointeger(L, -1);
+    if (!lua_checkstack(c->co, 4)) {
+        lua_settop(L, base);
+        sy_lua_co_free(c); /* gives the registry slot back */
+        snprintf(err, errlen, "out of memory");
+        return SY_LUA_LIMIT;
+    }
     *(struct sy_lua_call **)lua_getextraspace(c->co) = &c->call;
     c->call.rule = name;
     c->call.event_id = event_id;

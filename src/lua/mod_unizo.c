@@ -104,12 +104,16 @@ static int finish_call(lua_State *L, struct sy_lua *lx, struct sy_unizo_request 
                           req->path);
     }
     struct sy_unizo_response resp;
+    /* pushed before anything is sent: a memory error here leaves no call in flight */
+    luaL_checkstack(L, 4, "unizo call");
+    lua_pushstring(L, req->method); /* what the message of a failure names after a yield */
+    lua_pushstring(L, req->path);
     double began = sy_lua_wait_begin(L);
-    int rc = lx->host.unizo_call(lx->host.ctx, call->run, req, &resp);
-    if (rc == SY_EAGAIN) {
-        /* the host copied what it sends; the message of a failure needs these two */
-        lua_pushstring(L, req->method);
-        lua_pushstring(L, req->path);
+    /* only where the coroutine can yield may the call wait in the background */
+    bool background = lx->host.unizo_start != NULL && lua_isyieldable(L);
+    int rc = background ? lx->host.unizo_start(lx->host.ctx, call->run, req, &resp)
+                        : lx->host.unizo_call(lx->host.ctx, call->run, req, &resp);
+    if (rc == SY_EAGAIN && background) {
         call->wait_began = began;
         return lua_yieldk(L, 0, 0, resume_call);
     }

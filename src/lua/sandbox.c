@@ -371,14 +371,15 @@ size_t sy_lua_rules(struct sy_lua *lx, const struct sy_lua_rule **rules)
 static int on_error(lua_State *L)
 {
     if (lua_type(L, 1) == LUA_TTABLE) {
-        lua_getfield(L, 1, "permanent");
-        bool permanent = lua_toboolean(L, -1);
+        /* raw reads: the rule's table may have metamethods */
+        lua_pushliteral(L, "permanent");
+        bool permanent = lua_rawget(L, 1) != LUA_TNIL && lua_toboolean(L, -1);
         lua_pop(L, 1);
         if (permanent) {
             return 1;
         }
-        lua_getfield(L, 1, "message");
-        const char *m = lua_tostring(L, -1);
+        lua_pushliteral(L, "message");
+        const char *m = lua_rawget(L, 1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
         luaL_traceback(L, L, m ? m : "error (a table)", 1);
         return 1;
     }
@@ -412,40 +413,67 @@ enum sy_lua_result sy_lua_pcall(struct sy_lua *lx, int nargs, int nresults, char
     return res;
 }
 
+/* What a failed run's error value says; decoded in a protected call (see sy_lua_failure). */
+struct failure {
+    lua_State *co;   /* the thread holding the error value on top */
+    bool traceback;  /* add co's traceback (a coroutine: its stack is still there) */
+    bool permanent;  /* out */
+    char *err;
+    size_t errlen;
+    const char *mem; /* the message to use for a memory error, or NULL */
+};
+
+static int decode_failure(lua_State *L)
+{
+    struct failure *f = lua_touserdata(L, 1);
+    lua_State *co = f->co;
+    int top = lua_gettop(co);
+    const char *m = NULL;
+    if (lua_type(co, top) == LUA_TTABLE) {
+        /* raw reads: a metamethod of the rule's table must not run here, outside any budget */
+        lua_pushliteral(co, "permanent");
+        f->permanent = lua_rawget(co, top) != LUA_TNIL && lua_toboolean(co, -1);
+        lua_pushliteral(co, "message");
+        m = lua_rawget(co, top) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
+        if (m == NULL) {
+            m = f->permanent ? "permanent failure" : "error (a table)";
+        }
+    } else if (lua_isstring(co, top)) {
+        m = lua_tostring(co, top);
+    } else {
+        m = lua_pushfstring(co, "error (a %s value)", luaL_typename(co, top));
+    }
+    if (f->mem != NULL) {
+        m = f->mem;
+    }
+    if (f->traceback && !f->permanent) {
+        luaL_traceback(L, co, m, 0);
+        m = lua_tostring(L, -1);
+    }
+    snprintf(f->err, f->errlen, "%s", m);
+    lua_settop(co, top);
+    return 0;
+}
+
 enum sy_lua_result sy_lua_failure(struct sy_lua *lx, lua_State *L, lua_State *co, int status,
                                   const struct sy_lua_call *call, char *err, size_t errlen)
 {
     bool limit = call->limit_hit || (status == LUA_ERRMEM && lx->mem_hit);
-    if (lua_type(co, -1) == LUA_TTABLE) {
-        lua_getfield(co, -1, "permanent");
-        bool permanent = lua_toboolean(co, -1);
-        lua_getfield(co, -2, "message");
-        const char *m = lua_tostring(co, -1);
-        if (permanent) {
-            snprintf(err, errlen, "%s", m ? m : "permanent failure");
-            lua_pop(co, 2);
-            return SY_LUA_PERMANENT;
-        }
-        if (co != L) {
-            luaL_traceback(L, co, m ? m : "error (a table)", 0);
-            snprintf(err, errlen, "%s", lua_tostring(L, -1));
-            lua_pop(L, 1);
-        } else {
-            snprintf(err, errlen, "%s", m ? m : "error (a table)");
-        }
-        lua_pop(co, 2);
-        return limit ? SY_LUA_LIMIT : SY_LUA_ERROR;
-    }
-    const char *m = lua_tostring(co, -1);
-    if (status == LUA_ERRMEM && lx->mem_hit) {
-        m = "memory limit exceeded";
-    }
-    if (co != L) {
-        luaL_traceback(L, co, m ? m : "error", 0);
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    struct failure f = {.co = co,
+                        .traceback = co != L,
+                        .err = err,
+                        .errlen = errlen,
+                        .mem = status == LUA_ERRMEM && lx->mem_hit ? "memory limit exceeded" : NULL};
+    /* light C function and light userdata: pushing them allocates nothing */
+    lua_pushcfunction(L, decode_failure);
+    lua_pushlightuserdata(L, &f);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
         lua_pop(L, 1);
-    } else {
-        snprintf(err, errlen, "%s", m ? m : "error");
+        snprintf(err, errlen, "%s", f.mem ? f.mem : "error (its message could not be read)");
+        f.permanent = false;
+    }
+    if (f.permanent) {
+        return SY_LUA_PERMANENT;
     }
     return limit ? SY_LUA_LIMIT : SY_LUA_ERROR;
 }
@@ -497,7 +525,7 @@ int sy_lua_load_file(struct sy_lua *lx, const char *path, const char *display, s
     return rc;
 }
 
-enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const char *json,
+static enum sy_lua_result push_job(struct sy_lua *lx, const char *name, const char *json,
                                    size_t len, const char *norm, size_t norm_len, char *err,
                                    size_t errlen)
 {
@@ -541,6 +569,49 @@ enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const ch
         lua_pop(L, 1);
     }
     return SY_LUA_OK;
+}
+
+struct job_args {
+    struct sy_lua *lx;
+    const char *name, *json, *norm;
+    size_t len, norm_len;
+    char *err;
+    size_t errlen;
+    enum sy_lua_result res;
+};
+
+static int push_job_protected(lua_State *L)
+{
+    struct job_args *a = lua_touserdata(L, 1);
+    lua_pop(L, 1);
+    a->res = push_job(a->lx, a->name, a->json, a->len, a->norm, a->norm_len, a->err, a->errlen);
+    return a->res == SY_LUA_OK ? 2 : 0;
+}
+
+enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const char *json,
+                                   size_t len, const char *norm, size_t norm_len, char *err,
+                                   size_t errlen)
+{
+    lua_State *L = lx->L;
+    struct job_args a = {.lx = lx,
+                         .name = name,
+                         .json = json,
+                         .norm = norm,
+                         .len = len,
+                         .norm_len = norm_len,
+                         .err = err,
+                         .errlen = errlen};
+    /* building the event allocates: under a full state that must fail the job, not the process */
+    lua_pushcfunction(L, push_job_protected);
+    lua_pushlightuserdata(L, &a);
+    lx->mem_hit = false;
+    if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        snprintf(err, errlen, "%s",
+                 lx->mem_hit ? "memory limit exceeded" : "out of memory while reading the event");
+        return SY_LUA_LIMIT;
+    }
+    return a.res;
 }
 
 enum sy_lua_result sy_lua_run(struct sy_lua *lx, const char *name, const char *event_id,

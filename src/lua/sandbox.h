@@ -37,13 +37,19 @@ struct sy_lua_host {
     /*
      * The Unizo API; when unizo_call is NULL the 'unizo' global is absent.
      * Only called during a run. The host sets req->idempotency_key and
-     * req->event_id; resp->body is new (free()). In a coroutine run
-     * (sy_lua_co_start) the host may instead return SY_EAGAIN, having copied
-     * what it sends: the run yields (SY_LUA_YIELDED) and, once resumed, takes
-     * the answer from unizo_result (same contract as unizo_call).
+     * req->event_id; resp->body is new (free()).
      */
     int (*unizo_call)(void *ctx, void *run, struct sy_unizo_request *req,
                       struct sy_unizo_response *resp);
+    /*
+     * Optional: the same call where the run can wait for it (a coroutine run,
+     * sy_lua_co_start, outside a C boundary such as a table.sort comparator;
+     * elsewhere unizo_call is used). It may return SY_EAGAIN, having copied
+     * what it sends: the run yields (SY_LUA_YIELDED) and, once resumed, takes
+     * the answer from unizo_result (same contract as unizo_call).
+     */
+    int (*unizo_start)(void *ctx, void *run, struct sy_unizo_request *req,
+                       struct sy_unizo_response *resp);
     int (*unizo_result)(void *ctx, void *run, struct sy_unizo_response *resp);
     void (*unizo_defaults)(void *ctx, const char *integration, const char **organization,
                            const char **collection);
@@ -130,9 +136,10 @@ struct sy_lua_co;
 
 /*
  * Start rule 'name' on the event (as sy_lua_run) in a new coroutine and run
- * it until it ends or yields on a host call. Sets *co (new) unless the
- * result is SY_LUA_PERMANENT for an event or rule that cannot be run (then
- * *co is NULL). Any result but SY_LUA_YIELDED is final: free *co.
+ * it until it ends or yields on a host call. Sets *co (new) unless the run
+ * could not start: SY_LUA_PERMANENT (no such rule, not an event) or
+ * SY_LUA_LIMIT (no memory left in the state), with *co NULL. Any result but
+ * SY_LUA_YIELDED is final: free *co.
  */
 enum sy_lua_result sy_lua_co_start(struct sy_lua *lx, struct sy_lua_co **co, const char *name,
                                    const char *event_id, const char *json, size_t len,

@@ -46,8 +46,9 @@ void sy_lua_call_arm(struct sy_lua *lx, lua_State *L, struct sy_lua_call *call);
 
 /*
  * Push rule 'name''s registry entry and the event table built from 'json' and 'norm'
- * (see sy_lua_run) onto L. Returns SY_LUA_OK, or SY_LUA_PERMANENT with 'err' and
- * nothing pushed.
+ * (see sy_lua_run) onto the main thread, in a protected call. Returns SY_LUA_OK;
+ * SY_LUA_PERMANENT (no such rule, not an event) or SY_LUA_LIMIT (out of memory) with
+ * 'err' and nothing pushed.
  */
 enum sy_lua_result sy_lua_push_job(struct sy_lua *lx, const char *name, const char *json,
                                    size_t len, const char *norm, size_t norm_len, char *err,

@@ -443,6 +443,7 @@ static void mem_finish(struct sy_store *st, struct sy_job *job, enum sy_job_outc
     struct mem_job *mj = &s->jobs[job->id - 1];
     if (outcome == SY_JOB_DEFER) {
         /* not run: pending again at retry_at_ms, counts and last error as they were */
+        mj->state = MEM_PENDING;
         mj->due_ms = retry_at_ms;
         job->due_ms = retry_at_ms;
         sy_sched_defer(&s->sched, job); /* keeps its key */

@@ -36,6 +36,7 @@ struct xfer {
     double t0;            /* when the current attempt started */
     double retry_after_s; /* from the current attempt's headers; < 0 = absent */
     bool counted_waiting; /* it is counted in the flow's waiting figure */
+    bool in_multi;        /* an attempt is in the multi handle (holding its gate's slot) */
     struct xfer *next;    /* on u->waiting */
     struct xfer *prev_all, *next_all; /* every call of u */
 };
@@ -334,7 +335,8 @@ static void admit(struct sy_unizo *u, int64_t now, int64_t *next_check)
         sy_buf_reset(&x->body);
         x->retry_after_s = -1;
         x->t0 = sy_mono_s();
-        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+        x->in_multi = curl_multi_add_handle(u->multi, x->easy) == CURLM_OK;
+        if (!x->in_multi) {
             if (x->flow >= 0) {
                 sy_flow_release(u->flow, x->flow);
             }
@@ -352,6 +354,7 @@ static void attempt_over(struct xfer *x, CURLcode cc)
     const struct sy_unizo_request *req = x->req;
     struct sy_unizo_response *resp = x->resp;
     curl_multi_remove_handle(u->multi, x->easy);
+    x->in_multi = false;
     if (x->flow >= 0) {
         sy_flow_release(u->flow, x->flow);
     }
@@ -510,7 +513,12 @@ void sy_unizo_free(struct sy_unizo *u)
         if (x->counted_waiting) {
             sy_flow_waiting(u->flow, x->flow, -1);
         }
-        curl_multi_remove_handle(u->multi, x->easy);
+        if (x->in_multi) {
+            curl_multi_remove_handle(u->multi, x->easy);
+            if (x->flow >= 0) {
+                sy_flow_release(u->flow, x->flow); /* the gate is the instance's: give it back */
+            }
+        }
         xfer_free(x);
     }
     if (u->multi != NULL) {

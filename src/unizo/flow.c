@@ -7,7 +7,7 @@
 struct gate {
     const struct sy_unizo_integration *in;
     long in_flight, waiting;
-    int64_t next_start; /* monotonic ms: the rate lets the next attempt start then */
+    double next_start; /* monotonic ms: the rate lets the next attempt start then */
     int64_t held_until; /* monotonic ms: the API's hold */
     uint64_t holds;
 };
@@ -62,13 +62,15 @@ int64_t sy_flow_take(struct sy_flow *f, int gate, int64_t now_ms)
         wait = g->held_until - now_ms;
     } else if (g->in->max_in_flight > 0 && g->in_flight >= g->in->max_in_flight) {
         wait = 5; /* a slot frees when a call ends, in this worker or another */
-    } else if (g->in->rate > 0 && g->next_start > now_ms) {
-        wait = g->next_start - now_ms;
+    } else if (g->in->rate > 0 && g->next_start >= (double)now_ms + 1) {
+        wait = (int64_t)(g->next_start - (double)now_ms); /* at least 1 */
     }
     if (wait == 0) {
         g->in_flight++;
         if (g->in->rate > 0) {
-            g->next_start = now_ms + (int64_t)(1000.0 / g->in->rate);
+            /* fractions of a millisecond add up: above 1000/s several start in one ms */
+            double from = g->next_start > (double)now_ms - 1 ? g->next_start : (double)now_ms;
+            g->next_start = from + 1000.0 / g->in->rate;
         }
     }
     pthread_mutex_unlock(&f->mu);
