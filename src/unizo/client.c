@@ -355,9 +355,6 @@ static void attempt_over(struct xfer *x, CURLcode cc)
     struct sy_unizo_response *resp = x->resp;
     curl_multi_remove_handle(u->multi, x->easy);
     x->in_multi = false;
-    if (x->flow >= 0) {
-        sy_flow_release(u->flow, x->flow);
-    }
     double took = sy_mono_s() - x->t0;
     int attempt = x->attempt++;
     resp->attempts++;
@@ -374,6 +371,10 @@ static void attempt_over(struct xfer *x, CURLcode cc)
     if (x->flow >= 0 && (status == 429 || (hold_ms >= 0 && retryable_status(status)))) {
         /* the API said slow down: every call to this integration waits, not only this one */
         sy_flow_hold(u->flow, x->flow, sy_mono_ms() + (hold_ms >= 0 ? hold_ms : 1000));
+    }
+    if (x->flow >= 0) {
+        /* after the hold: another worker must not take the slot and send in between */
+        sy_flow_release(u->flow, x->flow);
     }
     if (cc == CURLE_OK && !retryable_status(status)) {
         complete(x, SY_OK);
