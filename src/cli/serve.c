@@ -68,6 +68,18 @@ static int apply_overrides(struct sy_config *cfg, const char *listen, const char
     return 0;
 }
 
+/* True when "ADDR:PORT" names a loopback address. */
+static bool on_loopback(const char *listen)
+{
+    char host[256];
+    unsigned port;
+    if (!sy_split_hostport(listen, host, sizeof(host), &port)) {
+        return false;
+    }
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
 int sy_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -187,6 +199,13 @@ int sy_cli_serve(int argc, char **argv)
     sy_log(SY_LOG_INFO, "switchyard started", "version", SY_VERSION, "config",
            path ? path : "(built-in defaults)", "store", cfg.store.url, "rules", nrules, "workers",
            nworkers, NULL);
+    if (cfg.admin.listen != NULL && cfg.admin.token == NULL && !on_loopback(cfg.admin.listen)) {
+        sy_log(SY_LOG_WARN,
+               "the admin listener and its console are open to the network without admin.token: "
+               "anyone who reaches it can read events and replay jobs; set admin.token or "
+               "listen on 127.0.0.1",
+               "admin", cfg.admin.listen, NULL);
+    }
 
     for (;;) {
         int sig = 0;

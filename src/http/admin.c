@@ -279,11 +279,28 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         sy_http_send(req, 200, "OK", "application/json", ready, sizeof(ready) - 1);
         return 0;
     }
-    if (!authorized(req, srv->cfg->admin.token)) {
+    const char *token = srv->cfg->admin.token;
+    if (sy_console_handle(srv->console, req, token)) {
+        return 0;
+    }
+    sy_console_secure_headers(req);
+    switch (sy_console_authorize(srv->console, req, token, token != NULL && authorized(req, token))) {
+    case SY_AUTH_OK:
+        break;
+    case SY_AUTH_LOGIN:
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
                        H2O_STRLIT("Bearer"));
         sy_http_send_error(req, 401, "Unauthorized", "unauthorized",
                            "this endpoint needs Authorization: Bearer <admin token>");
+        return 0;
+    case SY_AUTH_CSRF:
+        sy_http_send_error(req, 403, "Forbidden", "csrf",
+                           "a console action needs its session's X-CSRF-Token header");
+        return 0;
+    case SY_AUTH_ORIGIN:
+        sy_http_send_error(req, 403, "Forbidden", "content_type",
+                           "without admin.token, a POST needs content-type: application/json "
+                           "(which no other web page can send here)");
         return 0;
     }
     if (path_is(req, "/metrics")) {

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "http/conn_table.h"
+#include "http/console.h"
 #include "ingest/verify.h"
 #include "store/store.h"
 
@@ -50,6 +51,7 @@ struct sy_server {
     uint64_t inflight;              /* requests waiting for the store (atomic) */
     int open_conns;                 /* webhook connections open now (atomic) */
     struct sy_conn_table *per_addr; /* open webhook connections per client address */
+    struct sy_console *console;     /* the console's sessions (the admin loop's) */
     pthread_mutex_t init_mu;        /* guards n_ready while the loops set themselves up */
     pthread_cond_t init_cv;
     size_t n_ready;

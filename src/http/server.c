@@ -374,7 +374,8 @@ struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *st
     pthread_cond_init(&srv->init_cv, NULL);
     srv->listen_fds = calloc(cfg->n_listen, sizeof(int));
     srv->per_addr = sy_conn_table_new((size_t)cfg->http.max_connections);
-    if (srv->listen_fds == NULL || srv->per_addr == NULL) {
+    srv->console = sy_console_new();
+    if (srv->listen_fds == NULL || srv->per_addr == NULL || srv->console == NULL) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -519,6 +520,7 @@ void sy_server_free(struct sy_server *srv)
     loop_dispose(&srv->admin);
     free(srv->loops);
     sy_conn_table_free(srv->per_addr); /* after the loops: closing their sockets leaves it */
+    sy_console_free(srv->console);
     for (size_t i = 0; i < srv->n_listen; i++) {
         close(srv->listen_fds[i]);
     }

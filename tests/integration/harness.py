@@ -195,8 +195,13 @@ store = "sqlite:store.db"
         return r.status, (json.loads(data) if data.startswith(b"{") else data), r
 
     def admin(self, path, headers=None, method="GET", body=None):
+        """A request to the admin listener. A POST is JSON unless 'headers' says otherwise
+        (without admin.token, the server refuses a POST that a web page could forge)."""
+        headers = dict(headers or {})
+        if method == "POST" and not any(k.lower() == "content-type" for k in headers):
+            headers["content-type"] = "application/json"
         c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        c.request(method, path, body=body, headers=headers or {})
+        c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
         data = r.read()
         c.close()

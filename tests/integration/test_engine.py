@@ -267,7 +267,7 @@ class ReloadMemory(unittest.TestCase):
         conn = http.client.HTTPConnection("127.0.0.1", srv.admin_port, timeout=10)
 
         def reload():
-            conn.request("POST", "/admin/reload")
+            conn.request("POST", "/admin/reload", headers={"content-type": "application/json"})
             r = conn.getresponse()
             self.assertEqual((r.status, json.loads(r.read())["rules"]), (200, 100))
 
