@@ -302,7 +302,7 @@ async function replayAllDead() {
 /* ---- routing ---- */
 
 async function route() {
-  const h = location.hash || "#/overview";
+  const h = location.hash || "#/events";
   const [path, query] = h.slice(1).split("?");
   try {
     if (path.startsWith("/event/")) return await eventPage(decodeURIComponent(path.slice(7)));
