@@ -135,11 +135,7 @@ function filterForm(q, onGo) {
   const f = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); onGo(new FormData(f)); } },
     el("select", { name: "status" }, ["", "pending", "retrying", "dead", "done", "skipped", "unrouted", "quarantined"]
       .map((s) => el("option", { value: s, selected: q.get("status") === s }, s || "any state"))),
-    el("input", { name: "type", placeholder: "type, e.g. scm.*", value: q.get("type") || "" }),
-    el("input", { name: "integration", placeholder: "integration", value: q.get("integration") || "" }),
-    el("input", { name: "category", placeholder: "category", value: q.get("category") || "" }),
-    el("input", { name: "q", placeholder: "id or text", value: q.get("q") || "" }),
-    el("input", { name: "since", placeholder: "since (2h, 2026-12-01)", value: q.get("since") || "" }),
+    el("input", { name: "id", placeholder: "event id", value: q.get("id") || "" }),
     el("button", { type: "submit" }, "Filter"));
   return f;
 }
@@ -158,6 +154,7 @@ async function events(params, title) {
     el("td", {}, el("span", { class: "state " + e.state }, e.state), " ", states(e.jobs)),
     el("td", {}, e.reason || "")));
   const go = (fd) => {
+    if (fd.get("id")) { location.hash = "#/event/" + encodeURIComponent(fd.get("id")); return; }
     const p = new URLSearchParams();
     for (const [k, v] of fd.entries()) if (v) p.set(k, v);
     location.hash = (title === "Quarantine" ? "#/quarantine?" : "#/events?") + p.toString();
