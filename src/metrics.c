@@ -108,6 +108,35 @@ void sy_metrics_unizo(const char *endpoint, long status, double seconds, bool re
     pthread_mutex_unlock(&rules_mu);
 }
 
+void sy_metrics_totals(uint64_t jobs[4], uint64_t *unizo_ok, uint64_t *unizo_failed)
+{
+    pthread_mutex_lock(&rules_mu);
+    memset(jobs, 0, 4 * sizeof(*jobs));
+    for (size_t i = 0; i < n_rules; i++) {
+        for (int o = 0; o < N_OUTCOMES; o++) {
+            jobs[o] += rules[i].count[o];
+        }
+    }
+    *unizo_ok = *unizo_failed = 0;
+    for (size_t i = 0; i < n_unizo; i++) {
+        bool ok = unizo_series[i].status >= 200 && unizo_series[i].status <= 299;
+        *(ok ? unizo_ok : unizo_failed) += unizo_series[i].count;
+    }
+    pthread_mutex_unlock(&rules_mu);
+}
+
+void sy_metrics_rule(const char *rule, uint64_t out[4])
+{
+    pthread_mutex_lock(&rules_mu);
+    memset(out, 0, 4 * sizeof(*out));
+    for (size_t i = 0; i < n_rules; i++) {
+        if (strcmp(rules[i].name, rule) == 0) {
+            memcpy(out, rules[i].count, 4 * sizeof(*out));
+        }
+    }
+    pthread_mutex_unlock(&rules_mu);
+}
+
 const char *sy_result_name(enum sy_result r)
 {
     return r < SY_R__COUNT ? result_names[r] : "unknown";

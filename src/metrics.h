@@ -89,6 +89,16 @@ static inline void sy_metrics_set(uint64_t *gauge, uint64_t v)
     __atomic_store_n(gauge, v, __ATOMIC_RELAXED);
 }
 
+/*
+ * Totals for the console's samples: finished attempts of every handler by
+ * outcome (done, skipped, retry, dead), and Unizo HTTP attempts answered 2xx
+ * and not (another status, or no answer). Any thread.
+ */
+void sy_metrics_totals(uint64_t jobs[4], uint64_t *unizo_ok, uint64_t *unizo_failed);
+
+/* One handler's finished attempts by outcome (done, skipped, retry, dead). Any thread. */
+void sy_metrics_rule(const char *rule, uint64_t out[4]);
+
 /* Append the whole exposition to 'out'. */
 void sy_metrics_render(struct sy_buf *out);
 

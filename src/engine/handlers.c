@@ -6,6 +6,7 @@
 
 #include "engine/engine_int.h"
 #include "engine/pause.h"
+#include "metrics.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -174,7 +175,25 @@ json_t *sy_engine_rules_json(struct sy_engine *eng)
         json_t *o = json_pack("{s:s, s:s, s:b, s:I}", "name", name, "kind",
                               is_rule ? "rule" : "plugin", "paused", sy_engine_paused(eng, name),
                               "running", (json_int_t)sy_engine_rule_running(eng, name));
+        uint64_t att[4];
+        sy_metrics_rule(name, att);
+        if (o != NULL) {
+            json_object_set_new(o, "attempts",
+                                json_pack("{s:I, s:I, s:I, s:I}", "done", (json_int_t)att[0],
+                                          "skipped", (json_int_t)att[1], "retry",
+                                          (json_int_t)att[2], "dead", (json_int_t)att[3]));
+        }
         if (o != NULL && is_rule) {
+            const struct sy_lua_rule *r = &g->rules[i];
+            json_t *on = json_array(), *key = json_array();
+            for (size_t k = 0; k < r->n_on; k++) {
+                json_array_append_new(on, json_string(r->on[k]));
+            }
+            for (size_t k = 0; k < r->n_key; k++) {
+                json_array_append_new(key, json_string(r->key[k]));
+            }
+            json_object_set_new(o, "on", on);
+            json_object_set_new(o, "key", key);
             json_object_set_new(o, "file", json_string(g->rules[i].file));
             json_object_set_new(o, "line", json_integer(g->rules[i].line));
             json_object_set_new(o, "concurrency", g->rules[i].concurrency

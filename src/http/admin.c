@@ -8,6 +8,7 @@
 
 #include "engine/engine.h"
 #include "http/internal.h"
+#include "http/overview.h"
 #include "store/inspect.h"
 #include "util/parse.h"
 #include "metrics.h"
@@ -313,6 +314,18 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         sy_engine_render_metrics(srv->engine, &b);
         sy_http_send(req, 200, "OK", "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
         sy_buf_dispose(&b);
+        return 0;
+    }
+    if (path_is(req, "/admin/overview")) {
+        if (!is_get) {
+            return sy_admin_method_not_allowed(req, "GET");
+        }
+        json_t *o = srv->overview ? sy_overview_json(srv->overview) : NULL;
+        if (o == NULL) {
+            sy_http_send_error(req, 500, "Internal Server Error", "internal", "out of memory");
+            return 0;
+        }
+        sy_admin_send_json(req, 200, "OK", o);
         return 0;
     }
     if (req->path_normalized.len >= 13 &&

@@ -52,6 +52,7 @@ struct sy_server {
     int open_conns;                 /* webhook connections open now (atomic) */
     struct sy_conn_table *per_addr; /* open webhook connections per client address */
     struct sy_console *console;     /* the console's sessions (the admin loop's) */
+    struct sy_overview *overview;   /* the console's samples; NULL without an admin listener */
     pthread_mutex_t init_mu;        /* guards n_ready while the loops set themselves up */
     pthread_cond_t init_cv;
     size_t n_ready;

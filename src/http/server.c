@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "http/internal.h"
+#include "http/overview.h"
 #include "http/server.h"
 #include "metrics.h"
 #include "util/buf.h"
@@ -375,7 +376,11 @@ struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *st
     srv->listen_fds = calloc(cfg->n_listen, sizeof(int));
     srv->per_addr = sy_conn_table_new((size_t)cfg->http.max_connections);
     srv->console = sy_console_new();
-    if (srv->listen_fds == NULL || srv->per_addr == NULL || srv->console == NULL) {
+    if (cfg->admin.listen != NULL) {
+        srv->overview = sy_overview_start(10, 361); /* an hour, one sample every 10 s */
+    }
+    if (srv->listen_fds == NULL || srv->per_addr == NULL || srv->console == NULL ||
+        (cfg->admin.listen != NULL && srv->overview == NULL)) {
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
@@ -521,6 +526,7 @@ void sy_server_free(struct sy_server *srv)
     free(srv->loops);
     sy_conn_table_free(srv->per_addr); /* after the loops: closing their sockets leaves it */
     sy_console_free(srv->console);
+    sy_overview_stop(srv->overview);
     for (size_t i = 0; i < srv->n_listen; i++) {
         close(srv->listen_fds[i]);
     }

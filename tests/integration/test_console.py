@@ -102,6 +102,39 @@ class Assets(unittest.TestCase):
         self.assertEqual(status, 200, body)
 
 
+class Overview(unittest.TestCase):
+    def setUp(self):
+        self.srv = Server(rules={"r.lua": RULE}).start()
+
+    def tearDown(self):
+        self.assertEqual(self.srv.stop(), 0)
+
+    def test_the_overview_counts_what_arrived_without_prometheus(self):
+        from harness import event
+        for i in range(5):
+            self.assertEqual(self.srv.post(event("evt_ov_%d" % i))[0], 200)
+        self.assertEqual(self.srv.post(event("evt_ov_0"))[0], 200)  # a duplicate
+        self.srv.wait_for(lambda: self.srv.metric("switchyard_jobs_total", '{rule="r",outcome="done"}') == 5)
+        status, body, _ = request(self.srv, "GET", "/admin/overview")
+        self.assertEqual(status, 200, body)
+        o = json.loads(body)
+        self.assertEqual(o["every_s"], 10)
+        series = {s["name"]: s for s in o["series"]}
+        for name in ("accepted", "duplicate", "rejected", "quarantined", "jobs_done", "jobs_dead",
+                     "queue", "unizo_ok", "unizo_latency"):
+            self.assertIn(name, series)
+        # one sample so far, and the newest point is now: its rate covers what was sent
+        self.assertEqual(len(series["accepted"]["values"]), 1)
+        self.assertGreater(series["accepted"]["now"], 0)
+        self.assertGreater(series["duplicate"]["now"], 0)
+        self.assertGreater(series["jobs_done"]["now"], 0)
+        self.assertEqual(series["jobs_dead"]["now"], 0)
+        self.assertEqual(series["quarantined"]["link"], "#/quarantine")
+        status, body, _ = request(self.srv, "GET", "/admin/rules")
+        r = json.loads(body)["rules"][0]
+        self.assertEqual((r["on"], r["key"], r["attempts"]["done"]), (["scm.*"], [], 5))
+
+
 class WithToken(unittest.TestCase):
     def setUp(self):
         self.srv = Server(rules={"r.lua": RULE},

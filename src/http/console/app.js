@@ -255,11 +255,10 @@ async function rules() {
     el("td", {}, x.name), el("td", {}, x.kind),
     el("td", {}, x.file ? x.file + (x.line ? ":" + x.line : "") : ""),
     el("td", {}, (x.on || []).join(", ")),
-    el("td", {}, x.key ? x.key.join(", ") : ""),
+    el("td", {}, (x.key || []).join(", ")),
     el("td", {}, x.concurrency === null || x.concurrency === undefined ? "" : String(x.concurrency)),
     el("td", {}, String(x.running)),
-    el("td", {}, x.jobs ? states(x.jobs) : ""),
-    el("td", {}, x.p99_ms === undefined || x.p99_ms === null ? "" : x.p99_ms + " ms"),
+    el("td", {}, states(x.attempts), failureRate(x.attempts)),
     el("td", {}, el("span", { class: "state " + (x.paused ? "paused" : "active") }, x.paused ? "paused" : "active")),
     el("td", {}, el("button", { class: "pause", onclick: () => pause(x.name, !x.paused) }, x.paused ? "Resume" : "Pause"))));
   main(el("h1", {}, "Rules"),
@@ -267,7 +266,12 @@ async function rules() {
          el("button", { id: "reload", onclick: reload }, "Reload the rules"),
          el("button", { id: "replay-all", class: "danger", onclick: replayAllDead }, "Replay all dead jobs…")),
        el("div", { id: "reload-result", class: "error" }),
-       el("table", { id: "rules" }, el("tr", {}, ["rule", "kind", "file", "on", "key", "concurrency", "running", "jobs", "p99", "state", ""].map((h) => el("th", {}, h))), rows));
+       el("table", { id: "rules" }, el("tr", {}, ["rule", "kind", "file", "on", "key", "concurrency", "running", "attempts since start", "state", ""].map((h) => el("th", {}, h))), rows));
+}
+
+function failureRate(a) {
+  const all = a ? a.done + a.skipped + a.retry + a.dead : 0;
+  return all ? el("span", { class: "muted" }, " " + Math.round((a.retry + a.dead) * 100 / all) + "% failed") : null;
 }
 
 async function pause(name, on) {
@@ -299,7 +303,7 @@ async function replayAllDead() {
 /* ---- routing ---- */
 
 async function route() {
-  const h = location.hash || "#/events";
+  const h = location.hash || "#/overview";
   const [path, query] = h.slice(1).split("?");
   try {
     if (path.startsWith("/event/")) return await eventPage(decodeURIComponent(path.slice(7)));
