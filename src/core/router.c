@@ -115,8 +115,11 @@ bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_le
     if (r->category != NULL && (category == NULL || strcmp(r->category, category) != 0)) {
         return false;
     }
+    /* switchyard's own events go only to rules that name them: "*" is every delivery */
+    bool own = type_len >= 11 && memcmp(type, "switchyard.", 11) == 0;
     for (size_t i = 0; i < r->n_on; i++) {
-        if (sy_pattern_match(r->on[i], type, type_len)) {
+        if ((!own || strncmp(r->on[i], "switchyard.", 11) == 0) &&
+            sy_pattern_match(r->on[i], type, type_len)) {
             return true;
         }
     }

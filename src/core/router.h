@@ -44,7 +44,11 @@ bool sy_key_path_valid(const char *path);
  */
 long sy_route_key(const struct sy_route *r, const char *body, size_t len, char *out);
 
-/* True when 'r' takes an event of 'type' from 'integration' under 'category' (each may be NULL). */
+/*
+ * True when 'r' takes an event of 'type' from 'integration' under 'category' (each may
+ * be NULL). switchyard's own events ("switchyard.*") match only patterns that start
+ * with "switchyard.": a rule on "*" takes every delivery, not the server's alerts.
+ */
 bool sy_route_matches(const struct sy_route *r, const char *type, size_t type_len,
                       const char *integration, const char *category);
 

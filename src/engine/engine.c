@@ -4,7 +4,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "core/router.h"
+#include "engine/alerts.h"
 #include "engine/engine_int.h"
 #include "unizo/flow.h"
 #include "util/buf.h"
@@ -105,6 +108,19 @@ long sy_engine_check(const struct sy_config *cfg, long *n_plugins, struct sy_err
     return rc == SY_OK ? n : rc;
 }
 
+/* The API held an integration (429 / Retry-After): tell the rules (switchyard.unizo.integration_throttled). */
+static void alert_throttled(void *ctx, const char *name, int64_t ms)
+{
+    struct sy_engine *eng = ctx;
+    char sec[24], id[SY_ALERT_ID_MAX];
+    /* one event per integration and second the hold began, however many calls saw it */
+    snprintf(sec, sizeof(sec), "%lld", (long long)(sy_wall_ms() / 1000));
+    const char *parts[] = {name, sec};
+    sy_alert_make_id(id, "throttled", parts, 2);
+    json_t *data = json_pack("{s:s, s:f}", "integration", name, "seconds", (double)ms / 1000.0);
+    sy_alert_emit(eng->store, "switchyard.unizo.integration_throttled", id, data);
+}
+
 struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *store,
                                 const struct sy_engine_hooks *hooks, struct sy_error *err)
 {
@@ -128,6 +144,7 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
         sy_engine_free(eng);
         return NULL;
     }
+    sy_flow_on_hold(eng->flow, alert_throttled, eng);
     eng->current = sy_rule_gen_load(cfg, 1, err);
     if (eng->current == NULL ||
         sy_plugins_load(cfg, store, &eng->plugins, &eng->n_plugins, err) != SY_OK ||

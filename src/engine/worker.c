@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "core/retry.h"
+#include "engine/alerts.h"
 #include "engine/engine_int.h"
 #include "engine/journal.h"
 #include "metrics.h"
@@ -434,6 +435,22 @@ static void log_outcome(struct worker *w, const struct sy_job *job, enum sy_job_
     }
 }
 
+/*
+ * Tell the rules a job went dead (switchyard.job.dead), unless it was a job of an alert:
+ * a rule on alerts that fails raises none about itself. The id names the job and its run,
+ * so the same death stored twice is one event.
+ */
+static void alert_dead(struct worker *w, const struct sy_job *job, const char *error)
+{
+    char runs[24], id[SY_ALERT_ID_MAX];
+    snprintf(runs, sizeof(runs), "%d", job->runs + 1);
+    const char *parts[] = {job->event_id, job->handler, runs};
+    sy_alert_make_id(id, "job.dead", parts, 3);
+    json_t *data = json_pack("{s:s, s:s, s:s?, s:i}", "event_id", job->event_id, "rule",
+                             job->handler, "error", error, "attempts", job->attempts + 1);
+    sy_alert_emit(w->eng->store, "switchyard.job.dead", id, data);
+}
+
 /* The attempt is over: record its outcome and free the run. */
 static void end_run(struct worker *w, struct run *r, enum run_result res)
 {
@@ -476,6 +493,9 @@ static void end_run(struct worker *w, struct run *r, enum run_result res)
         r->report(r->report_ctx, &a);
     } else {
         log_outcome(w, job, outcome, error, retry_at, took);
+    }
+    if (outcome == SY_JOB_DEAD && !sy_alert_id(job->event_id)) {
+        alert_dead(w, job, error);
     }
     sy_store_finish(w->eng->store, job, outcome, error, retry_at);
     free(r);

@@ -1,9 +1,12 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 #include <strings.h>
 #include <time.h>
 
+#include "engine/alerts.h"
 #include "http/internal.h"
 #include "ingest/cidr.h"
 #include "ingest/check.h"
@@ -92,6 +95,16 @@ static void on_stored(struct sy_append *a)
     h2o_multithread_send_message(&p->loop->done_rx, &p->msg);
 }
 
+/* Tell the rules a delivery was quarantined (switchyard.event.quarantined), once per event. */
+static void alert_quarantined(struct sy_store *st, const struct sy_append *a)
+{
+    char id[SY_ALERT_ID_MAX];
+    const char *parts[] = {a->id}; /* NUL-terminated: the append's text is */
+    sy_alert_make_id(id, "quarantined", parts, 1);
+    json_t *data = json_pack("{s:s%, s:s}", "event_id", a->id, a->id_len, "reason", a->reason);
+    sy_alert_emit(st, "switchyard.event.quarantined", id, data);
+}
+
 void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 {
     struct sy_loop *lp = H2O_STRUCT_FROM_MEMBER(struct sy_loop, done_rx, rx);
@@ -126,6 +139,7 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                 if (quarantined) {
                     sy_log(SY_LOG_WARN, "delivery quarantined: authentic, stored, not routable",
                            "id", a->id, "reason", a->reason, NULL);
+                    alert_quarantined(lp->srv->store, a);
                 }
             }
         } else if (a->status == SY_OK) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "unizo/flow.h"
+#include "util/clock.h"
 
 struct gate {
     const struct sy_unizo_integration *in;
@@ -13,6 +14,8 @@ struct gate {
 };
 
 struct sy_flow {
+    void (*on_hold)(void *ctx, const char *name, int64_t ms);
+    void *on_hold_ctx;
     pthread_mutex_t mu;
     int n;
     struct gate *g;
@@ -88,11 +91,23 @@ void sy_flow_hold(struct sy_flow *f, int gate, int64_t until_ms)
 {
     pthread_mutex_lock(&f->mu);
     struct gate *g = &f->g[gate];
+    int64_t now = sy_mono_ms();
+    bool begins = g->held_until <= now;
     if (until_ms > g->held_until) {
         g->held_until = until_ms;
     }
     g->holds++;
     pthread_mutex_unlock(&f->mu);
+    if (begins && f->on_hold != NULL) {
+        f->on_hold(f->on_hold_ctx, g->in->name, until_ms - now);
+    }
+}
+
+void sy_flow_on_hold(struct sy_flow *f, void (*fn)(void *ctx, const char *name, int64_t ms),
+                     void *ctx)
+{
+    f->on_hold = fn;
+    f->on_hold_ctx = ctx;
 }
 
 void sy_flow_waiting(struct sy_flow *f, int gate, int delta)

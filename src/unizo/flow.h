@@ -30,8 +30,15 @@ int sy_flow_find(const struct sy_flow *f, const char *name);
 int64_t sy_flow_take(struct sy_flow *f, int gate, int64_t now_ms);
 void sy_flow_release(struct sy_flow *f, int gate);
 
-/* Start no attempt on this gate before monotonic 'until_ms' (a later hold wins). */
+/*
+ * Start no attempt on this gate before monotonic 'until_ms' (a later hold wins). When
+ * the gate was not held, the hook of sy_flow_on_hold is called (outside the lock).
+ */
 void sy_flow_hold(struct sy_flow *f, int gate, int64_t until_ms);
+
+/* Call fn(ctx, integration name, hold in ms) each time a hold begins. Before workers start. */
+void sy_flow_on_hold(struct sy_flow *f, void (*fn)(void *ctx, const char *name, int64_t ms),
+                     void *ctx);
 
 /* Count calls waiting for this gate up (+1) or down (-1), for the metrics. */
 void sy_flow_waiting(struct sy_flow *f, int gate, int delta);
