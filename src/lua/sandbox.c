@@ -426,8 +426,9 @@ struct failure {
 static int decode_failure(lua_State *L)
 {
     struct failure *f = lua_touserdata(L, 1);
-    lua_State *co = f->co;
-    int top = lua_gettop(co);
+    /* on the main thread the value was handed in as the second argument */
+    lua_State *co = f->co == NULL ? L : f->co;
+    int top = f->co == NULL ? 2 : lua_gettop(co);
     const char *m = NULL;
     if (lua_type(co, top) == LUA_TTABLE) {
         /* raw reads: a metamethod of the rule's table must not run here, outside any budget */
@@ -459,7 +460,7 @@ enum sy_lua_result sy_lua_failure(struct sy_lua *lx, lua_State *L, lua_State *co
                                   const struct sy_lua_call *call, char *err, size_t errlen)
 {
     bool limit = call->limit_hit || (status == LUA_ERRMEM && lx->mem_hit);
-    struct failure f = {.co = co,
+    struct failure f = {.co = co != L ? co : NULL,
                         .traceback = co != L,
                         .err = err,
                         .errlen = errlen,
@@ -467,7 +468,12 @@ enum sy_lua_result sy_lua_failure(struct sy_lua *lx, lua_State *L, lua_State *co
     /* light C function and light userdata: pushing them allocates nothing */
     lua_pushcfunction(L, decode_failure);
     lua_pushlightuserdata(L, &f);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    int nargs = 1;
+    if (co == L) {
+        lua_pushvalue(L, -3); /* the error value, below the two just pushed */
+        nargs = 2;
+    }
+    if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
         lua_pop(L, 1);
         snprintf(err, errlen, "%s", f.mem ? f.mem : "error (its message could not be read)");
         f.permanent = false;
