@@ -66,6 +66,21 @@ size_t sy_engine_route(struct sy_engine *eng, const struct sy_append *a, struct 
     return n;
 }
 
+bool sy_engine_wants(struct sy_engine *eng, const char *type)
+{
+    struct sy_append a = {.type = type,
+                          .type_len = strlen(type),
+                          .integration = "switchyard",
+                          .category = "switchyard",
+                          .body = "{}",
+                          .body_len = 2};
+    struct sy_routes r;
+    sy_routes_init(&r);
+    size_t n = sy_engine_route(eng, &a, &r);
+    sy_routes_dispose(&r);
+    return n > 0;
+}
+
 static size_t route(void *ctx, const struct sy_append *a, struct sy_routes *out)
 {
     return sy_engine_route(ctx, a, out);
@@ -117,6 +132,9 @@ static void alert_throttled(void *ctx, const char *name, int64_t ms)
     snprintf(sec, sizeof(sec), "%lld", (long long)(sy_wall_ms() / 1000));
     const char *parts[] = {name, sec};
     sy_alert_make_id(id, "throttled", parts, 2);
+    if (!sy_engine_wants(eng, "switchyard.unizo.integration_throttled")) {
+        return;
+    }
     json_t *data = json_pack("{s:s, s:f}", "integration", name, "seconds", (double)ms / 1000.0);
     sy_alert_emit(eng->store, "switchyard.unizo.integration_throttled", id, data);
 }

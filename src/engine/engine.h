@@ -112,6 +112,13 @@ int sy_engine_pause(struct sy_engine *eng, const char *name, bool paused);
 struct json_t;
 struct json_t *sy_engine_rules_json(struct sy_engine *eng);
 
+/*
+ * True when a rule of the current set or a plugin takes events of 'type' from
+ * switchyard itself (integration and category "switchyard"): an alert nobody
+ * subscribes to is not stored. Any thread.
+ */
+bool sy_engine_wants(struct sy_engine *eng, const char *type);
+
 /* Number of rules in the current set. */
 size_t sy_engine_rule_count(struct sy_engine *eng);
 

@@ -494,7 +494,8 @@ static void end_run(struct worker *w, struct run *r, enum run_result res)
     } else {
         log_outcome(w, job, outcome, error, retry_at, took);
     }
-    if (outcome == SY_JOB_DEAD && !sy_alert_id(job->event_id)) {
+    if (outcome == SY_JOB_DEAD && !sy_alert_id(job->event_id) &&
+        sy_engine_wants(w->eng, "switchyard.job.dead")) {
         alert_dead(w, job, error);
     }
     sy_store_finish(w->eng->store, job, outcome, error, retry_at);

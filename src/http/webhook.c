@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "engine/alerts.h"
+#include "engine/engine.h"
 #include "http/internal.h"
 #include "ingest/cidr.h"
 #include "ingest/check.h"
@@ -139,7 +140,9 @@ void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages
                 if (quarantined) {
                     sy_log(SY_LOG_WARN, "delivery quarantined: authentic, stored, not routable",
                            "id", a->id, "reason", a->reason, NULL);
-                    alert_quarantined(lp->srv->store, a);
+                    if (sy_engine_wants(lp->srv->engine, "switchyard.event.quarantined")) {
+                        alert_quarantined(lp->srv->store, a);
+                    }
                 }
             }
         } else if (a->status == SY_OK) {
