@@ -156,6 +156,8 @@ struct sy_engine *sy_engine_new(const struct sy_config *cfg, struct sy_store *st
     pthread_mutex_init(&eng->reload_mu, NULL);
     pthread_mutex_init(&eng->caps_mu, NULL);
     pthread_mutex_init(&eng->pause_mu, NULL);
+    pthread_mutex_init(&eng->watch_mu, NULL);
+    pthread_cond_init(&eng->watch_cv, NULL);
     eng->flow = sy_flow_new(cfg);
     if (eng->flow == NULL) {
         sy_error_set(err, NULL, 0, "out of memory");
@@ -200,9 +202,52 @@ int sy_engine_reload(struct sy_engine *eng, struct sy_error *err)
     return rc;
 }
 
+/*
+ * Once a second: did the store stop accepting writes, or start again? An outage is told
+ * when it is over (it cannot be stored while it lasts): switchyard.store.unavailable with
+ * when it began, then switchyard.store.recovered with how long it lasted.
+ */
+static void *watch_main(void *arg)
+{
+    struct sy_engine *eng = arg;
+    pthread_setname_np(pthread_self(), "sy-watch");
+    int64_t down_since = 0;
+    pthread_mutex_lock(&eng->watch_mu);
+    while (!__atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&eng->watch_cv, &eng->watch_mu, &until);
+        bool ready = sy_store_ready(eng->store);
+        if (!ready && down_since == 0) {
+            down_since = sy_wall_ms();
+        } else if (ready && down_since != 0) {
+            char since[24], id[SY_ALERT_ID_MAX];
+            snprintf(since, sizeof(since), "%lld", (long long)down_since);
+            const char *parts[] = {since};
+            double secs = (double)(sy_wall_ms() - down_since) / 1000.0;
+            if (sy_engine_wants(eng, "switchyard.store.unavailable")) {
+                sy_alert_make_id(id, "store.unavailable", parts, 1);
+                sy_alert_emit(eng->store, "switchyard.store.unavailable", id,
+                              json_pack("{s:I}", "since_ms", (json_int_t)down_since));
+            }
+            if (sy_engine_wants(eng, "switchyard.store.recovered")) {
+                sy_alert_make_id(id, "store.recovered", parts, 1);
+                sy_alert_emit(eng->store, "switchyard.store.recovered", id,
+                              json_pack("{s:I, s:f}", "since_ms", (json_int_t)down_since,
+                                        "seconds", secs));
+            }
+            down_since = 0;
+        }
+    }
+    pthread_mutex_unlock(&eng->watch_mu);
+    return NULL;
+}
+
 int sy_engine_start(struct sy_engine *eng)
 {
     sy_store_set_router(eng->store, route, eng);
+    eng->watching = pthread_create(&eng->watch_tid, NULL, watch_main, eng) == 0;
     eng->workers = calloc((size_t)eng->cfg->workers, sizeof(*eng->workers));
     if (eng->workers == NULL && eng->cfg->workers > 0) {
         return SY_ENOMEM;
@@ -250,6 +295,13 @@ int sy_engine_run_one(struct sy_engine *eng, int timeout_ms,
 bool sy_engine_stop(struct sy_engine *eng, uint64_t grace_ms)
 {
     __atomic_store_n(&eng->stop, 1, __ATOMIC_RELEASE);
+    if (eng->watching) {
+        pthread_mutex_lock(&eng->watch_mu);
+        pthread_cond_signal(&eng->watch_cv);
+        pthread_mutex_unlock(&eng->watch_mu);
+        pthread_join(eng->watch_tid, NULL);
+        eng->watching = false;
+    }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)(grace_ms / 1000);
@@ -282,6 +334,13 @@ void sy_engine_free(struct sy_engine *eng)
     if (eng == NULL) {
         return;
     }
+    if (eng->watching) { /* started and never stopped (a failed start): stop the watcher */
+        __atomic_store_n(&eng->stop, 1, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&eng->watch_mu);
+        pthread_cond_signal(&eng->watch_cv);
+        pthread_mutex_unlock(&eng->watch_mu);
+        pthread_join(eng->watch_tid, NULL);
+    }
     free(eng->workers);
     if (eng->inline_worker != NULL) {
         sy_worker_dispose(eng->inline_worker);
@@ -301,6 +360,8 @@ void sy_engine_free(struct sy_engine *eng)
     pthread_mutex_destroy(&eng->caps_mu);
     sy_engine_pause_dispose(eng);
     pthread_mutex_destroy(&eng->pause_mu);
+    pthread_mutex_destroy(&eng->watch_mu);
+    pthread_cond_destroy(&eng->watch_cv);
     free(eng);
 }
 

@@ -63,6 +63,10 @@ struct sy_engine {
     int64_t paused_read_ms;   /* monotonic; 0 = never read */
     bool paused_reading;      /* a thread reads the store for it now */
     unsigned paused_version;  /* bumped by every pause through this engine */
+    pthread_t watch_tid;      /* watches the store's health for the alerts */
+    bool watching;
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_cv;
 };
 
 /* Call each() with every paused handler (read again when stale), under the set's lock. */

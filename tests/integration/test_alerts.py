@@ -20,6 +20,8 @@ rule { name = "on-throttle", on = "switchyard.unizo.integration_throttled",
        run = function(ev) log.info("THROTTLED " .. ev.data.integration .. " " .. ev.data.seconds) end }
 rule { name = "alerts-fail", on = "switchyard.job.dead",
        run = function(ev) error({ permanent = true, message = "the ops tracker is down" }) end }
+rule { name = "on-store", on = "switchyard.store.*",
+       run = function(ev) log.info("STORE " .. ev.type .. " " .. tostring(ev.data.seconds or ev.data.since_ms)) end }
 rule { name = "calls", on = "scm.branch.created",
        run = function(ev) unizo.ticketing.get_ticket { integration = "jira-prod", id = "T-1" } end }
 """
@@ -82,6 +84,22 @@ retry = {{ schedule = {{ "1s" }}, jitter = 0 }}
         self.assertEqual(srv.post(event("evt_thr", etype="scm.branch.created"))[0], 200)
         srv.wait_for(lambda: srv.count("THROTTLED jira-prod ") == 1, what="the throttle alert")
         srv.wait_for(lambda: srv.job_states("evt_thr")["calls"][0] == "done", what="the call done")
+
+    def test_a_store_outage_is_told_once_it_is_over(self):
+        from test_durability import Hold
+        srv = self.srv
+        hold = Hold(srv.db)  # longer than the writer's 5 s busy timeout
+        status, data, _ = srv.post(event("evt_busy"))
+        self.assertEqual(status, 503)
+        srv.wait_for(lambda: srv.admin("/readyz")[0] == 503, what="the store down")
+        time.sleep(1.5)  # the watcher sees it
+        hold.release()
+        self.assertEqual(srv.post(event("evt_busy"))[1]["status"], "accepted")
+        srv.wait_for(lambda: srv.count("STORE switchyard.store.recovered ") == 1, what="the recovery alert")
+        srv.wait_for(lambda: srv.count("STORE switchyard.store.unavailable ") == 1, what="the outage alert")
+        secs = float(srv.lines[[i for i, l in enumerate(srv.lines)
+                                if "STORE switchyard.store.recovered" in l][0]].split()[4])
+        self.assertGreaterEqual(secs, 0.9)  # the watcher looks once a second
 
 
 if __name__ == "__main__":
