@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "core/hash.h"
 #include "engine/alerts.h"
 #include "ingest/delivery.h"
 #include "store/renorm.h"
@@ -39,14 +40,10 @@ static void alert_done(struct sy_append *a)
 void sy_alert_make_id(char out[SY_ALERT_ID_MAX], const char *kind, const char *const *parts,
                       size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = SY_FNV_OFFSET;
     for (size_t i = 0; i < n; i++) {
-        for (const char *p = i ? "\n" : ""; *p; p++) {
-            h = (h ^ (unsigned char)*p) * 1099511628211ull;
-        }
-        for (const char *p = parts[i]; *p; p++) {
-            h = (h ^ (unsigned char)*p) * 1099511628211ull;
-        }
+        h = sy_fnv1a(h, "\n", i ? 1 : 0);
+        h = sy_fnv1a(h, parts[i], strlen(parts[i]));
     }
     snprintf(out, SY_ALERT_ID_MAX, SY_ALERT_ID_PREFIX "%.32s:%016llx", kind, (unsigned long long)h);
 }

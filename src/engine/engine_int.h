@@ -31,7 +31,6 @@ struct worker {
     struct run *ready, **ready_tail; /* runs whose call was answered */
     struct run *held, **held_tail;   /* jobs waiting for their rule's slot (concurrency) */
     int n_held;
-    bool stopping;                   /* the engine stops: start nothing new */
 };
 
 /* A worker ready to run jobs (no thread started). */

@@ -218,7 +218,7 @@ void sy_journal_end(struct sy_journal *j, struct sy_journal_call *c,
     c->copy = NULL;
 }
 
-int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
+int sy_journal_call(struct sy_journal *j, const struct sy_unizo_request *req,
                     struct sy_unizo_response *resp)
 {
     struct sy_journal_call c;
@@ -226,10 +226,7 @@ int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
     if (rc != SY_EAGAIN) {
         return rc;
     }
-    req->idempotency_key = c.key; /* the caller's request says what was sent, for the call */
-    req->event_id = j->event_id;
     rc = j->send(j->send_ctx, &c.req, resp);
     sy_journal_end(j, &c, resp);
-    req->idempotency_key = NULL; /* it pointed at this frame */
     return rc;
 }

@@ -48,12 +48,12 @@ void sy_journal_set_prior(struct sy_journal *j, struct sy_call_record *prior, si
 void sy_journal_dispose(struct sy_journal *j);
 
 /*
- * Make the next call of this attempt: sets req->idempotency_key (for the
- * length of the call) and req->event_id, answers from an earlier attempt or
- * sends, and keeps a record. Same contract as
- * sy_unizo_call: SY_OK when an answer is there (any status), resp->body new.
+ * Make the next call of this attempt: answers from an earlier attempt or
+ * sends a copy of 'req' (borrowed) with its Idempotency-Key and event id
+ * set, and keeps a record. Same contract as sy_unizo_call: SY_OK when an
+ * answer is there (any status), resp->body new.
  */
-int sy_journal_call(struct sy_journal *j, struct sy_unizo_request *req,
+int sy_journal_call(struct sy_journal *j, const struct sy_unizo_request *req,
                     struct sy_unizo_response *resp);
 
 /* A call of an attempt while it is sent in the background: its key and its own request. */

@@ -639,12 +639,13 @@ static void resume_ready(struct worker *w)
 static void turn(struct worker *w, int timeout_ms)
 {
     resume_ready(w);
-    if (w->held != NULL && !w->stopping) {
+    bool stopping = __atomic_load_n(&w->eng->stop, __ATOMIC_ACQUIRE); /* start nothing new */
+    if (w->held != NULL && !stopping) {
         start_held(w);
     }
     if (w->unizo != NULL && sy_unizo_in_flight(w->unizo) > 0) {
         sy_unizo_poll(w->unizo, w->ready ? 0 : timeout_ms);
-    } else if (w->held != NULL && !w->stopping && timeout_ms > 0) {
+    } else if (w->held != NULL && !stopping && timeout_ms > 0) {
         struct timespec nap = {0, 5 * 1000 * 1000}; /* a slot frees in another worker */
         nanosleep(&nap, NULL);
     }
@@ -685,7 +686,6 @@ void *sy_worker_main(void *arg)
     int cap = eng->cfg->max_in_flight > 0 ? eng->cfg->max_in_flight : 1;
     for (;;) {
         bool stopping = __atomic_load_n(&eng->stop, __ATOMIC_ACQUIRE);
-        w->stopping = stopping;
         if (stopping && w->running == 0 && w->ready == NULL) {
             break; /* held jobs never started: they stay pending in the store */
         }

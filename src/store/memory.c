@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "store/memory_int.h"
 #include "util/clock.h"
 
@@ -33,11 +34,7 @@ const char *sy_mem_state_name(enum mem_state st)
 
 static uint64_t hash_of(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    }
-    return h;
+    return sy_fnv1a(SY_FNV_OFFSET, s, strlen(s));
 }
 
 /* The index slot of 'id', or the empty one where it would go. */

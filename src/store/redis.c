@@ -57,17 +57,7 @@ static const char append_lua[] =
     "redis.call('ZADD', p..'events', ARGV[6], id)\n"
     "for i = 12, #ARGV, 2 do\n"
     "  local h, k = ARGV[i], ARGV[i + 1]\n"
-    "  local ref = id .. '\\n' .. h\n"
-    "  local seq = redis.call('INCR', p..'seq')\n"
-    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', h, 'state', 'pending',\n"
-    "    'attempts', 0, 'runs', 0, 'due', ARGV[6], 'key', k, 'seq', seq)\n"
-    "  redis.call('SADD', p..'evjobs:'..id, ref)\n"
-    "  redis.call('EXPIRE', p..'evjobs:'..id, ARGV[3])\n"
-    "  if k == '' or redis.call('SET', p..'ka:'..k, ref, 'NX') then\n"
-    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
-    "  else\n"
-    "    redis.call('ZADD', p..'kq:'..k, seq, ref)\n"
-    "  end\n"
+    SY_REDIS_LUA_NEW_JOB("ARGV[6]")
     "end\n"
     "return 1\n";
 

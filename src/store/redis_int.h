@@ -14,6 +14,26 @@
 
 #define GROUP "workers"
 
+/*
+ * A fragment of the Lua scripts that store an event's jobs (append, and a quarantined
+ * event's promotion): with p (prefix), id, h (handler) and k (ordering key, '' = none)
+ * in scope and ARGV[3] the retention, create job id/h due at DUE (a Lua expression).
+ * A job whose key is free takes it and goes to the stream; otherwise it waits in the
+ * key's queue.
+ */
+#define SY_REDIS_LUA_NEW_JOB(DUE)                                                           \
+    "  local ref = id .. '\\n' .. h\n"                                                       \
+    "  local seq = redis.call('INCR', p..'seq')\n"                                           \
+    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', h, 'state', 'pending',\n"  \
+    "    'attempts', 0, 'runs', 0, 'due', " DUE ", 'key', k, 'seq', seq)\n"                   \
+    "  redis.call('SADD', p..'evjobs:'..id, ref)\n"                                          \
+    "  redis.call('EXPIRE', p..'evjobs:'..id, ARGV[3])\n"                                    \
+    "  if k == '' or redis.call('SET', p..'ka:'..k, ref, 'NX') then\n"                       \
+    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"                                   \
+    "  else\n"                                                                               \
+    "    redis.call('ZADD', p..'kq:'..k, seq, ref)\n"                                        \
+    "  end\n"
+
 struct redis_store {
     struct sy_store base;
     char host[256];

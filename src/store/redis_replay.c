@@ -46,17 +46,7 @@ static const char promote_lua[] =
     "  ARGV[6], 'norm', ARGV[7], 'reason', '', 'state', n > 0 and 'routed' or 'unrouted')\n"
     "for i = 9, #ARGV, 2 do\n"
     "  local h, k = ARGV[i], ARGV[i + 1]\n"
-    "  local ref = id .. '\\n' .. h\n"
-    "  local seq = redis.call('INCR', p..'seq')\n"
-    "  redis.call('HSET', p..'job:'..ref, 'event', id, 'handler', h, 'state', 'pending',\n"
-    "    'attempts', 0, 'runs', 0, 'due', ARGV[8], 'key', k, 'seq', seq)\n"
-    "  redis.call('SADD', p..'evjobs:'..id, ref)\n"
-    "  redis.call('EXPIRE', p..'evjobs:'..id, ARGV[3])\n"
-    "  if k == '' or redis.call('SET', p..'ka:'..k, ref, 'NX') then\n"
-    "    redis.call('XADD', p..'jobs', '*', 'ref', ref)\n"
-    "  else\n"
-    "    redis.call('ZADD', p..'kq:'..k, seq, ref)\n"
-    "  end\n"
+    SY_REDIS_LUA_NEW_JOB("ARGV[8]")
     "end\n"
     "return n\n";
 

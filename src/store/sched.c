@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "store/sched.h"
 
 struct sy_sched_key {
@@ -11,11 +12,7 @@ struct sy_sched_key {
 
 static uint64_t hash_of(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    }
-    return h;
+    return sy_fnv1a(SY_FNV_OFFSET, s, strlen(s));
 }
 
 void sy_sched_init(struct sy_sched *s)

@@ -8,7 +8,7 @@
 struct gate {
     const struct sy_unizo_integration *in;
     long in_flight, waiting;
-    double next_start; /* monotonic ms: the rate lets the next attempt start then */
+    int64_t next_us; /* monotonic microseconds: the rate lets the next attempt start then */
     int64_t held_until; /* monotonic ms: the API's hold */
     uint64_t holds;
 };
@@ -65,15 +65,16 @@ int64_t sy_flow_take(struct sy_flow *f, int gate, int64_t now_ms)
         wait = g->held_until - now_ms;
     } else if (g->in->max_in_flight > 0 && g->in_flight >= g->in->max_in_flight) {
         wait = 5; /* a slot frees when a call ends, in this worker or another */
-    } else if (g->in->rate > 0 && g->next_start >= (double)now_ms + 1) {
-        wait = (int64_t)(g->next_start - (double)now_ms); /* at least 1 */
+    } else if (g->in->rate > 0 && g->next_us >= (now_ms + 1) * 1000) {
+        wait = g->next_us / 1000 - now_ms; /* at least 1 */
     }
     if (wait == 0) {
         g->in_flight++;
         if (g->in->rate > 0) {
-            /* fractions of a millisecond add up: above 1000/s several start in one ms */
-            double from = g->next_start > (double)now_ms - 1 ? g->next_start : (double)now_ms;
-            g->next_start = from + 1000.0 / g->in->rate;
+            /* in microseconds, so above 1000/s several start in one ms, and exactly the rate */
+            int64_t now_us = now_ms * 1000;
+            int64_t from = g->next_us > now_us - 1000 ? g->next_us : now_us;
+            g->next_us = from + (int64_t)(1e6 / g->in->rate + 0.5);
         }
     }
     pthread_mutex_unlock(&f->mu);

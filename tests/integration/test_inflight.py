@@ -292,6 +292,23 @@ class FlowControl(Base):
         srv.wait_for(lambda: self.done(ids), what="every job done")
         self.assertEqual([srv.job_states(e)["pr"][1] for e in ids], [1] * 8)
 
+    def test_jobs_waiting_for_their_rule_leave_room_for_other_rules(self):
+        rule = TWO_CALLS.replace('name = "pr",', 'name = "pr",\n  concurrency = 1,')
+        other = 'rule { name = "other", on = "scm.branch.created", run = function(ev) log.info("OTHER " .. ev.id) end }\n'
+        # one worker of 8 slots: it keeps at most 2 jobs waiting for "pr", and puts the rest back
+        srv = self.start({"r.lua": rule, "o.lua": other}, workers=1, engine="engine = { max_in_flight = 8 }")
+        self.mock.script([{"method": "POST", "path": "/tickets$", "hold": "all", "times": 0}])
+        ids = self.post_events(12)
+        srv.wait_for(lambda: len(creates(self.mock)) == 1, what="the one call of pr")
+        status, data, _ = srv.post(event("evt_other", etype="scm.branch.created"))
+        self.assertEqual(status, 200, data)
+        srv.wait_for(lambda: srv.count("OTHER evt_other") == 1, what="the other rule's job, while pr waits")
+        self.assertEqual(len(creates(self.mock)), 1)
+        self.assertTrue(all(srv.job_states(e)["pr"] == ("pending", 0) for e in ids))
+        self.mock.release("all")
+        srv.wait_for(lambda: self.done(ids), timeout=30, what="every job done")
+        self.assertEqual([srv.job_states(e)["pr"][1] for e in ids], [1] * 12)
+
     def test_bad_flow_settings_are_refused_with_the_line(self):
         self.mock = Mock()  # for tearDown
         srv = Server(config_extra=config("http://127.0.0.1:9", integration='rate = "fast"'))

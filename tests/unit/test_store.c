@@ -266,6 +266,9 @@ int main(int argc, char **argv)
         free(v);
         CHECK(sy_store_kv_get(st, jobs[0], "shared", &v) == SY_OK && v == NULL);
         CHECK(sy_store_kv_set(st, jobs[1], "failed", "x", 0) == SY_OK);
+        /* a running handler cannot write the server's own keys (paused rules) */
+        CHECK(sy_store_kv_set(st, jobs[0], "switchyard:paused:a", "{}", 0) == SY_EINVAL);
+        CHECK(sy_store_kv_delete(st, jobs[0], "switchyard:paused:a") == SY_EINVAL);
         CHECK(sy_store_kv_get(st, jobs[1], "mine", &v) == SY_OK && v == NULL); /* another job's */
         CHECK(sy_store_kv_get(st, NULL, "shared", &v) == SY_OK && v && strcmp(v, "before") == 0);
         free(v);
@@ -276,6 +279,7 @@ int main(int argc, char **argv)
         free(v);
         CHECK(sy_store_kv_get(st, NULL, "shared", &v) == SY_OK && v == NULL);
         CHECK(sy_store_kv_get(st, NULL, "failed", &v) == SY_OK && v == NULL);
+        CHECK(sy_store_kv_get(st, NULL, "switchyard:paused:a", &v) == SY_OK && v == NULL);
     }
 
 
