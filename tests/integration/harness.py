@@ -3,7 +3,9 @@
 Every server gets its own temporary folder, config file and SQLite store,
 and ports chosen by the kernel (read back from the "listening" log lines).
 """
+import array
 import atexit
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -12,10 +14,12 @@ import os
 import re
 import signal
 import socket
+import select
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import unittest
@@ -87,7 +91,9 @@ store = "sqlite:store.db"
         SENSITIVE.update(v for k, v in self.env.items()
                          if k.startswith("SY_") and re.search(r"KEY|TOKEN|SECRET", k) and len(v) >= 6)
         self.proc = None
-        self.lines = []
+        self._lines = []
+        self._log_lock = threading.Lock()
+        self._log_fd = None
         self.port = self.admin_port = None
 
     def write_rules(self, rules):
@@ -101,8 +107,32 @@ store = "sqlite:store.db"
                 with open(path, "w") as f:
                     f.write(text)
 
+    @property
+    def lines(self):
+        """Every complete line the server has written so far, including those still in the pipe:
+        a test that saw a job commit in the store also sees the log line written before it."""
+        self._sync_log()
+        with self._log_lock:
+            return list(self._lines)
+
+    def _sync_log(self, timeout=10):
+        # The reader drains the pipe only while holding the lock, so an empty pipe seen under
+        # the lock means every byte written so far is in _lines.
+        deadline = time.time() + timeout
+        while True:
+            with self._log_lock:
+                if self._log_fd is None:
+                    return
+                avail = array.array("i", [0])
+                fcntl.ioctl(self._log_fd, termios.FIONREAD, avail)
+                if avail[0] == 0:
+                    return
+            if time.time() > deadline:
+                raise AssertionError("the log reader did not drain the server's stderr")
+            time.sleep(0.002)
+
     def count(self, needle):
-        return sum(1 for line in list(self.lines) if needle in line)
+        return sum(1 for line in self.lines if needle in line)
 
     def wait_for(self, cond, timeout=20, what="condition"):
         deadline = time.time() + timeout
@@ -123,11 +153,12 @@ store = "sqlite:store.db"
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def start(self, timeout=10):
-        self.lines = []
+        self._lines = []
         self.proc = subprocess.Popen([BIN, "serve", "-c", self.config, *getattr(self, "start_args", [])],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=self.env)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._log_fd = self.proc.stderr.fileno()
+        self._reader = threading.Thread(target=self._read, args=(self._log_fd,), daemon=True)
         self._reader.start()
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -144,16 +175,28 @@ store = "sqlite:store.db"
         with open(self.config) as f:
             return f.read()
 
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace")
-            self.lines.append(line)
-            m = re.search(r"listening kind=(\w+) addr=([\d.]+|\[[^\]]+\]):(\d+)", line)
-            if m:
-                if m.group(1) == "webhook" and self.port is None:
-                    self.port = int(m.group(3))
-                elif m.group(1) == "admin":
-                    self.admin_port = int(m.group(3))
+    def _read(self, fd):
+        partial = b""
+        while True:
+            select.select([fd], [], [])
+            with self._log_lock:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    if partial:
+                        self._take_line(partial.decode(errors="replace"))
+                    return
+                *whole, partial = (partial + chunk).split(b"\n")
+                for raw in whole:
+                    self._take_line(raw.decode(errors="replace") + "\n")
+
+    def _take_line(self, line):
+        self._lines.append(line)
+        m = re.search(r"listening kind=(\w+) addr=([\d.]+|\[[^\]]+\]):(\d+)", line)
+        if m:
+            if m.group(1) == "webhook" and self.port is None:
+                self.port = int(m.group(3))
+            elif m.group(1) == "admin":
+                self.admin_port = int(m.group(3))
 
     def log(self):
         return "".join(self.lines)
@@ -168,6 +211,8 @@ store = "sqlite:store.db"
             self.proc.kill()
             rc = self.proc.wait()
         self._reader.join(5)
+        with self._log_lock:
+            self._log_fd = None
         self.proc.stderr.close()
         if LOG_DIR and os.path.isdir(LOG_DIR):
             _log_seq[0] += 1
