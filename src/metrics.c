@@ -1,3 +1,4 @@
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,10 +47,19 @@ struct sy_metrics sy_metrics = {
 #define N_OUTCOMES 4
 static const char *const outcome_names[N_OUTCOMES] = {"done", "skipped", "retry", "dead"};
 
+/*
+ * Per-rule job durations, for their p99: bucket k holds attempts that took up
+ * to DUR_BASE_S * 2^(k/4) (a quarter octave, so a quantile is within 19%),
+ * from 50 us to about 14 minutes; the last bucket holds anything longer.
+ */
+#define DUR_BUCKETS 96
+#define DUR_BASE_S 0.00005
+
 /* Per-rule counters; rules are few and stable, so a locked array is enough. */
 static struct {
     char name[96];
     uint64_t count[N_OUTCOMES];
+    uint64_t dur[DUR_BUCKETS];
 } rules[MAX_RULES];
 static size_t n_rules;
 static pthread_mutex_t rules_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -71,6 +81,8 @@ void sy_metrics_job(const char *rule, int outcome, double seconds)
     }
     if (i < n_rules) {
         rules[i].count[outcome]++;
+        double k = seconds > DUR_BASE_S ? ceil(4 * log2(seconds / DUR_BASE_S)) : 0;
+        rules[i].dur[k < DUR_BUCKETS - 1 ? (size_t)k : DUR_BUCKETS - 1]++;
     }
     pthread_mutex_unlock(&rules_mu);
 }
@@ -135,6 +147,31 @@ void sy_metrics_rule(const char *rule, uint64_t out[4])
         }
     }
     pthread_mutex_unlock(&rules_mu);
+}
+
+double sy_metrics_rule_p99(const char *rule)
+{
+    double out = 0;
+    pthread_mutex_lock(&rules_mu);
+    for (size_t i = 0; i < n_rules; i++) {
+        if (strcmp(rules[i].name, rule) != 0) {
+            continue;
+        }
+        uint64_t all = 0, seen = 0;
+        for (size_t k = 0; k < DUR_BUCKETS; k++) {
+            all += rules[i].dur[k];
+        }
+        /* the first bucket by which 99% of the attempts had finished */
+        for (size_t k = 0; all > 0 && k < DUR_BUCKETS; k++) {
+            seen += rules[i].dur[k];
+            if (seen * 100 >= all * 99) {
+                out = DUR_BASE_S * exp2((double)k / 4);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&rules_mu);
+    return out;
 }
 
 const char *sy_result_name(enum sy_result r)

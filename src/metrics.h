@@ -99,6 +99,12 @@ void sy_metrics_totals(uint64_t jobs[4], uint64_t *unizo_ok, uint64_t *unizo_fai
 /* One handler's finished attempts by outcome (done, skipped, retry, dead). Any thread. */
 void sy_metrics_rule(const char *rule, uint64_t out[4]);
 
+/*
+ * The 99th percentile of one handler's attempt durations since the start, in
+ * seconds (within 19% above), or 0 before its first. Any thread.
+ */
+double sy_metrics_rule_p99(const char *rule);
+
 /* Append the whole exposition to 'out'. */
 void sy_metrics_render(struct sy_buf *out);
 

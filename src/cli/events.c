@@ -8,20 +8,26 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "store/filter.h"
 #include "store/inspect.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/parse.h"
 
 static const char events_usage[] =
-    "usage: switchyard events [-c FILE] [--status STATUS] [--limit N] [--json]\n"
+    "usage: switchyard events [-c FILE] [--status STATUS] [--type PATTERN]\n"
+    "                         [--integration NAME] [--category NAME] [--since T] [--until T]\n"
+    "                         [--search TEXT] [--limit N] [--json]\n"
     "       switchyard events [-c FILE] show ID\n"
     "\n"
     "List stored events, newest first, with their jobs by state; or show one event\n"
     "with its headers (signature redacted), body, jobs, attempts and last errors.\n"
     "STATUS: pending, retrying, dead, done, skipped (events with a job in that state),\n"
-    "unrouted (events no rule took) or quarantined (authentic deliveries that could not be\n"
-    "routed as they came; `events show` says why).\n";
+    "routed, unrouted (events no rule took) or quarantined (authentic deliveries that\n"
+    "could not be routed as they came; `events show` says why).\n"
+    "PATTERN: a route pattern (scm.pull_request.*). TEXT: an event id, or text the body\n"
+    "holds (case-sensitive). T: 2026-12-01, 2026-12-01T09:30:00Z, or a time ago (2h, 7d).\n";
 
 static const char replay_usage[] =
     "usage: switchyard replay [-c FILE] ID...\n"
@@ -113,14 +119,47 @@ static void print_table(json_t *list)
     }
 }
 
+/* Up to 'limit' events 'f' selects, page after page (a new array), or NULL with 'err'. */
+static json_t *list_events(const struct target *t, struct sy_event_filter *f, int64_t limit,
+                           struct sy_error *err)
+{
+    json_t *all = json_array();
+    char cursor[SY_CURSOR_MAX + 1];
+    while (all != NULL && (int64_t)json_array_size(all) < limit) {
+        int64_t left = limit - (int64_t)json_array_size(all);
+        f->limit = left < SY_LIST_MAX ? (int)left : SY_LIST_MAX;
+        json_t *page = t->store ? sy_store_list(t->store, f, err) : sy_inspect_list(t->db_path, f, err);
+        if (page == NULL) {
+            json_decref(all);
+            return NULL;
+        }
+        json_array_extend(all, json_object_get(page, "events"));
+        const char *next = json_string_value(json_object_get(page, "next"));
+        bool more = next != NULL && strlen(next) <= SY_CURSOR_MAX;
+        if (more) {
+            snprintf(cursor, sizeof(cursor), "%s", next);
+            f->cursor = cursor;
+        }
+        json_decref(page);
+        if (!more) {
+            break;
+        }
+    }
+    return all;
+}
+
 int sy_cli_events(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
         {"limit", required_argument, NULL, 'n'},  {"json", no_argument, NULL, 'j'},
+        {"type", required_argument, NULL, 't'},   {"integration", required_argument, NULL, 'i'},
+        {"category", required_argument, NULL, 'C'}, {"since", required_argument, NULL, 'S'},
+        {"until", required_argument, NULL, 'u'},  {"search", required_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *status = NULL;
+    const char *config = NULL;
+    struct sy_event_filter f = {0};
     int64_t limit = 50;
     bool as_json = false;
     int c;
@@ -130,7 +169,28 @@ int sy_cli_events(int argc, char **argv)
             config = optarg;
             break;
         case 's':
-            status = optarg;
+            f.state = optarg;
+            break;
+        case 't':
+            f.type = optarg;
+            break;
+        case 'i':
+            f.integration = optarg;
+            break;
+        case 'C':
+            f.category = optarg;
+            break;
+        case 'q':
+            f.text = optarg;
+            break;
+        case 'S':
+        case 'u':
+            if (!sy_parse_time_ms(optarg, sy_wall_ms(), c == 'S' ? &f.since_ms : &f.until_ms)) {
+                fprintf(stderr, "switchyard events: --%s '%s' is not a time (2026-12-01, "
+                                "2026-12-01T09:30:00Z, 2h, 7d)\n",
+                        c == 'S' ? "since" : "until", optarg);
+                return 2;
+            }
             break;
         case 'n':
             if (!sy_parse_int64(optarg, strlen(optarg), &limit) || limit < 1 || limit > 100000) {
@@ -160,12 +220,11 @@ int sy_cli_events(int argc, char **argv)
     }
     struct sy_error err = {0};
     json_t *out;
-    if (t.store != NULL) {
-        out = show ? sy_store_show(t.store, argv[optind + 1], &err)
-                   : sy_store_list(t.store, status, (int)limit, &err);
+    if (show) {
+        out = t.store ? sy_store_show(t.store, argv[optind + 1], &err)
+                      : sy_inspect_show(t.db_path, argv[optind + 1], &err);
     } else {
-        out = show ? sy_inspect_show(t.db_path, argv[optind + 1], &err)
-                   : sy_inspect_list(t.db_path, status, (int)limit, &err);
+        out = list_events(&t, &f, limit, &err);
     }
     close_target(&t);
     if (out == NULL) {

@@ -1,4 +1,5 @@
 /* Which handlers are paused (read from the store at most once a second), and their listing. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,8 @@ json_t *sy_engine_rules_json(struct sy_engine *eng)
                                 json_pack("{s:I, s:I, s:I, s:I}", "done", (json_int_t)att[0],
                                           "skipped", (json_int_t)att[1], "retry",
                                           (json_int_t)att[2], "dead", (json_int_t)att[3]));
+            double p99 = sy_metrics_rule_p99(name);
+            json_object_set_new(o, "p99_ms", p99 > 0 ? json_real(round(p99 * 1e4) / 10) : json_null());
         }
         if (o != NULL && is_rule) {
             const struct sy_lua_rule *r = &g->rules[i];

@@ -9,10 +9,12 @@
 #include "engine/engine.h"
 #include "http/internal.h"
 #include "http/overview.h"
+#include "store/filter.h"
 #include "store/inspect.h"
 #include "util/parse.h"
 #include "metrics.h"
 #include "util/buf.h"
+#include "util/clock.h"
 
 int sy_admin_method_not_allowed(h2o_req_t *req, const char *allow)
 {
@@ -90,11 +92,14 @@ static bool url_decode(const char *s, size_t len, char *out, size_t cap)
     return true;
 }
 
-/* Value of query parameter 'name' in the request, decoded into out; false when absent. */
-static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
+/*
+ * Query parameter 'name' of the request, decoded into out: 1, or 0 when absent,
+ * or -1 when it is malformed or longer than 'cap'.
+ */
+static int query_value(h2o_req_t *req, const char *name, char *out, size_t cap)
 {
     if (req->query_at == SIZE_MAX) {
-        return false;
+        return 0;
     }
     const char *q = req->path.base + req->query_at + 1;
     size_t qlen = req->path.len - req->query_at - 1, nlen = strlen(name);
@@ -104,11 +109,82 @@ static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
             end++;
         }
         if (end - i > nlen && q[i + nlen] == '=' && memcmp(q + i, name, nlen) == 0) {
-            return url_decode(q + i + nlen + 1, end - i - nlen - 1, out, cap);
+            return url_decode(q + i + nlen + 1, end - i - nlen - 1, out, cap) ? 1 : -1;
         }
         i = end + 1;
     }
-    return false;
+    return 0;
+}
+
+/* Value of query parameter 'name', decoded into out; false when absent or malformed. */
+static bool query_param(h2o_req_t *req, const char *name, char *out, size_t cap)
+{
+    return query_value(req, name, out, cap) == 1;
+}
+
+/* An optional filter parameter: *dst is out (or NULL when absent or empty); false when malformed. */
+static bool filter_param(h2o_req_t *req, const char *name, char *out, size_t cap,
+                         const char **dst)
+{
+    int rc = query_value(req, name, out, cap);
+    *dst = rc == 1 && out[0] ? out : NULL;
+    return rc >= 0;
+}
+
+/* A time parameter: milliseconds since the epoch, or what sy_parse_time_ms reads. */
+static bool time_param(h2o_req_t *req, const char *name, int64_t *out)
+{
+    char v[64];
+    *out = 0;
+    if (!query_param(req, name, v, sizeof(v))) {
+        return true;
+    }
+    return sy_parse_int64(v, strlen(v), out) || sy_parse_time_ms(v, sy_wall_ms(), out);
+}
+
+/*
+ * GET /admin/events?state=&type=&integration=&category=&since=&until=&q=&cursor=&limit=:
+ * a page of the list (store/filter.h), {"events": [...], "next": cursor or null}.
+ */
+static int list_events(h2o_req_t *req, struct sy_server *srv)
+{
+    char state[32], type[256], integration[128], category[128], text[SY_LIST_TEXT_MAX + 1];
+    char cursor[SY_CURSOR_MAX + 1], limit[16];
+    struct sy_event_filter f = {0};
+    bool ok = filter_param(req, "state", state, sizeof(state), &f.state);
+    if (ok && f.state == NULL) {
+        ok = filter_param(req, "status", state, sizeof(state), &f.state); /* the older name */
+    }
+    ok = ok && filter_param(req, "type", type, sizeof(type), &f.type) &&
+         filter_param(req, "integration", integration, sizeof(integration), &f.integration) &&
+         filter_param(req, "category", category, sizeof(category), &f.category) &&
+         filter_param(req, "q", text, sizeof(text), &f.text) &&
+         filter_param(req, "cursor", cursor, sizeof(cursor), &f.cursor);
+    int64_t lim = 50;
+    struct sy_error err = {0};
+    char msg[1024];
+    if (!ok) {
+        sy_error_set(&err, NULL, 0,
+                     "a filter is malformed or too long (state 31, type 255, integration and "
+                     "category 127, q %d, cursor %d bytes)",
+                     SY_LIST_TEXT_MAX, SY_CURSOR_MAX);
+    } else if (query_param(req, "limit", limit, sizeof(limit)) &&
+               (!sy_parse_int64(limit, strlen(limit), &lim) || lim < 1 || lim > SY_LIST_MAX)) {
+        sy_error_set(&err, NULL, 0, "limit must be 1 to %d", SY_LIST_MAX);
+    } else if (!time_param(req, "since", &f.since_ms) || !time_param(req, "until", &f.until_ms)) {
+        sy_error_set(&err, NULL, 0,
+                     "since and until are milliseconds since the epoch, a date "
+                     "(2026-12-01T09:30:00Z) or a time ago (2h)");
+    }
+    f.limit = (int)lim;
+    json_t *page = err.msg[0] ? NULL : sy_store_list(srv->store, &f, &err);
+    if (page == NULL) {
+        sy_error_format(&err, msg, sizeof(msg));
+        sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
+        return 0;
+    }
+    sy_admin_send_json(req, 200, "OK", page);
+    return 0;
 }
 
 /* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
@@ -182,23 +258,7 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
         if (!is_get) {
             return sy_admin_method_not_allowed(req, "GET");
         }
-        char status[32], limit[16];
-        bool has_status = query_param(req, "status", status, sizeof(status));
-        int64_t lim = 50;
-        if (query_param(req, "limit", limit, sizeof(limit)) &&
-            (!sy_parse_int64(limit, strlen(limit), &lim) || lim < 1 || lim > 10000)) {
-            sy_http_send_error(req, 400, "Bad Request", "invalid_request",
-                               "limit must be 1 to 10000");
-            return 0;
-        }
-        json_t *list = sy_store_list(srv->store, has_status ? status : NULL, (int)lim, &err);
-        if (list == NULL) {
-            sy_error_format(&err, msg, sizeof(msg));
-            sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
-            return 0;
-        }
-        sy_admin_send_json(req, 200, "OK", json_pack("{s:o}", "events", list));
-        return 0;
+        return list_events(req, srv);
     }
     if (rest[0] != '/') {
         sy_http_send_error(req, 404, "Not Found", "not_found", "no such admin endpoint");

@@ -1,12 +1,16 @@
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
+#include "core/router.h"
+#include "store/filter.h"
 #include "store/inspect.h"
 #include "store/journal.h"
+#include "util/parse.h"
 
-static const char *const states[] = {"pending", "retrying", "dead", "done", "skipped", NULL};
 
 const char *sy_inspect_db_path(const char *url)
 {
@@ -50,57 +54,141 @@ static json_t *job_counts(sqlite3 *db, const char *id)
     return counts;
 }
 
-json_t *sy_inspect_list(const char *db_path, const char *status, int limit, struct sy_error *err)
+/* sy_type_match(pattern, type): the router's pattern match, for the list's type filter. */
+static void type_match(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    bool plain_state = status != NULL &&
-                       (strcmp(status, "unrouted") == 0 || strcmp(status, "quarantined") == 0);
-    bool known = status == NULL || plain_state;
-    for (const char *const *s = states; status && *s; s++) {
-        known = known || strcmp(*s, status) == 0;
+    (void)argc;
+    const char *pattern = (const char *)sqlite3_value_text(argv[0]);
+    const char *type = (const char *)sqlite3_value_text(argv[1]);
+    sqlite3_result_int(ctx, pattern && type &&
+                                sy_pattern_match(pattern, type, (size_t)sqlite3_value_bytes(argv[1])));
+}
+
+/* A cursor of ours ("s" and a sequence number), as the sequence to read below. */
+static bool parse_cursor(const char *cursor, int64_t *before)
+{
+    *before = INT64_MAX;
+    if (cursor == NULL) {
+        return true;
     }
-    if (!known) {
-        sy_error_set(err, NULL, 0,
-                     "unknown status '%s' (use pending, retrying, dead, done, skipped, "
-                     "unrouted or quarantined)",
-                     status);
+    return cursor[0] == 's' && sy_parse_int64(cursor + 1, strlen(cursor + 1), before) &&
+           *before > 0;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v != NULL) {
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    }
+}
+
+/*
+ * The budget is applied to the newest SY_INSPECT_SCAN events below the cursor:
+ * the filters run over that window only, so a page costs the same on any size
+ * of store, and one that ran out of window says where to go on.
+ */
+#define SY_INSPECT_SCAN 20000
+
+static const char list_sql[] =
+    "SELECT e.seq, e.id, e.type, e.integration, e.received_at, e.state, e.category, e.reason "
+    "FROM (SELECT seq, id, type, integration, received_at, state, category, reason, body "
+    "      FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2) AS e "
+    "WHERE (?3 IS NULL OR sy_type_match(?3, e.type)) "
+    "  AND (?4 IS NULL OR e.integration = ?4) AND (?5 IS NULL OR e.category = ?5) "
+    "  AND (?6 = 0 OR e.received_at >= ?6) AND (?7 = 0 OR e.received_at < ?7) "
+    "  AND (?8 IS NULL OR e.state = ?8) "
+    "  AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = e.id "
+    "                             AND jobs.state = ?9)) "
+    "  AND (?10 IS NULL OR e.id = ?10 OR instr(e.body, ?10) > 0) "
+    "ORDER BY e.seq DESC LIMIT ?11";
+
+/* How many events the window below 'before' held, and the oldest of them. */
+static void window_end(sqlite3 *db, int64_t before, int64_t *count, int64_t *oldest)
+{
+    sqlite3_stmt *st = NULL;
+    *count = 0;
+    *oldest = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), min(seq) FROM (SELECT seq FROM events WHERE seq < ?1 "
+                           "ORDER BY seq DESC LIMIT ?2)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, before);
+        sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *count = sqlite3_column_int64(st, 0);
+            *oldest = sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, struct sy_error *err)
+{
+    int64_t before;
+    if (sy_event_filter_check(f, err) != SY_OK) {
+        return NULL;
+    }
+    if (!parse_cursor(f->cursor, &before)) {
+        sy_error_set(err, NULL, 0, "the cursor is not one this server gave");
         return NULL;
     }
     sqlite3 *db = open_db(db_path, false, err);
     if (db == NULL) {
         return NULL;
     }
-    const char *sql =
-        status == NULL ? "SELECT id, type, integration, received_at, state, category, reason "
-                         "FROM events ORDER BY seq DESC LIMIT ?1"
-        : plain_state
-            ? "SELECT id, type, integration, received_at, state, category, reason FROM events "
-              "WHERE state = ?2 ORDER BY seq DESC LIMIT ?1"
-            : "SELECT id, type, integration, received_at, state, category, reason FROM events "
-              "WHERE id IN (SELECT event_id FROM jobs WHERE state = ?2) ORDER BY seq DESC "
-              "LIMIT ?1";
     sqlite3_stmt *st = NULL;
-    json_t *out = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    json_t *out = NULL, *events = NULL;
+    int limit = sy_event_filter_limit(f);
+    if (sqlite3_create_function(db, "sy_type_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                type_match, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, list_sql, -1, &st, NULL) != SQLITE_OK) {
         sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
         goto done;
     }
-    sqlite3_bind_int(st, 1, limit > 0 ? limit : 50);
-    if (status != NULL) {
-        sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-    }
-    out = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
+    bool job_state = sy_event_filter_job_state(f);
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
+    bind_opt(st, 3, f->type);
+    bind_opt(st, 4, f->integration);
+    bind_opt(st, 5, f->category);
+    sqlite3_bind_int64(st, 6, f->since_ms);
+    sqlite3_bind_int64(st, 7, f->until_ms);
+    bind_opt(st, 8, job_state ? NULL : f->state);
+    bind_opt(st, 9, job_state ? f->state : NULL);
+    bind_opt(st, 10, f->text);
+    sqlite3_bind_int(st, 11, limit);
+    events = json_array();
+    int64_t last = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        last = sqlite3_column_int64(st, 0);
         json_t *e = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "id", id, "type",
-                              text_or_null(st, 1), "integration", text_or_null(st, 2),
-                              "received_at", (json_int_t)sqlite3_column_int64(st, 3), "state",
-                              text_or_null(st, 4), "category", text_or_null(st, 5), "jobs",
+                              text_or_null(st, 2), "integration", text_or_null(st, 3),
+                              "received_at", (json_int_t)sqlite3_column_int64(st, 4), "state",
+                              text_or_null(st, 5), "category", text_or_null(st, 6), "jobs",
                               job_counts(db, id));
-        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-            json_object_set_new(e, "reason", text_or_null(st, 6));
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            json_object_set_new(e, "reason", text_or_null(st, 7));
         }
-        json_array_append_new(out, e);
+        json_array_append_new(events, e);
     }
+    if (rc != SQLITE_DONE) {
+        sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
+        json_decref(events);
+        goto done;
+    }
+    int64_t next = 0;
+    if (json_array_size(events) == (size_t)limit) {
+        next = last;
+    } else {
+        int64_t seen, oldest;
+        window_end(db, before, &seen, &oldest);
+        next = seen == SY_INSPECT_SCAN ? oldest : 0;
+    }
+    char cursor[32];
+    snprintf(cursor, sizeof(cursor), "s%lld", (long long)next);
+    out = json_pack("{s:o, s:s?}", "events", events, "next", next > 1 ? cursor : NULL);
 done:
     sqlite3_finalize(st);
     sqlite3_close(db);

@@ -14,12 +14,13 @@
  */
 
 /*
- * Events, newest first, with a count of their jobs per state. 'status'
- * (NULL = all) keeps events with a job in that state (pending, retrying,
- * dead, done, skipped) or, for "unrouted", events no rule took.
- * Returns a new JSON array, or NULL with 'err'.
+ * A page of events, newest first, with a count of their jobs per state: the
+ * events 'f' selects (store/filter.h) as {"events": [...], "next": cursor
+ * or null}. Returns new JSON, or NULL with 'err'.
  */
-json_t *sy_inspect_list(const char *db_path, const char *status, int limit, struct sy_error *err);
+struct sy_event_filter;
+json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f,
+                        struct sy_error *err);
 
 /* One event: envelope fields, headers (signature redacted), body, and its jobs. NULL + err when
  * absent. */

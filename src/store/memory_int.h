@@ -78,7 +78,8 @@ const char *sy_mem_state_name(enum mem_state st);
 
 /* memory_view.c: inspection, replays, scans (the shapes of store/inspect.h) */
 int sy_mem_replay(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
-struct json_t *sy_mem_list(struct sy_store *st, const char *status, int limit,
+struct sy_event_filter;
+struct json_t *sy_mem_list(struct sy_store *st, const struct sy_event_filter *f,
                            struct sy_error *err);
 struct json_t *sy_mem_show(struct sy_store *st, const char *id, struct sy_error *err);
 int sy_mem_scan(struct sy_store *st, const struct sy_scan_query *q,

@@ -5,10 +5,12 @@
 
 #include <jansson.h>
 
+#include "store/filter.h"
 #include "store/journal.h"
 #include "store/memory_int.h"
 #include "store/renorm.h"
 #include "util/buf.h"
+#include "util/parse.h"
 
 /*
  * Job 'i' runs again from its first attempt, due now (its runs and journal stay). With
@@ -316,34 +318,51 @@ static json_t *waiting_for(const struct memory_store *s, const char *key, size_t
     return NULL;
 }
 
-json_t *sy_mem_list(struct sy_store *st, const char *status, int limit, struct sy_error *err)
+/* The events a page of the list examines at most (store/filter.h), under the store's lock. */
+#define MEM_LIST_SCAN 50000
+
+json_t *sy_mem_list(struct sy_store *st, const struct sy_event_filter *f, struct sy_error *err)
 {
-    (void)err;
     struct memory_store *s = (struct memory_store *)st;
-    size_t max = (size_t)(limit > 0 ? limit : 50);
-    json_t *out = json_array();
+    size_t max = (size_t)sy_event_filter_limit(f);
+    int64_t from = -1;
+    if (f->cursor != NULL &&
+        (f->cursor[0] != 'm' || !sy_parse_int64(f->cursor + 1, strlen(f->cursor + 1), &from) ||
+         from < 0)) {
+        sy_error_set(err, NULL, 0, "the cursor is not one this server gave");
+        return NULL;
+    }
+    json_t *events = json_array();
     pthread_mutex_lock(&s->mu);
-    for (size_t i = s->n_ev; out && i-- > 0 && json_array_size(out) < max;) {
-        const struct mem_event *e = &s->ev[i];
+    size_t i = from >= 0 && (size_t)from < s->n_ev ? (size_t)from : s->n_ev;
+    size_t budget = MEM_LIST_SCAN;
+    for (; events && i > 0 && budget > 0 && json_array_size(events) < max; budget--) {
+        const struct mem_event *e = &s->ev[--i];
+        if (!sy_event_filter_head(f, e->type, e->integration, e->category, e->received_ms,
+                                  e->state) ||
+            !sy_event_filter_text(f, e->id, e->body, e->body_len)) {
+            continue;
+        }
         json_t *jobs = json_object();
+        bool has_state = !sy_event_filter_job_state(f);
         for (size_t k = 0; k < e->n_jobs; k++) {
             const char *name = sy_mem_state_name(s->jobs[e->jobs[k]].state);
             json_t *n = json_object_get(jobs, name);
             json_object_set_new(jobs, name, json_integer(n ? json_integer_value(n) + 1 : 1));
+            has_state = has_state || strcmp(name, f->state) == 0;
         }
-        bool plain = status && (strcmp(status, "unrouted") == 0 || strcmp(status, "quarantined") == 0);
-        bool keep = status == NULL || (plain ? strcmp(e->state, status) == 0
-                                             : json_object_get(jobs, status) != NULL);
-        json_t *o = keep ? event_head(e) : NULL;
+        json_t *o = has_state ? event_head(e) : NULL;
         if (o != NULL) {
             json_object_set_new(o, "jobs", jobs);
-            json_array_append_new(out, o);
+            json_array_append_new(events, o);
         } else {
             json_decref(jobs);
         }
     }
     pthread_mutex_unlock(&s->mu);
-    return out;
+    char cursor[32];
+    snprintf(cursor, sizeof(cursor), "m%zu", i);
+    return json_pack("{s:o, s:s?}", "events", events, "next", i > 0 ? cursor : NULL);
 }
 
 json_t *sy_mem_show(struct sy_store *st, const char *id, struct sy_error *err)

@@ -1,12 +1,15 @@
 /* The Redis store's inspection (the shapes of store/inspect.h) and its journal. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "store/filter.h"
 #include "store/journal.h"
 #include "store/redis_int.h"
 #include "util/log.h"
+#include "util/parse.h"
 
 
 /* A job's journal lines, as records (new array). */
@@ -149,46 +152,129 @@ static json_t *event_jobs(struct redis_store *s, const char *id, bool full)
     return out;
 }
 
-json_t *sy_redis_list(struct sy_store *st, const char *status, int limit, struct sy_error *err)
+/*
+ * The events a page of the list examines at most (store/filter.h): each costs
+ * a round trip, and this bounds a page to about a tenth of a second.
+ */
+#define REDIS_LIST_SCAN 2000
+#define REDIS_LIST_BATCH 200
+
+/* Where a page starts: at score 'max' ("+inf" for the newest), past 'skip' members there. */
+struct redis_cursor {
+    char max[32];
+    long skip;
+};
+
+static bool parse_cursor(const char *text, const struct sy_event_filter *f,
+                         struct redis_cursor *c)
 {
-    struct redis_store *s = (struct redis_store *)st;
-    redisReply *ids = sy_redis_cmd(s, "ZREVRANGE %sevents 0 %d", s->prefix, (limit > 0 ? limit : 50) * 20);
-    if (ids == NULL) {
-        sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
-        return NULL;
+    c->skip = 0;
+    if (text == NULL) {
+        if (f->until_ms > 0) {
+            snprintf(c->max, sizeof(c->max), "(%lld", (long long)f->until_ms);
+        } else {
+            snprintf(c->max, sizeof(c->max), "+inf");
+        }
+        return true;
     }
-    json_t *out = json_array();
-    for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements &&
-                       json_array_size(out) < (size_t)(limit > 0 ? limit : 50);
-         i++) {
-        const char *id = ids->element[i]->str;
-        redisReply *ev = sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state category reason", s->prefix, id);
-        if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 6 &&
-            ev->element[0]->type == REDIS_REPLY_STRING) {
-            json_t *jobs = event_jobs(s, id, false);
-            const char *state = ev->element[3]->str ? ev->element[3]->str : "";
-            bool plain = strcmp(status ? status : "", "unrouted") == 0 ||
-                         strcmp(status ? status : "", "quarantined") == 0;
-            bool keep = status == NULL || (plain ? strcmp(state, status) == 0
-                                                 : json_object_get(jobs, status) != NULL);
-            if (keep) {
-                json_t *e = json_pack(
-                    "{s:s, s:s, s:s?, s:I, s:s, s:s?, s:o}", "id", id, "type", ev->element[0]->str,
-                    "integration", nonempty(ev->element[1]), "received_at",
-                    (json_int_t)strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10),
-                    "state", state, "category", nonempty(ev->element[4]), "jobs", jobs);
-                if (nonempty(ev->element[5]) != NULL) {
-                    json_object_set_new(e, "reason", json_string(ev->element[5]->str));
-                }
-                json_array_append_new(out, e);
-            } else {
-                json_decref(jobs);
+    const char *dot = text[0] == 'r' ? strchr(text, '.') : NULL;
+    int64_t score, skip;
+    if (dot == NULL || !sy_parse_int64(text + 1, (size_t)(dot - text - 1), &score) ||
+        !sy_parse_int64(dot + 1, strlen(dot + 1), &skip) || score < 0 || skip < 0) {
+        return false;
+    }
+    snprintf(c->max, sizeof(c->max), "%lld", (long long)score);
+    c->skip = (long)skip;
+    return true;
+}
+
+/* The list row of event 'id' when it passes 'f', else NULL. */
+static json_t *list_row(struct redis_store *s, const struct sy_event_filter *f, const char *id)
+{
+    redisReply *ev = sy_redis_cmd(s, "HMGET %sev:%s type integration received_at state category "
+                                     "reason %s",
+                                  s->prefix, id, f->text ? "body" : "type");
+    json_t *out = NULL;
+    if (ev && ev->type == REDIS_REPLY_ARRAY && ev->elements == 7 &&
+        ev->element[0]->type == REDIS_REPLY_STRING) {
+        const char *state = ev->element[3]->str ? ev->element[3]->str : "";
+        int64_t received = strtoll(ev->element[2]->str ? ev->element[2]->str : "0", NULL, 10);
+        bool keep = sy_event_filter_head(f, ev->element[0]->str, nonempty(ev->element[1]),
+                                         nonempty(ev->element[4]), received, state) &&
+                    sy_event_filter_text(f, id, ev->element[6]->str, ev->element[6]->len);
+        json_t *jobs = keep ? event_jobs(s, id, false) : NULL;
+        if (jobs != NULL && sy_event_filter_job_state(f) && !json_object_get(jobs, f->state)) {
+            json_decref(jobs);
+            jobs = NULL;
+        }
+        if (jobs != NULL) {
+            out = json_pack("{s:s, s:s, s:s?, s:I, s:s, s:s?, s:o}", "id", id, "type",
+                            ev->element[0]->str, "integration", nonempty(ev->element[1]),
+                            "received_at", (json_int_t)received, "state", state, "category",
+                            nonempty(ev->element[4]), "jobs", jobs);
+            if (out != NULL && nonempty(ev->element[5]) != NULL) {
+                json_object_set_new(out, "reason", json_string(ev->element[5]->str));
             }
         }
-        freeReplyObject(ev);
     }
-    freeReplyObject(ids);
+    freeReplyObject(ev);
     return out;
+}
+
+json_t *sy_redis_list(struct sy_store *st, const struct sy_event_filter *f, struct sy_error *err)
+{
+    struct redis_store *s = (struct redis_store *)st;
+    struct redis_cursor c;
+    if (!parse_cursor(f->cursor, f, &c)) {
+        sy_error_set(err, NULL, 0, "the cursor is not one this server gave");
+        return NULL;
+    }
+    char min[32];
+    snprintf(min, sizeof(min), "%lld", (long long)f->since_ms);
+    size_t limit = (size_t)sy_event_filter_limit(f);
+    json_t *events = json_array();
+    long budget = REDIS_LIST_SCAN;
+    bool more = true;
+    char last[32] = "";
+    long at_last = 0;
+    while (events && more && budget > 0 && json_array_size(events) < limit) {
+        long want = budget < REDIS_LIST_BATCH ? budget : REDIS_LIST_BATCH;
+        redisReply *page = sy_redis_cmd(s, "ZREVRANGEBYSCORE %sevents %s %s WITHSCORES LIMIT %ld %ld",
+                                        s->prefix, c.max, min, c.skip, want);
+        if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(page);
+            json_decref(events);
+            sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
+            return NULL;
+        }
+        size_t pairs = page->elements / 2, i = 0;
+        for (; i < pairs && json_array_size(events) < limit; i++) {
+            const char *score = page->element[2 * i + 1]->str;
+            if (strcmp(score, last) == 0) {
+                at_last++;
+            } else {
+                snprintf(last, sizeof(last), "%s", score);
+                at_last = 1;
+            }
+            json_t *row = list_row(s, f, page->element[2 * i]->str);
+            if (row != NULL) {
+                json_array_append_new(events, row);
+            }
+        }
+        budget -= (long)i;
+        more = (long)pairs == want || i < pairs;
+        /* the next read starts at the last score seen, past the members of it visited */
+        if (last[0] != '\0') {
+            c.skip = strcmp(c.max, last) == 0 ? c.skip + (long)i : at_last;
+            if (strcmp(c.max, last) != 0) {
+                snprintf(c.max, sizeof(c.max), "%s", last);
+            }
+        }
+        freeReplyObject(page);
+    }
+    char cursor[SY_CURSOR_MAX + 1];
+    snprintf(cursor, sizeof(cursor), "r%s.%ld", c.max, c.skip);
+    return json_pack("{s:o, s:s?}", "events", events, "next", more && last[0] ? cursor : NULL);
 }
 
 json_t *sy_redis_show(struct sy_store *st, const char *id, struct sy_error *err)

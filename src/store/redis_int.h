@@ -75,7 +75,8 @@ struct conn *sy_redis_conn(struct redis_store *s);
 redisReply *sy_redis_cmd(struct redis_store *s, const char *fmt, ...);
 
 /* redis_inspect.c */
-struct json_t *sy_redis_list(struct sy_store *st, const char *status, int limit,
+struct sy_event_filter;
+struct json_t *sy_redis_list(struct sy_store *st, const struct sy_event_filter *f,
                              struct sy_error *err);
 struct json_t *sy_redis_show(struct sy_store *st, const char *id, struct sy_error *err);
 void sy_redis_journal_add(struct sy_store *st, const struct sy_job *job,

@@ -195,10 +195,10 @@ static int sqlite_replay(struct sy_store *st, const char *event_id, struct sy_re
     return rc;
 }
 
-static struct json_t *sqlite_list(struct sy_store *st, const char *status, int limit,
+static struct json_t *sqlite_list(struct sy_store *st, const struct sy_event_filter *f,
                                   struct sy_error *err)
 {
-    return sy_inspect_list(((struct sqlite_store *)st)->path, status, limit, err);
+    return sy_inspect_list(((struct sqlite_store *)st)->path, f, err);
 }
 
 static struct json_t *sqlite_show(struct sy_store *st, const char *id, struct sy_error *err)

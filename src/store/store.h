@@ -302,12 +302,14 @@ struct sy_rerun {
 int sy_store_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
 
 /*
- * Views for `switchyard events` and the admin API, in the shapes of
- * store/inspect.h: a list of events with job counts (status may be NULL),
- * and one event with its jobs. New JSON, or NULL with 'err'. Any thread.
+ * Views for `switchyard events`, the admin API and the console, in the
+ * shapes of store/inspect.h: a page of the event list (store/filter.h),
+ * {"events": [...with job counts per state], "next": cursor or null}, and
+ * one event with its jobs. New JSON, or NULL with 'err'. Any thread.
  */
 struct json_t;
-struct json_t *sy_store_list(struct sy_store *st, const char *status, int limit,
+struct sy_event_filter;
+struct json_t *sy_store_list(struct sy_store *st, const struct sy_event_filter *f,
                              struct sy_error *err);
 struct json_t *sy_store_show(struct sy_store *st, const char *id, struct sy_error *err);
 
@@ -330,7 +332,8 @@ struct sy_store_ops {
                         struct sy_call_record *rec);
     int (*journal_load)(struct sy_store *st, const struct sy_job *job,
                         struct sy_call_record **recs, size_t *n);
-    struct json_t *(*list)(struct sy_store *st, const char *status, int limit,
+    /* a page the filter selects (already checked); the id lookup is the caller's */
+    struct json_t *(*list)(struct sy_store *st, const struct sy_event_filter *f,
                            struct sy_error *err);
     struct json_t *(*show)(struct sy_store *st, const char *id, struct sy_error *err);
     int (*scan)(struct sy_store *st, const struct sy_scan_query *q,

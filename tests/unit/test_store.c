@@ -50,22 +50,28 @@ static void prepare(struct req *r, const char *id, const char *type)
     r->a.done = on_done;
 }
 
+/* Submit a prepared request and wait for the answer; returns the status, sets *is_new. */
+static int submit_wait(struct sy_store *st, struct req *r, bool *is_new)
+{
+    int rc = sy_store_submit(st, &r->a);
+    if (rc != SY_OK) {
+        return rc;
+    }
+    pthread_mutex_lock(&mu);
+    while (!r->done) {
+        pthread_cond_wait(&cv, &mu);
+    }
+    pthread_mutex_unlock(&mu);
+    *is_new = r->a.is_new;
+    return r->a.status;
+}
+
 /* Append and wait for the answer; returns the status, sets *is_new. */
 static int append(struct sy_store *st, const char *id, const char *type, bool *is_new)
 {
     struct req r;
     prepare(&r, id, type);
-    int rc = sy_store_submit(st, &r.a);
-    if (rc != SY_OK) {
-        return rc;
-    }
-    pthread_mutex_lock(&mu);
-    while (!r.done) {
-        pthread_cond_wait(&cv, &mu);
-    }
-    pthread_mutex_unlock(&mu);
-    *is_new = r.a.is_new;
-    return r.a.status;
+    return submit_wait(st, &r, is_new);
 }
 
 /*
@@ -138,6 +144,8 @@ static void barrier(struct sy_store *st)
 {
     CHECK(sy_store_kv_set(st, NULL, "barrier", "1", 0) == SY_OK);
 }
+
+#include "store_list.h"
 
 static struct sy_call_record *record(int attempt, int n, const char *method, const char *path,
                                      long status, const char *response)
@@ -409,6 +417,8 @@ int main(int argc, char **argv)
         sy_store_finish(st, q2, SY_JOB_DONE, NULL, 0);
     }
     barrier(st);
+
+    check_list(st);
 
     /* a job left unfinished is runnable again after the store is reopened */
     CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && is_new);

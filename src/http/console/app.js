@@ -69,7 +69,7 @@ function setPage(name) {
 
 function main(...nodes) {
   const m = document.getElementById("main");
-  m.replaceChildren(...nodes);
+  m.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
 }
 
 /* ---- login ---- */
@@ -131,19 +131,30 @@ async function overview() {
 
 /* ---- events ---- */
 
-function filterForm(q, onGo) {
-  const f = el("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); onGo(new FormData(f)); } },
-    el("select", { name: "status" }, ["", "pending", "retrying", "dead", "done", "skipped", "unrouted", "quarantined"]
-      .map((s) => el("option", { value: s, selected: q.get("status") === s }, s || "any state"))),
-    el("input", { name: "id", placeholder: "event id", value: q.get("id") || "" }),
+const STATES = ["", "pending", "retrying", "dead", "done", "skipped", "routed", "unrouted", "quarantined"];
+
+function filterForm(q, onGo, fixedState) {
+  const text = (name, placeholder, size) => el("input", { name: name, placeholder: placeholder, size: size, value: q.get(name) || "" });
+  const f = el("form", { class: "filters", id: "filters", onsubmit: (ev) => { ev.preventDefault(); onGo(new FormData(f)); } },
+    fixedState ? null : el("select", { name: "state" }, STATES
+      .map((s) => el("option", { value: s, selected: (q.get("state") || "") === s }, s || "any state"))),
+    text("type", "type pattern (scm.*)", 18),
+    text("integration", "integration", 10),
+    text("category", "category", 9),
+    text("since", "since (2h, 2026-12-01)", 16),
+    text("until", "until", 10),
+    text("q", "event id or text", 20),
     el("button", { type: "submit" }, "Filter"));
   return f;
 }
 
 async function events(params, title) {
+  const quarantine = title === "Quarantine";
   const q = new URLSearchParams(params);
-  setPage(title === "Quarantine" ? "quarantine" : "events");
-  if (title === "Quarantine") q.set("status", "quarantined");
+  const base = quarantine ? "#/quarantine?" : "#/events?";
+  setPage(quarantine ? "quarantine" : "events");
+  if (q.get("status") && !q.get("state")) { q.set("state", q.get("status")); q.delete("status"); }
+  if (quarantine) q.set("state", "quarantined");
   if (!q.get("limit")) q.set("limit", "50");
   const r = await api("/admin/events?" + q.toString());
   const rows = r.events.map((e) => el("tr", { class: "link", "data-id": e.id, onclick: () => { location.hash = "#/event/" + encodeURIComponent(e.id); } },
@@ -152,27 +163,40 @@ async function events(params, title) {
     el("td", {}, e.integration || ""),
     el("td", {}, when(e.received_at)),
     el("td", {}, el("span", { class: "state " + e.state }, e.state), " ", states(e.jobs)),
-    el("td", {}, e.reason || "")));
+    el("td", {}, e.reason || ""),
+    quarantine ? el("td", {}, el("button", { class: "replay-q", onclick: (ev) => { ev.stopPropagation(); replayEvent(e.id); } }, "Replay")) : null));
   const go = (fd) => {
-    if (fd.get("id")) { location.hash = "#/event/" + encodeURIComponent(fd.get("id")); return; }
     const p = new URLSearchParams();
     for (const [k, v] of fd.entries()) if (v) p.set(k, v);
-    location.hash = (title === "Quarantine" ? "#/quarantine?" : "#/events?") + p.toString();
+    location.hash = base + p.toString();
   };
   const pager = el("div", { class: "pager" });
+  if (q.get("cursor")) {
+    const p = new URLSearchParams(q);
+    p.delete("cursor");
+    pager.appendChild(el("a", { href: base + p.toString(), id: "newest" }, "← Newest"));
+  }
   if (r.next) {
     const p = new URLSearchParams(q);
-    p.set("before", r.next);
-    pager.appendChild(el("a", { href: (title === "Quarantine" ? "#/quarantine?" : "#/events?") + p.toString() }, "Older →"));
+    p.set("cursor", r.next);
+    pager.appendChild(el("a", { href: base + p.toString(), id: "older" },
+      r.events.length ? "Older →" : "Search older events →"));
   }
   const extra = [];
-  if (title !== "Quarantine") {
+  if (!quarantine) {
     extra.push(el("div", { class: "actions" },
       el("button", { class: "danger", id: "replay-filter", onclick: () => replayByFilter(q) }, "Replay the dead jobs of these events…")));
   }
-  main(el("h1", {}, title), filterForm(q, go), ...extra,
-       el("table", { id: "events" }, el("tr", {}, ["id", "type", "integration", "received", "state and jobs", "reason"].map((h) => el("th", {}, h))), rows),
-       r.events.length === 0 ? el("p", { class: "muted" }, "No events match.") : null, pager);
+  let empty = null;
+  if (r.events.length === 0) {
+    empty = el("p", { class: "muted", id: "no-match" }, r.next
+      ? "No match in this stretch of the store (a page reads a bounded number of events, so it stays fast on any size of store)."
+      : "No events match.");
+  }
+  main(el("h1", {}, title), filterForm(q, go, quarantine), ...extra,
+       el("table", { id: "events" }, el("tr", {}, ["id", "type", "integration", "received", "state and jobs", "reason", quarantine ? "" : null]
+         .filter((h) => h !== null).map((h) => el("th", {}, h))), rows),
+       empty, pager);
 }
 
 async function replayByFilter(q) {
@@ -259,14 +283,15 @@ async function rules() {
     el("td", {}, x.concurrency === null || x.concurrency === undefined ? "" : String(x.concurrency)),
     el("td", {}, String(x.running)),
     el("td", {}, states(x.attempts), failureRate(x.attempts)),
-    el("td", {}, el("span", { class: "state " + (x.paused ? "paused" : "active") }, x.paused ? "paused" : "active")),
+    el("td", { class: "p99" }, x.p99_ms === null || x.p99_ms === undefined ? "" : x.p99_ms + " ms"),
+    el("td", { class: "rule-state" }, el("span", { class: "state " + (x.paused ? "paused" : "active") }, x.paused ? "paused" : "active")),
     el("td", {}, el("button", { class: "pause", onclick: () => pause(x.name, !x.paused) }, x.paused ? "Resume" : "Pause"))));
   main(el("h1", {}, "Rules"),
        el("div", { class: "actions" },
          el("button", { id: "reload", onclick: reload }, "Reload the rules"),
          el("button", { id: "replay-all", class: "danger", onclick: replayAllDead }, "Replay all dead jobs…")),
        el("div", { id: "reload-result", class: "error" }),
-       el("table", { id: "rules" }, el("tr", {}, ["rule", "kind", "file", "on", "key", "concurrency", "running", "attempts since start", "state", ""].map((h) => el("th", {}, h))), rows));
+       el("table", { id: "rules" }, el("tr", {}, ["rule", "kind", "file", "on", "key", "concurrency", "running", "attempts since start", "p99", "state", ""].map((h) => el("th", {}, h))), rows));
 }
 
 function failureRate(a) {
@@ -317,6 +342,8 @@ async function route() {
 }
 
 async function start() {
+  /* before the login check: after logging in, the links must route too */
+  window.addEventListener("hashchange", route);
   try {
     const r = await fetch("/console/session", { credentials: "same-origin" });
     const s = await r.json();
@@ -325,7 +352,6 @@ async function start() {
     document.getElementById("who").textContent = s.token_required ? "" : "no admin token: loopback only";
     if (s.token_required && !s.authenticated) return showLogin();
   } catch (e) { /* the pages say what failed */ }
-  window.addEventListener("hashchange", route);
   route();
 }
 
