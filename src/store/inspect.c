@@ -92,34 +92,81 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
 static const char list_sql[] =
     "SELECT e.seq, e.id, e.type, e.integration, e.received_at, e.state, e.category, e.reason "
     "FROM (SELECT seq, id, type, integration, received_at, state, category, reason, body "
-    "      FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2) AS e "
+    "      FROM events WHERE seq < ?1 AND seq >= ?12 ORDER BY seq DESC LIMIT ?2) AS e "
     "WHERE (?3 IS NULL OR sy_type_match(?3, e.type)) "
     "  AND (?4 IS NULL OR e.integration = ?4) AND (?5 IS NULL OR e.category = ?5) "
     "  AND (?6 = 0 OR e.received_at >= ?6) AND (?7 = 0 OR e.received_at < ?7) "
     "  AND (?8 IS NULL OR e.state = ?8) "
+    /* by the event's own jobs: '+' keeps SQLite off the state index, which would walk every
+     * job in that state for each event of the window */
     "  AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = e.id "
-    "                             AND jobs.state = ?9)) "
+    "                             AND +jobs.state = ?9)) "
     "  AND (?10 IS NULL OR e.id = ?10 OR instr(e.body, ?10) > 0) "
     "ORDER BY e.seq DESC LIMIT ?11";
 
-/* How many events the window below 'before' held, and the oldest of them. */
-static void window_end(sqlite3 *db, int64_t before, int64_t *count, int64_t *oldest)
+/* How many events the window in [floor, before) held, and the oldest of them. */
+static void window_end(sqlite3 *db, int64_t before, int64_t floor, int64_t *count,
+                       int64_t *oldest)
 {
     sqlite3_stmt *st = NULL;
     *count = 0;
     *oldest = 0;
     if (sqlite3_prepare_v2(db,
                            "SELECT count(*), min(seq) FROM (SELECT seq FROM events WHERE seq < ?1 "
-                           "ORDER BY seq DESC LIMIT ?2)",
+                           "AND seq >= ?3 ORDER BY seq DESC LIMIT ?2)",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, before);
         sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
+        sqlite3_bind_int64(st, 3, floor);
         if (sqlite3_step(st) == SQLITE_ROW) {
             *count = sqlite3_column_int64(st, 0);
             *oldest = sqlite3_column_int64(st, 1);
         }
     }
     sqlite3_finalize(st);
+}
+
+/* The received time of the first event at or after sequence 'seq' (INT64_MAX when none). */
+static int64_t received_from(sqlite3_stmt *st, int64_t seq)
+{
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, seq);
+    return sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : INT64_MAX;
+}
+
+/*
+ * The first sequence number whose event was received at or after 't', by a
+ * binary search over the sequence: events are numbered as they arrive, so
+ * their received times rise with it (after a step back of the wall clock, the
+ * boundary is off by the events of that step). 1 when every event is.
+ */
+static int64_t first_seq_from(sqlite3 *db, int64_t t)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t lo = 1, hi = INT64_MAX;
+    if (sqlite3_prepare_v2(db, "SELECT max(seq) + 1 FROM events", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        hi = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (hi == INT64_MAX ||
+        sqlite3_prepare_v2(db,
+                           "SELECT received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 1;
+    }
+    while (lo < hi) { /* the answer is in [lo, hi] */
+        int64_t mid = lo + (hi - lo) / 2;
+        if (received_from(st, mid) >= t) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    sqlite3_finalize(st);
+    return lo;
 }
 
 json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, struct sy_error *err)
@@ -146,8 +193,16 @@ json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, st
         goto done;
     }
     bool job_state = sy_event_filter_job_state(f);
+    /* a time range bounds the sequence read: newer than its end is never read, nor older
+     * than its start */
+    int64_t floor = f->since_ms > 0 ? first_seq_from(db, f->since_ms) : 1;
+    if (f->until_ms > 0) {
+        int64_t end = first_seq_from(db, f->until_ms);
+        before = end < before ? end : before;
+    }
     sqlite3_bind_int64(st, 1, before);
     sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
+    sqlite3_bind_int64(st, 12, floor);
     bind_opt(st, 3, f->type);
     bind_opt(st, 4, f->integration);
     bind_opt(st, 5, f->category);
@@ -183,12 +238,12 @@ json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, st
         next = last;
     } else {
         int64_t seen, oldest;
-        window_end(db, before, &seen, &oldest);
-        next = seen == SY_INSPECT_SCAN ? oldest : 0;
+        window_end(db, before, floor, &seen, &oldest);
+        next = seen == SY_INSPECT_SCAN && oldest > floor ? oldest : 0;
     }
     char cursor[32];
     snprintf(cursor, sizeof(cursor), "s%lld", (long long)next);
-    out = json_pack("{s:o, s:s?}", "events", events, "next", next > 1 ? cursor : NULL);
+    out = json_pack("{s:o, s:s?}", "events", events, "next", next > floor ? cursor : NULL);
 done:
     sqlite3_finalize(st);
     sqlite3_close(db);

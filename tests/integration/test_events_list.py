@@ -78,11 +78,21 @@ class Paging(unittest.TestCase):
         status, body = self.get(integration="pagerduty", category="incidents", state="unrouted")
         self.assertEqual(status, 200)
         self.assertEqual([e["id"] for e in body["events"]], [])  # beyond the first window
-        status, body = self.get(since="90m", until="50m", limit=5)
+        status, body = self.get(since="90m", until="70m", limit=5)
         self.assertEqual(status, 200)
-        # nothing of the bulk was received that long ago; the rare one lies past the window
-        self.assertEqual(body["events"], [])
-        self.assertIsNotNone(body["next"])
+        # nothing was received then (the rare one an hour ago, the bulk after): one empty page
+        self.assertEqual((body["events"], body["next"]), ([], None))
+
+    def test_a_time_range_starts_and_ends_where_its_events_are(self):
+        # the rare one is an hour old, beyond two windows of newer events: a range around it
+        # is one page, read from its place in the store, with nothing to go on to
+        (at,), = self.srv.rows("SELECT received_at FROM events WHERE id = 'evt_rare_1'")
+        self.assertEqual(self.pages(since=at - 1000, until=at + 1000), [(["evt_rare_1"], None)])
+        # and the bulk's first ten milliseconds, newest first
+        (first,), = self.srv.rows("SELECT received_at FROM events WHERE id = 'bulk_000000'")
+        pages = self.pages(since=first, until=first + 10, limit=4)
+        self.assertEqual([i for p in pages for i in p[0]], ["bulk_%06d" % i for i in range(9, -1, -1)])
+        self.assertIsNone(pages[-1][1])
 
     def test_bad_filters_are_refused_with_what_is_wrong(self):
         for params, word in [({"state": "lost"}, "state"), ({"type": "scm..x"}, "pattern"),

@@ -419,6 +419,9 @@ int main(int argc, char **argv)
     barrier(st);
 
     check_list(st);
+    if (strncmp(argv[1], "redis", 5) == 0) {
+        check_list_window(st);
+    }
 
     /* a job left unfinished is runnable again after the store is reopened */
     CHECK(append(st, "evt_2", "scm.branch.created", &is_new) == SY_OK && is_new);
