@@ -2,6 +2,7 @@
 """The console on a big store: time to first render and to a filtered list.
 
 usage: console.py BUILD_DIR [--events 1000000] [--small 1000] [--reps 5] [--out FILE]
+                  [--screenshots DIR]
 
 Two SQLite stores are filled the way a busy server leaves them: EVENTS events
 (and SMALL, the peer measured in the same run) with UUID v4 ids, ~900-byte
@@ -154,7 +155,7 @@ def render_ms(driver, base, route, sel, reps):
     return statistics.median(times)
 
 
-def measure(build, cfg, old_id, reps):
+def measure(build, cfg, old_id, reps, shots=None):
     p, base = serve(build, cfg)
     out = {}
     try:
@@ -165,6 +166,10 @@ def measure(build, cfg, old_id, reps):
                 r = render_ms(driver, base, route.format(old_id=old_id), sel, reps)
                 a = api_ms(base, query.format(old_id=old_id), reps) if query else None
                 out[name] = (r, a)
+                if shots:
+                    path = os.path.join(shots, "bench-" + name.split(",")[0].replace(" ", "-") +
+                                        ("-" + name.split(",")[1].strip().split()[0] if "," in name else "") + ".png")
+                    driver.save_screenshot(path)
         finally:
             driver.quit()
     finally:
@@ -196,6 +201,7 @@ def main():
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--out")
+    ap.add_argument("--screenshots", help="save a screenshot of each page on the big store here")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     work = tempfile.mkdtemp(prefix="sy-console-bench-")
@@ -208,7 +214,8 @@ def main():
             size = os.path.getsize(os.path.join(work, label, "store.db"))
             print("store of %d events: %.0f MiB, filled in %.0f s" % (n, size / 2**20, time.time() - t0),
                   file=sys.stderr)
-            results[label] = measure(build, cfg, old_id, a.reps)
+            results[label] = measure(build, cfg, old_id, a.reps,
+                                     a.screenshots if label == "big" else None)
         lines = ["console on SQLite: %d events vs %d, medians of %d (ms; render = navigation start "
                  "to the table on screen in headless Chromium; api = GET /admin/events)" %
                  (a.events, a.small, a.reps), "",

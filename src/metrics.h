@@ -101,7 +101,8 @@ void sy_metrics_rule(const char *rule, uint64_t out[4]);
 
 /*
  * The 99th percentile of one handler's attempt durations since the start, in
- * seconds (within 19% above), or 0 before its first. Any thread.
+ * seconds (within 19% above, up to 706 s: longer reads as 706), or 0 before
+ * its first. Any thread.
  */
 double sy_metrics_rule_p99(const char *rule);
 

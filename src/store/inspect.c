@@ -83,47 +83,48 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
 }
 
 /*
- * The budget is applied to the newest SY_INSPECT_SCAN events below the cursor:
- * the filters run over that window only, so a page costs the same on any size
- * of store, and one that ran out of window says where to go on.
+ * A page reads the events of the SY_INSPECT_SCAN sequence numbers below its
+ * cursor, newest first, and stops once it has its limit: the filters run over
+ * that window only, so a page costs the same on any size of store (backwards
+ * along the primary key, no sort), and one that ran out of window says where
+ * to go on.
  */
 #define SY_INSPECT_SCAN 20000
 
-static const char list_sql[] =
-    "SELECT e.seq, e.id, e.type, e.integration, e.received_at, e.state, e.category, e.reason "
-    "FROM (SELECT seq, id, type, integration, received_at, state, category, reason, body "
-    "      FROM events WHERE seq < ?1 AND seq >= ?12 ORDER BY seq DESC LIMIT ?2) AS e "
-    "WHERE (?3 IS NULL OR sy_type_match(?3, e.type)) "
-    "  AND (?4 IS NULL OR e.integration = ?4) AND (?5 IS NULL OR e.category = ?5) "
-    "  AND (?6 = 0 OR e.received_at >= ?6) AND (?7 = 0 OR e.received_at < ?7) "
-    "  AND (?8 IS NULL OR e.state = ?8) "
-    /* by the event's own jobs: '+' keeps SQLite off the state index, which would walk every
-     * job in that state for each event of the window */
-    "  AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = e.id "
-    "                             AND +jobs.state = ?9)) "
-    "  AND (?10 IS NULL OR e.id = ?10 OR instr(e.body, ?10) > 0) "
-    "ORDER BY e.seq DESC LIMIT ?11";
+#define LIST_COLUMNS                                                                               \
+    "SELECT e.seq, e.id, e.type, e.integration, e.received_at, e.state, e.category, e.reason "     \
+    "FROM events AS e "
 
-/* How many events the window in [floor, before) held, and the oldest of them. */
-static void window_end(sqlite3 *db, int64_t before, int64_t floor, int64_t *count,
-                       int64_t *oldest)
+/* by the event's own jobs: '+' keeps SQLite off the state index, which would walk every job in
+ * that state for each event of the window */
+#define LIST_FILTERS                                                                               \
+    "(?3 IS NULL OR sy_type_match(?3, e.type)) "                                                   \
+    "AND (?4 IS NULL OR e.integration = ?4) AND (?5 IS NULL OR e.category = ?5) "                  \
+    "AND (?6 = 0 OR e.received_at >= ?6) AND (?7 = 0 OR e.received_at < ?7) "                      \
+    "AND (?8 IS NULL OR e.state = ?8) "                                                            \
+    "AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = e.id "                    \
+    "                           AND +jobs.state = ?9)) "                                           \
+    "AND (?10 IS NULL OR e.id = ?10 OR instr(e.body, ?10) > 0) "
+
+/* A page of the window [?2, ?1). */
+static const char list_sql[] = LIST_COLUMNS "WHERE e.seq < ?1 AND e.seq >= ?2 AND " LIST_FILTERS
+                                            "ORDER BY e.seq DESC LIMIT ?11";
+/* The event whose id is the search text, when it passes the other filters (?1, ?2 unused). */
+static const char list_id_sql[] =
+    LIST_COLUMNS "WHERE e.id = ?10 AND ?1 IS NOT NULL AND ?2 IS NOT NULL AND " LIST_FILTERS
+                 "LIMIT ?11";
+
+/* The newest sequence number + 1 (1 for an empty store). */
+static int64_t seq_end(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    *count = 0;
-    *oldest = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), min(seq) FROM (SELECT seq FROM events WHERE seq < ?1 "
-                           "AND seq >= ?3 ORDER BY seq DESC LIMIT ?2)",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, before);
-        sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
-        sqlite3_bind_int64(st, 3, floor);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            *count = sqlite3_column_int64(st, 0);
-            *oldest = sqlite3_column_int64(st, 1);
-        }
+    int64_t end = 1;
+    if (sqlite3_prepare_v2(db, "SELECT max(seq) + 1 FROM events", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        end = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
+    return end;
 }
 
 /* The received time of the first event at or after sequence 'seq' (INT64_MAX when none). */
@@ -143,15 +144,8 @@ static int64_t received_from(sqlite3_stmt *st, int64_t seq)
 static int64_t first_seq_from(sqlite3 *db, int64_t t)
 {
     sqlite3_stmt *st = NULL;
-    int64_t lo = 1, hi = INT64_MAX;
-    if (sqlite3_prepare_v2(db, "SELECT max(seq) + 1 FROM events", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        hi = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (hi == INT64_MAX ||
-        sqlite3_prepare_v2(db,
+    int64_t lo = 1, hi = seq_end(db);
+    if (sqlite3_prepare_v2(db,
                            "SELECT received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
@@ -169,6 +163,52 @@ static int64_t first_seq_from(sqlite3 *db, int64_t t)
     return lo;
 }
 
+/* Bind what 'f' asks for to a list statement (window [lower, before)). */
+static void bind_filters(sqlite3_stmt *st, const struct sy_event_filter *f, int64_t before,
+                         int64_t lower)
+{
+    bool job_state = sy_event_filter_job_state(f);
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int64(st, 2, lower);
+    bind_opt(st, 3, f->type);
+    bind_opt(st, 4, f->integration);
+    bind_opt(st, 5, f->category);
+    sqlite3_bind_int64(st, 6, f->since_ms);
+    sqlite3_bind_int64(st, 7, f->until_ms);
+    bind_opt(st, 8, job_state ? NULL : f->state);
+    bind_opt(st, 9, job_state ? f->state : NULL);
+    bind_opt(st, 10, f->text);
+    sqlite3_bind_int(st, 11, sy_event_filter_limit(f));
+}
+
+/* Append the statement's rows to 'events' (with their job counts); *last = the oldest seq. */
+static int read_rows(sqlite3 *db, sqlite3_stmt *st, json_t *events, int64_t *last)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        *last = sqlite3_column_int64(st, 0);
+        json_t *e = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "id", id, "type",
+                              text_or_null(st, 2), "integration", text_or_null(st, 3),
+                              "received_at", (json_int_t)sqlite3_column_int64(st, 4), "state",
+                              text_or_null(st, 5), "category", text_or_null(st, 6), "jobs",
+                              job_counts(db, id));
+        if (e != NULL && sqlite3_column_type(st, 7) != SQLITE_NULL) {
+            json_object_set_new(e, "reason", text_or_null(st, 7));
+        }
+        json_array_append_new(events, e);
+    }
+    return rc == SQLITE_DONE ? SY_OK : SY_EIO;
+}
+
+/*
+ * Received times are stamped before an event is queued for the store, so
+ * under load (or after a step of the wall clock) they are not quite in
+ * arrival order: a time range's bounds in the sequence are looked for this
+ * much wider, and the exact times are checked on each row.
+ */
+#define TIME_SLACK_MS (5 * 60 * 1000)
+
 json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, struct sy_error *err)
 {
     int64_t before;
@@ -184,68 +224,55 @@ json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, st
         return NULL;
     }
     sqlite3_stmt *st = NULL;
-    json_t *out = NULL, *events = NULL;
-    int limit = sy_event_filter_limit(f);
-    if (sqlite3_create_function(db, "sy_type_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+    json_t *out = NULL, *events = json_array();
+    int64_t last = 0;
+    if (events == NULL ||
+        sqlite3_create_function(db, "sy_type_match", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                                 type_match, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, list_sql, -1, &st, NULL) != SQLITE_OK) {
-        sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
-        goto done;
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) { /* one snapshot */
+        goto failed;
     }
-    bool job_state = sy_event_filter_job_state(f);
+    if (f->text != NULL && f->cursor == NULL) {
+        /* an event's id lists that event alone, found by its key */
+        if (sqlite3_prepare_v2(db, list_id_sql, -1, &st, NULL) != SQLITE_OK) {
+            goto failed;
+        }
+        bind_filters(st, f, 0, 0);
+        if (read_rows(db, st, events, &last) != SY_OK) {
+            goto failed;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (json_array_size(events) > 0) {
+            out = json_pack("{s:o, s:n}", "events", events, "next");
+            goto done;
+        }
+    }
     /* a time range bounds the sequence read: newer than its end is never read, nor older
      * than its start */
-    int64_t floor = f->since_ms > 0 ? first_seq_from(db, f->since_ms) : 1;
-    if (f->until_ms > 0) {
-        int64_t end = first_seq_from(db, f->until_ms);
-        before = end < before ? end : before;
+    int64_t floor = f->since_ms > 0 ? first_seq_from(db, f->since_ms - TIME_SLACK_MS) : 1;
+    int64_t end = f->until_ms > 0 ? first_seq_from(db, f->until_ms + TIME_SLACK_MS) : seq_end(db);
+    before = end < before ? end : before;
+    int64_t lower = before - floor > SY_INSPECT_SCAN ? before - SY_INSPECT_SCAN : floor;
+    if (sqlite3_prepare_v2(db, list_sql, -1, &st, NULL) != SQLITE_OK) {
+        goto failed;
     }
-    sqlite3_bind_int64(st, 1, before);
-    sqlite3_bind_int(st, 2, SY_INSPECT_SCAN);
-    sqlite3_bind_int64(st, 12, floor);
-    bind_opt(st, 3, f->type);
-    bind_opt(st, 4, f->integration);
-    bind_opt(st, 5, f->category);
-    sqlite3_bind_int64(st, 6, f->since_ms);
-    sqlite3_bind_int64(st, 7, f->until_ms);
-    bind_opt(st, 8, job_state ? NULL : f->state);
-    bind_opt(st, 9, job_state ? f->state : NULL);
-    bind_opt(st, 10, f->text);
-    sqlite3_bind_int(st, 11, limit);
-    events = json_array();
-    int64_t last = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 1);
-        last = sqlite3_column_int64(st, 0);
-        json_t *e = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "id", id, "type",
-                              text_or_null(st, 2), "integration", text_or_null(st, 3),
-                              "received_at", (json_int_t)sqlite3_column_int64(st, 4), "state",
-                              text_or_null(st, 5), "category", text_or_null(st, 6), "jobs",
-                              job_counts(db, id));
-        if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-            json_object_set_new(e, "reason", text_or_null(st, 7));
-        }
-        json_array_append_new(events, e);
+    bind_filters(st, f, before, lower);
+    if (read_rows(db, st, events, &last) != SY_OK) {
+        goto failed;
     }
-    if (rc != SQLITE_DONE) {
-        sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
-        json_decref(events);
-        goto done;
-    }
-    int64_t next = 0;
-    if (json_array_size(events) == (size_t)limit) {
-        next = last;
-    } else {
-        int64_t seen, oldest;
-        window_end(db, before, floor, &seen, &oldest);
-        next = seen == SY_INSPECT_SCAN && oldest > floor ? oldest : 0;
-    }
+    /* a full page goes on below its last event; a short one below its window */
+    int64_t next = json_array_size(events) == (size_t)sy_event_filter_limit(f) ? last : lower;
     char cursor[32];
     snprintf(cursor, sizeof(cursor), "s%lld", (long long)next);
     out = json_pack("{s:o, s:s?}", "events", events, "next", next > floor ? cursor : NULL);
+    goto done;
+failed:
+    sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
+    json_decref(events);
 done:
     sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return out;
 }

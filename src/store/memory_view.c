@@ -318,6 +318,32 @@ static json_t *waiting_for(const struct memory_store *s, const char *key, size_t
     return NULL;
 }
 
+/* The list row of 'e' with its jobs by state, or NULL when 'f' refuses it. Under the lock. */
+static json_t *list_row(const struct memory_store *s, const struct sy_event_filter *f,
+                        const struct mem_event *e)
+{
+    if (!sy_event_filter_head(f, e->type, e->integration, e->category, e->received_ms,
+                              e->state) ||
+        !sy_event_filter_text(f, e->id, e->body, e->body_len)) {
+        return NULL;
+    }
+    json_t *jobs = json_object();
+    bool has_state = !sy_event_filter_job_state(f);
+    for (size_t k = 0; jobs && k < e->n_jobs; k++) {
+        const char *name = sy_mem_state_name(s->jobs[e->jobs[k]].state);
+        json_t *n = json_object_get(jobs, name);
+        json_object_set_new(jobs, name, json_integer(n ? json_integer_value(n) + 1 : 1));
+        has_state = has_state || strcmp(name, f->state) == 0;
+    }
+    json_t *o = has_state && jobs ? event_head(e) : NULL;
+    if (o == NULL) {
+        json_decref(jobs);
+        return NULL;
+    }
+    json_object_set_new(o, "jobs", jobs);
+    return o;
+}
+
 /* The events a page of the list examines at most (store/filter.h), under the store's lock. */
 #define MEM_LIST_SCAN 50000
 
@@ -335,28 +361,18 @@ json_t *sy_mem_list(struct sy_store *st, const struct sy_event_filter *f, struct
     json_t *events = json_array();
     pthread_mutex_lock(&s->mu);
     size_t i = from >= 0 && (size_t)from < s->n_ev ? (size_t)from : s->n_ev;
-    size_t budget = MEM_LIST_SCAN;
-    for (; events && i > 0 && budget > 0 && json_array_size(events) < max; budget--) {
-        const struct mem_event *e = &s->ev[--i];
-        if (!sy_event_filter_head(f, e->type, e->integration, e->category, e->received_ms,
-                                  e->state) ||
-            !sy_event_filter_text(f, e->id, e->body, e->body_len)) {
-            continue;
-        }
-        json_t *jobs = json_object();
-        bool has_state = !sy_event_filter_job_state(f);
-        for (size_t k = 0; k < e->n_jobs; k++) {
-            const char *name = sy_mem_state_name(s->jobs[e->jobs[k]].state);
-            json_t *n = json_object_get(jobs, name);
-            json_object_set_new(jobs, name, json_integer(n ? json_integer_value(n) + 1 : 1));
-            has_state = has_state || strcmp(name, f->state) == 0;
-        }
-        json_t *o = has_state ? event_head(e) : NULL;
-        if (o != NULL) {
-            json_object_set_new(o, "jobs", jobs);
-            json_array_append_new(events, o);
-        } else {
-            json_decref(jobs);
+    const struct mem_event *by_id = f->text && !f->cursor ? sy_mem_find(s, f->text) : NULL;
+    json_t *row = by_id ? list_row(s, f, by_id) : NULL;
+    if (row != NULL) {
+        /* an event's id lists that event alone, found by its key */
+        json_array_append_new(events, row);
+        i = 0;
+    }
+    for (size_t budget = MEM_LIST_SCAN;
+         events && i > 0 && budget > 0 && json_array_size(events) < max; budget--) {
+        row = list_row(s, f, &s->ev[--i]);
+        if (row != NULL) {
+            json_array_append_new(events, row);
         }
     }
     pthread_mutex_unlock(&s->mu);

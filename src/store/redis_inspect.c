@@ -158,6 +158,8 @@ static json_t *event_jobs(struct redis_store *s, const char *id, bool full)
  */
 #define REDIS_LIST_SCAN 2000
 #define REDIS_LIST_BATCH 200
+/* More events than this in one millisecond is not a cursor this server gave (Redis walks it). */
+#define REDIS_SKIP_MAX 100000
 
 /* Where a page starts: at score 'max' ("+inf" for the newest), past 'skip' members there. */
 struct redis_cursor {
@@ -180,7 +182,8 @@ static bool parse_cursor(const char *text, const struct sy_event_filter *f,
     const char *dot = text[0] == 'r' ? strchr(text, '.') : NULL;
     int64_t score, skip;
     if (dot == NULL || !sy_parse_int64(text + 1, (size_t)(dot - text - 1), &score) ||
-        !sy_parse_int64(dot + 1, strlen(dot + 1), &skip) || score < 0 || skip < 0) {
+        !sy_parse_int64(dot + 1, strlen(dot + 1), &skip) || score < 0 || skip < 0 ||
+        skip > REDIS_SKIP_MAX) {
         return false;
     }
     snprintf(c->max, sizeof(c->max), "%lld", (long long)score);
@@ -232,6 +235,13 @@ json_t *sy_redis_list(struct sy_store *st, const struct sy_event_filter *f, stru
     char min[32];
     snprintf(min, sizeof(min), "%lld", (long long)f->since_ms);
     size_t limit = (size_t)sy_event_filter_limit(f);
+    if (f->text != NULL && f->cursor == NULL) {
+        /* an event's id lists that event alone, found by its key */
+        json_t *row = list_row(s, f, f->text);
+        if (row != NULL) {
+            return json_pack("{s:[o], s:n}", "events", row, "next");
+        }
+    }
     json_t *events = json_array();
     long budget = REDIS_LIST_SCAN;
     bool more = true;

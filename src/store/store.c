@@ -296,59 +296,10 @@ int sy_store_rerun(struct sy_store *st, const struct sy_rerun *items, size_t n, 
     return n == 0 ? SY_OK : st->ops->rerun(st, items, n, queued);
 }
 
-/* The list row of a shown event (its job counts from its jobs), or NULL when 'f' refuses it. */
-static json_t *listed_row(const struct sy_event_filter *f, json_t *shown)
-{
-    const char *type = json_string_value(json_object_get(shown, "type"));
-    const char *state = json_string_value(json_object_get(shown, "state"));
-    json_t *jobs = json_object_get(shown, "jobs"), *job;
-    json_t *counts = json_object();
-    size_t i;
-    bool has_state = !sy_event_filter_job_state(f);
-    json_array_foreach(jobs, i, job) {
-        const char *js = json_string_value(json_object_get(job, "state"));
-        if (js != NULL) {
-            json_t *n = json_object_get(counts, js);
-            json_object_set_new(counts, js, json_integer(n ? json_integer_value(n) + 1 : 1));
-            has_state = has_state || strcmp(js, f->state) == 0;
-        }
-    }
-    if (counts == NULL || type == NULL || state == NULL || !has_state ||
-        !sy_event_filter_head(f, type, json_string_value(json_object_get(shown, "integration")),
-                              json_string_value(json_object_get(shown, "category")),
-                              json_integer_value(json_object_get(shown, "received_at")), state)) {
-        json_decref(counts);
-        return NULL;
-    }
-    json_t *row = json_object();
-    static const char *const head[] = {"id", "type", "integration", "received_at",
-                                       "state", "category", "reason", NULL};
-    for (const char *const *k = head; *k; k++) {
-        json_t *v = json_object_get(shown, *k);
-        if (v != NULL) {
-            json_object_set(row, *k, v);
-        }
-    }
-    json_object_set_new(row, "jobs", counts);
-    return row;
-}
-
 struct json_t *sy_store_list(struct sy_store *st, const struct sy_event_filter *f,
                              struct sy_error *err)
 {
-    if (sy_event_filter_check(f, err) != SY_OK) {
-        return NULL;
-    }
-    if (f->text != NULL && f->cursor == NULL) {
-        /* an id is found by its key, whatever the store's size */
-        json_t *shown = st->ops->show(st, f->text, NULL);
-        json_t *row = shown ? listed_row(f, shown) : NULL;
-        json_decref(shown);
-        if (row != NULL) {
-            return json_pack("{s:[o], s:n}", "events", row, "next");
-        }
-    }
-    return st->ops->list(st, f, err);
+    return sy_event_filter_check(f, err) == SY_OK ? st->ops->list(st, f, err) : NULL;
 }
 
 struct json_t *sy_store_show(struct sy_store *st, const char *id, struct sy_error *err)

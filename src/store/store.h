@@ -332,7 +332,7 @@ struct sy_store_ops {
                         struct sy_call_record *rec);
     int (*journal_load)(struct sy_store *st, const struct sy_job *job,
                         struct sy_call_record **recs, size_t *n);
-    /* a page the filter selects (already checked); the id lookup is the caller's */
+    /* a page the filter selects (already checked); an event's id as the text lists it alone */
     struct json_t *(*list)(struct sy_store *st, const struct sy_event_filter *f,
                            struct sy_error *err);
     struct json_t *(*show)(struct sy_store *st, const char *id, struct sy_error *err);

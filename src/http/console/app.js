@@ -184,8 +184,11 @@ async function events(params, title) {
   }
   const extra = [];
   if (!quarantine) {
+    /* a replay selects by time and type only: with other filters it would take more than is listed */
+    const other = ["state", "integration", "category", "q"].filter((k) => q.get(k) && !(k === "state" && q.get(k) === "dead"));
     extra.push(el("div", { class: "actions" },
-      el("button", { class: "danger", id: "replay-filter", onclick: () => replayByFilter(q) }, "Replay the dead jobs of these events…")));
+      el("button", { class: "danger", id: "replay-filter", disabled: other.length > 0, onclick: () => replayByFilter(q) }, "Replay the dead jobs of these events…"),
+      other.length ? el("span", { class: "muted" }, "A replay by filter takes the type and the time range; clear " + other.join(", ") + " to use it.") : null));
   }
   let empty = null;
   if (r.events.length === 0) {
