@@ -6,7 +6,7 @@ usage: console.py BUILD_DIR [--events 1000000] [--small 1000] [--reps 5] [--out 
 
 Two SQLite stores are filled the way a busy server leaves them: EVENTS events
 (and SMALL, the peer measured in the same run) with UUID v4 ids, ~900-byte
-bodies, twelve types over four integrations and their categories, one job
+bodies, twelve types over six integrations and their categories, one job
 each (97% done, 2% skipped, 1% dead), received over the last week. The
 release binary serves each store with no rules to run, and headless Chromium
 (Debian's chromium and chromium-driver, python3-selenium, run under
