@@ -32,6 +32,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from chrome import Chrome  # noqa: E402
 from run import free_port, wait_port  # noqa: E402
 
 TYPES = [("scm.pull_request.created", "github", "scm"), ("scm.pull_request.merged", "github", "scm"),
@@ -125,18 +127,6 @@ def api_ms(base, query, reps):
     return statistics.median(times)
 
 
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,900"):
-        opts.add_argument(a)
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                            options=opts)
-
-
 RENDERED = """
 const sel = arguments[0], done = arguments[arguments.length - 1];
 (function poll() {
@@ -159,7 +149,8 @@ def measure(build, cfg, old_id, reps, shots=None):
     p, base = serve(build, cfg)
     out = {}
     try:
-        driver = browser()
+        chrome = Chrome()
+        driver = chrome.driver
         driver.set_script_timeout(90)
         try:
             for name, route, query, sel in PAGES:
@@ -171,7 +162,7 @@ def measure(build, cfg, old_id, reps, shots=None):
                                         ("-" + name.split(",")[1].strip().split()[0] if "," in name else "") + ".png")
                     driver.save_screenshot(path)
         finally:
-            driver.quit()
+            chrome.quit()
     finally:
         p.terminate()
         p.wait(20)

@@ -7,18 +7,15 @@ go to SY_SCREENSHOT_DIR (CTest: the build folder's screenshots/).
 Runs under Debian's /usr/bin/python3 (python3-selenium, chromium, chromium-driver)."""
 import json
 import os
-import shutil
 import tempfile
-import time
 import unittest
 
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chrome import Chrome
 from harness import Server, event
 
 TOKEN = "adm-browser-token-5d1e77"
@@ -53,18 +50,13 @@ admin = { listen = "127.0.0.1:0", token = env("SY_TEST_ADMIN_TOKEN") }
 retry = { schedule = { "50ms" }, jitter = 0 }
 unizo = { integrations = { ["jira-prod"] = { organization = "default", collection = "ENG" } } }
 """, env={"SY_TEST_ADMIN_TOKEN": TOKEN}).start()
-        opts = webdriver.ChromeOptions()
-        for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                  "--window-size=1280,900"):
-            opts.add_argument(a)
-        opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-        cls.driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or
-                                                      "/usr/bin/chromedriver"), options=opts)
+        cls.chrome = Chrome()
+        cls.driver = cls.chrome.driver
         cls.base = "http://127.0.0.1:%d" % cls.srv.admin_port
 
     @classmethod
     def tearDownClass(cls):
-        cls.driver.quit()
+        cls.chrome.quit()
         rc = cls.srv.stop()
         assert rc == 0, rc
         assert TOKEN not in cls.srv.log()
