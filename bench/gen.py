@@ -2,10 +2,12 @@
 """Write pre-signed raw HTTP requests for wrk: one file per wrk thread.
 
 usage: gen.py OUTDIR THREADS COUNT_PER_THREAD SECRET [--dup PCT] [--badsig PCT]
-              [--path PATH] [--body-sig HEADER] [--uuid] [--urls N] [--form FORM]
+              [--path PATH] [--body-sig HEADER] [--sequential] [--urls N] [--form FORM]
 Each body is a ~1 KB Unizo event with a unique id (duplicates and bad
-signatures are mixed in when asked), signed with the current time. --uuid
-makes the ids UUID v4, as real delivery ids are; --urls N spreads the events
+signatures are mixed in when asked), signed with the current time. Ids are
+UUID v4, as real delivery ids are (random keys cost a store more than rising
+ones), new in every run; --sequential gives evt_RUN_THREAD_N instead (--uuid,
+the old switch, is accepted and changes nothing). --urls N spreads the events
 over N pull request URLs at random (default: one URL for all). --form picks the
 delivery form: "dotted" (default: the body envelope, dotted type), "headers"
 (body {"data": ...}; type and UUID delivery id in x-unizo-event-type and
@@ -40,7 +42,8 @@ def main():
     body_sig = None
     if "--body-sig" in args:
         body_sig = args[args.index("--body-sig") + 1]
-    uuids = "--uuid" in args
+    uuids = "--sequential" not in args
+    ids = random.Random(int.from_bytes(os.urandom(8), "little"))  # new ids in every run
     form = args[args.index("--form") + 1] if "--form" in args else "dotted"
     urls = int(args[args.index("--urls") + 1]) if "--urls" in args else 1
     rnd = random.Random(42)
@@ -64,7 +67,7 @@ def main():
                 if last is not None and rnd.random() < dup:
                     eid = last
                 elif uuids:
-                    eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+                    eid = str(uuid.UUID(int=ids.getrandbits(128), version=4))
                 else:
                     eid = "evt_%s_%d_%d" % (run, t, i)
                 last = eid

@@ -8,7 +8,10 @@
  * end a RESULT line for scripts.
  *
  * usage: sy-loadgen --port P --secret S [--connections 32] [--duration 10]
- *                   [--rate 0] [--interval 10] [--prefix ID]
+ *                   [--rate 0] [--interval 10] [--ids uuid|sequential] [--prefix ID]
+ *
+ * Event ids are UUID v4 by default, as real delivery ids are (random keys cost
+ * the store more than rising ones); --ids sequential sends evt_PREFIX_THREAD_N.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,10 +20,12 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,9 +45,29 @@ struct options {
     int port, connections, duration, interval;
     double rate;
     const char *secret, *prefix;
+    bool sequential;
 };
 
 static struct options opt = {.connections = 32, .duration = 10, .interval = 10, .prefix = "soak"};
+
+/* splitmix64: each connection's own stream, seeded from the kernel. */
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* A UUID v4 (version and variant bits set) into id. */
+static void uuid_v4(uint64_t *state, char *id, size_t cap)
+{
+    uint64_t hi = next_random(state), lo = next_random(state);
+    hi = (hi & ~UINT64_C(0xf000)) | UINT64_C(0x4000);
+    lo = (lo & ~(UINT64_C(3) << 62)) | (UINT64_C(2) << 62);
+    snprintf(id, cap, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
+             hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48, lo & UINT64_C(0xffffffffffff));
+}
 static struct counters total;
 static atomic_bool stopping;
 
@@ -152,6 +177,10 @@ static void *connection_main(void *arg)
     double due = now_s() + gap * ((double)index / opt.connections);
     char id[96], body[2048], req[4096], resp[8192], mac_hex[65];
     int fd = -1;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)index;
+    }
     for (uint64_t n = 0; !atomic_load(&stopping); n++) {
         if (gap > 0) {
             sleep_until(due);
@@ -162,7 +191,11 @@ static void *connection_main(void *arg)
             sleep_until(now_s() + 0.1);
             continue;
         }
-        snprintf(id, sizeof id, "evt_%s_%d_%" PRIu64, opt.prefix, index, n);
+        if (opt.sequential) {
+            snprintf(id, sizeof id, "evt_%s_%d_%" PRIu64, opt.prefix, index, n);
+        } else {
+            uuid_v4(&seed, id, sizeof id);
+        }
         size_t blen = make_body(body, sizeof body, id);
         char ts[24];
         int tslen = snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
@@ -256,6 +289,8 @@ static int parse_args(int argc, char **argv)
             opt.interval = number(v);
         } else if (strcmp(k, "--prefix") == 0) {
             opt.prefix = v;
+        } else if (strcmp(k, "--ids") == 0 && (strcmp(v, "uuid") == 0 || strcmp(v, "sequential") == 0)) {
+            opt.sequential = strcmp(v, "sequential") == 0;
         } else {
             fprintf(stderr, "sy-loadgen: unknown option %s\n", k);
             return -1;
@@ -266,7 +301,7 @@ static int parse_args(int argc, char **argv)
         fprintf(
             stderr,
             "usage: sy-loadgen --port P --secret S [--connections N] [--duration S] [--rate R/s] "
-            "[--interval S] [--prefix ID]\n");
+            "[--interval S] [--ids uuid|sequential] [--prefix ID]\n");
         return -1;
     }
     return 0;
