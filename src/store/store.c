@@ -2,8 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "core/kvkey.h"
 #include "store/filter.h"
 #include "store/store.h"
