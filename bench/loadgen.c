@@ -9,9 +9,11 @@
  *
  * usage: sy-loadgen --port P --secret S [--connections 32] [--duration 10]
  *                   [--rate 0] [--interval 10] [--ids uuid|sequential] [--prefix ID]
+ *                   [--body-kb 1]
  *
  * Event ids are UUID v4 by default, as real delivery ids are (random keys cost
  * the store more than rising ones); --ids sequential sends evt_PREFIX_THREAD_N.
+ * --body-kb N pads each body to about N KiB (1 to 4096).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,13 +44,14 @@ struct counters {
 };
 
 struct options {
-    int port, connections, duration, interval;
+    int port, connections, duration, interval, body_kb;
     double rate;
     const char *secret, *prefix;
     bool sequential;
 };
 
-static struct options opt = {.connections = 32, .duration = 10, .interval = 10, .prefix = "soak"};
+static struct options opt = {.connections = 32, .duration = 10, .interval = 10, .prefix = "soak",
+                              .body_kb = 1};
 
 /* splitmix64: each connection's own stream, seeded from the kernel. */
 static uint64_t next_random(uint64_t *state)
@@ -104,8 +107,8 @@ static int connect_loopback(int port)
     return fd;
 }
 
-/* A ~1 KB pull-request event with this id, padded in data.description. */
-static size_t make_body(char *out, size_t cap, const char *id)
+/* A pull-request event with this id, padded in data.description to 'size' bytes (at least ~500). */
+static size_t make_body(char *out, size_t cap, size_t size, const char *id)
 {
     int n = snprintf(
         out, cap,
@@ -119,7 +122,7 @@ static size_t make_body(char *out, size_t cap, const char *id)
         "\"description\":\"",
         id);
     size_t len = (size_t)n;
-    while (len < 1000 && len < cap - 8) {
+    while (len < size - 3 && len < cap - 8) {
         out[len++] = 'x';
     }
     memcpy(out + len, "\"}}", 3);
@@ -175,7 +178,13 @@ static void *connection_main(void *arg)
     int index = (int)(intptr_t)arg;
     double gap = opt.rate > 0 ? (double)opt.connections / opt.rate : 0;
     double due = now_s() + gap * ((double)index / opt.connections);
-    char id[96], body[2048], req[4096], resp[8192], mac_hex[65];
+    char id[96], resp[8192], mac_hex[65];
+    size_t size = (size_t)opt.body_kb * 1024, cap = size + 1024;
+    char *body = malloc(cap), *req = malloc(cap + 1024);
+    if (body == NULL || req == NULL) {
+        fprintf(stderr, "sy-loadgen: no memory for %d KiB bodies\n", opt.body_kb);
+        exit(1);
+    }
     int fd = -1;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
@@ -196,7 +205,7 @@ static void *connection_main(void *arg)
         } else {
             uuid_v4(&seed, id, sizeof id);
         }
-        size_t blen = make_body(body, sizeof body, id);
+        size_t blen = make_body(body, cap, size, id);
         char ts[24];
         int tslen = snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
         if (sy_signature_hex(opt.secret, strlen(opt.secret), ts, (size_t)tslen, body, blen,
@@ -204,7 +213,7 @@ static void *connection_main(void *arg)
             atomic_fetch_add(&total.errors, 1);
             continue;
         }
-        int hlen = snprintf(req, sizeof req,
+        int hlen = snprintf(req, 1024,
                             "POST /webhooks/unizo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             "content-type: application/json\r\nx-unizo-timestamp: %s\r\n"
                             "x-unizo-signature: v1=%s\r\ncontent-length: %zu\r\n\r\n",
@@ -236,6 +245,8 @@ static void *connection_main(void *arg)
     if (fd >= 0) {
         close(fd);
     }
+    free(body);
+    free(req);
     return NULL;
 }
 
@@ -287,6 +298,8 @@ static int parse_args(int argc, char **argv)
             opt.rate = strtod(v, NULL);
         } else if (strcmp(k, "--interval") == 0) {
             opt.interval = number(v);
+        } else if (strcmp(k, "--body-kb") == 0) {
+            opt.body_kb = number(v);
         } else if (strcmp(k, "--prefix") == 0) {
             opt.prefix = v;
         } else if (strcmp(k, "--ids") == 0 && (strcmp(v, "uuid") == 0 || strcmp(v, "sequential") == 0)) {
@@ -297,11 +310,11 @@ static int parse_args(int argc, char **argv)
         }
     }
     if (opt.port <= 0 || opt.secret == NULL || opt.connections <= 0 || opt.duration <= 0 ||
-        opt.interval <= 0) {
+        opt.interval <= 0 || opt.body_kb <= 0 || opt.body_kb > 4096) {
         fprintf(
             stderr,
             "usage: sy-loadgen --port P --secret S [--connections N] [--duration S] [--rate R/s] "
-            "[--interval S] [--ids uuid|sequential] [--prefix ID]\n");
+            "[--interval S] [--ids uuid|sequential] [--prefix ID] [--body-kb N]\n");
         return -1;
     }
     return 0;

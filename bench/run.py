@@ -267,6 +267,14 @@ def idle_rss(build, workroot):
     return rss
 
 
+def emit(table, out=None):
+    """Print a result table, and write it to 'out' as well when one is named."""
+    print(table)
+    if out:
+        with open(out, "w") as f:
+            f.write(table + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -376,12 +384,9 @@ def main():
         lines += ["", "| target (issue 9) | measured | met |", "|---|---|---|"]
         lines += ["| %s | %s | %s |" % (what, got, "yes" if ok else "**no**") for what, ok, got in checks]
     table = "\n".join(lines)
-    header = ("wrk -t2 -c%d -d%ds, %d repetition(s), medians; 1 KB events with unique ids, signed; "
+    header = ("wrk -t2 -c%d -d%ds, %d repetition(s), medians; 1 KB events with UUID v4 ids, signed; "
               "targets in turn, A B C … A B C.\n\n" % (args.connections, args.duration, args.reps))
-    print(header + table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(header + table + "\n")
+    emit(header + table, args.out)
 
 
 if __name__ == "__main__":

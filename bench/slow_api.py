@@ -28,7 +28,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from engine import count_done, ingest  # noqa: E402
-from run import SECRET, free_port, rss_mib, wait_port  # noqa: E402
+from run import SECRET, emit, free_port, rss_mib, wait_port  # noqa: E402
 
 RULE = """
 rule {
@@ -152,11 +152,7 @@ def main():
         lines.append("| %d ms | %s | %d | %.2f | %.0f | %d | %d | %d | %.1f | %s |" % (
             r["delay"], r["label"], r["jobs"], r["seconds"], r["rate"], r["calls"], r["max_in_flight"],
             r["repeated"], r["rss"], ratio))
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

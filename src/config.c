@@ -40,6 +40,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->store.synchronous = SY_SYNC_FULL;
     cfg->store.queue = 16384;
     cfg->store.max_batch = 1024;
+    cfg->store.checkpoint_at = UINT64_C(64) << 20;
     cfg->store.prefix = strdup("switchyard:");
     cfg->store.visibility_ms = 600000;
     cfg->dedupe_retention_ms = UINT64_C(7) * 86400 * 1000;

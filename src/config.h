@@ -60,6 +60,7 @@ struct sy_config {
         enum sy_sync_mode synchronous;
         size_t queue;     /* bounded write queue, in events */
         size_t max_batch; /* events per commit at most */
+        uint64_t checkpoint_at; /* SQLite: WAL bytes that start a background checkpoint */
         char *prefix;     /* Redis key prefix */
         char *instance;   /* Redis: this instance's name (default: the host name); unique per instance */
         uint64_t visibility_ms; /* Redis: a job unfinished this long is taken over by another instance */

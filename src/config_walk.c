@@ -220,8 +220,9 @@ static int walk_store(struct sy_cfg_walker *w, struct sy_config *cfg)
         int rc = sy_cfg_string(w, "store", &cfg->store.url);
         return rc == SY_OK ? check_store_url(w, cfg) : rc;
     }
-    static const char *const keys[] = {"url",    "synchronous", "queue",      "max_batch",
-                                       "prefix", "instance",    "visibility", NULL};
+    static const char *const keys[] = {"url",      "synchronous", "queue",
+                                       "max_batch", "prefix",     "instance",
+                                       "visibility", "checkpoint_at", NULL};
     int rc = sy_cfg_keys(w, "store", keys);
     if (rc != SY_OK) {
         return rc;
@@ -260,6 +261,15 @@ static int walk_store(struct sy_cfg_walker *w, struct sy_config *cfg)
     if (sy_cfg_field(w->L, "max_batch")) {
         TRY(sy_cfg_int(w, "store.max_batch", 1, 100000, &n));
         cfg->store.max_batch = (size_t)n;
+    }
+    if (sy_cfg_field(w->L, "checkpoint_at")) {
+        TRY(sy_cfg_unit(w, "store.checkpoint_at", sy_parse_size, 1, "64MiB",
+                        &cfg->store.checkpoint_at));
+        if (cfg->store.checkpoint_at < (UINT64_C(1) << 20) ||
+            cfg->store.checkpoint_at > (UINT64_C(1) << 30)) {
+            return sy_cfg_fail(w, "checkpoint_at",
+                               "'store.checkpoint_at' must be between 1MiB and 1GiB");
+        }
     }
     if (sy_cfg_field(w->L, "prefix")) {
         TRY(sy_cfg_string(w, "store.prefix", &cfg->store.prefix));

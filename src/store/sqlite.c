@@ -44,6 +44,19 @@ static int make_parent_dirs(const char *path)
     return rc;
 }
 
+/* The database's page size (4096 unless it was created otherwise). */
+static int page_size(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int size = 4096;
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) >= 512) {
+        size = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    return size;
+}
+
 static int sqlite_submit(struct sy_store *st, struct sy_append *a)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
@@ -334,6 +347,10 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     if (sy_sqlite_schema(s, err) != SY_OK) {
         goto fail;
     }
+    int page = page_size(s->db);
+    uint64_t soft = cfg->store.checkpoint_at / (uint64_t)page;
+    s->ckpt_soft_frames = soft < 64 ? 64 : (int)soft;
+    s->ckpt_hard_frames = s->ckpt_soft_frames * WAL_HARD_FACTOR;
     if (sy_sqlite_load_jobs(s) != SY_OK) {
         sy_error_set(err, path, 0, "cannot read the jobs: %s", sqlite3_errmsg(s->db));
         goto fail;

@@ -9,7 +9,7 @@ int sy_sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
     (void)name;
     struct sqlite_store *s = arg;
     s->wal_frames = frames;
-    if (frames >= WAL_SOFT_FRAMES) {
+    if (frames >= s->ckpt_soft_frames) {
         pthread_mutex_lock(&s->mu);
         s->ckpt_wanted = true;
         pthread_cond_signal(&s->ckpt_cv);

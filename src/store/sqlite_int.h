@@ -14,8 +14,7 @@
 #include "store/store.h"
 
 #define SCHEMA_VERSION 3
-#define WAL_SOFT_FRAMES 1000
-#define WAL_HARD_FRAMES 16384
+#define WAL_HARD_FACTOR 16 /* the writer checkpoints itself at this many times checkpoint_at */
 #define WAL_TAIL_FRAMES 256 /* what the writer copies itself to close a checkpoint */
 #define READY_CAP 8192      /* jobs held in memory; the rest wait in the database */
 #define OPS_PER_BATCH 4096
@@ -100,7 +99,9 @@ struct sqlite_store {
      * wholly copied and the next commit starts it over from the beginning.
      * Without that last step a WAL under constant writes is never wholly
      * copied and only grows. The writer also steps in when the WAL outgrows
-     * WAL_HARD_FRAMES anyway.
+     * ckpt_hard_frames anyway. The later a checkpoint starts, the more
+     * of the index pages that random ids scatter it finds written twice
+     * or more, and copies once (store.checkpoint_at, docs/PERFORMANCE.md).
      */
     sqlite3 *ckpt_db;
     pthread_t ckpt_thread;
@@ -109,6 +110,8 @@ struct sqlite_store {
     bool ckpt_finish; /* atomic: the writer should copy the last frames */
     pthread_cond_t ckpt_cv;
     int wal_frames; /* writer thread only */
+    int ckpt_soft_frames; /* a background checkpoint starts at this many WAL frames */
+    int ckpt_hard_frames; /* the writer copies the WAL itself at this many */
 };
 
 /* Jobs a transaction made runnable, handed to the scheduler after the commit. */

@@ -668,7 +668,7 @@ void *sy_sqlite_writer_main(void *arg)
         }
         complete_ops(s, ops, status);
         bool finish_ckpt = __atomic_exchange_n(&s->ckpt_finish, false, __ATOMIC_ACQ_REL);
-        if (finish_ckpt || s->wal_frames >= WAL_HARD_FRAMES) {
+        if (finish_ckpt || s->wal_frames >= s->ckpt_hard_frames) {
             /* copy the last few frames (or, when the checkpointer is not keeping up, bound
              * the WAL's size here); the next commit then starts the WAL over */
             sy_sqlite_checkpoint(s->db);

@@ -77,6 +77,7 @@ static void test_full_values(const char *dir)
     CHECK(cfg.store.synchronous == SY_SYNC_NORMAL);
     CHECK(cfg.store.queue == 100);
     CHECK(cfg.store.max_batch == 50);
+    CHECK(cfg.store.checkpoint_at == UINT64_C(8) << 20);
     /* relative to the config file's folder */
     CHECK(strncmp(cfg.store.url, "sqlite:/", 8) == 0);
     CHECK(strstr(cfg.store.url, "/data/config/data/test.db") != NULL);
@@ -91,6 +92,7 @@ static void test_full_values(const char *dir)
     CHECK(cfg.webhook.max_body == 1048576);
     CHECK(cfg.dedupe_retention_ms == UINT64_C(7) * 86400000);
     CHECK(cfg.store.synchronous == SY_SYNC_FULL);
+    CHECK(cfg.store.checkpoint_at == UINT64_C(64) << 20);
     CHECK_STR(cfg.admin.listen, "127.0.0.1:9091");
     CHECK(cfg.http.threads >= 1);
     sy_config_dispose(&cfg);

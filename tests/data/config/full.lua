@@ -10,6 +10,7 @@ webhook  = {
   allow     = { "52.10.128.0/24", "2001:db8::/32" },
   trusted_proxies = { "127.0.0.1/32" },
 }
-store    = { url = "sqlite:data/test.db", synchronous = "normal", queue = 100, max_batch = 50 }
+store    = { url = "sqlite:data/test.db", synchronous = "normal", queue = 100, max_batch = 50,
+             checkpoint_at = "8MiB" }
 dedupe_retention = "3d"
 log      = { level = "warn", format = "json" }

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""How the durable ingest rate holds up as the work grows (issue 19), in one run.
+
+usage: scale.py BUILD_DIR [--duration S] [--connections C] [--stored N,...] [--bodies KB,...]
+                          [--rules N,...] [--smoke] [--out FILE]
+
+Every row is switchyard with SQLite synchronous=FULL, driven by sy-loadgen (signs as it
+sends; UUID v4 ids, new in every request), one row at a time on this machine:
+  - stored:  the store already holds N events within retention (UUID ids, 1 KB bodies,
+             received over the last six days), written straight into the server's schema
+             before it starts; the rate is compared with the empty store's;
+  - bodies:  1 KB, 16 KB and 256 KB bodies into an empty store (events/s and MB/s);
+  - rules:   N Lua rules loaded, one of them on the event's type (each event gets one
+             job, run by 2 workers while the ingest goes on); the others on other types.
+Prints a Markdown table: accepted events/s, MB/s of bodies, p50/p99 (sy-loadgen), server
+CPU per accepted event, and the ratio to the first row of its section.
+--smoke: tiny sizes (stored 0 and 2,000; bodies 1 and 16; rules 1 and 10; 1 s), checks nothing.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import run as bench
+
+SECRET = bench.SECRET
+TYPES = ["ticketing.ticket.created", "ticketing.ticket.updated", "incident.triggered",
+         "incident.resolved", "identity.user.created", "scm.push", "scm.pull_request.merged",
+         "scm.pull_request.closed", "communication.message.created", "observability.alert.fired"]
+
+
+def write_config(d, port, admin, rules):
+    rules_lua = ""
+    if rules:
+        os.makedirs(os.path.join(d, "rules"))
+        for i in range(rules):
+            on = "scm.pull_request.created" if i == 0 else "%s.r%d" % (TYPES[i % len(TYPES)], i)
+            with open(os.path.join(d, "rules", "r%03d.lua" % i), "w") as f:
+                f.write('rule { name = "r%d", on = "%s", run = function(ev) '
+                        'local n = #(ev.data.title or "") end }\n' % (i, on))
+        rules_lua = 'rules = { "%s/rules/*.lua" }\nworkers = 2\n' % d
+    with open(os.path.join(d, "switchyard.lua"), "w") as f:
+        f.write(f"""
+listen = {{ "127.0.0.1:{port}" }}
+admin = {{ listen = "127.0.0.1:{admin}" }}
+webhook = {{ secrets = {{ "{SECRET}" }}, max_body = "1MiB" }}
+store = {{ url = "sqlite:store.db", synchronous = "full" }}
+log = {{ level = "info" }}
+{rules_lua}
+""")
+
+
+def target(build, d, rules=0):
+    port, admin = bench.free_port(), bench.free_port()
+    write_config(d, port, admin, rules)
+    return bench.Target("scale", [os.path.join(build, "switchyard"), "serve", "-c",
+                                  os.path.join(d, "switchyard.lua")],
+                        port, metrics_port=admin, workdir=d, kind="switchyard")
+
+
+def preload(build, d, n):
+    """Create the store through the server (its schema, its migrations), then add n events
+    as the server would have stored them, in random id order."""
+    t = target(build, d)
+    t.start()
+    t.stop()
+    db = sqlite3.connect(os.path.join(d, "store.db"))
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-262144")
+    rnd = random.Random(int.from_bytes(os.urandom(8), "little"))
+    now_ms = int(time.time() * 1000)
+    span = 6 * 86400 * 1000
+    pad = "x" * 700
+    batch = []
+
+    def rows():
+        for i in range(n):
+            eid = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+            at = now_ms - span + span * i // max(n, 1)
+            env = {"id": eid, "type": "scm.pull_request.created",
+                   "integration": {"id": "int_github_123", "type": "github", "name": "GitHub (acme)"},
+                   "category": "scm", "timestamp": "2024-01-15T10:30:00Z"}
+            body = json.dumps(dict(env, data={"number": i, "title": "Add OAuth login",
+                                              "url": "https://github.com/acme/payments-api/pull/%d" % i,
+                                              "description": pad}), separators=(",", ":"))
+            headers = json.dumps({"content-type": "application/json", "x-unizo-timestamp": str(at // 1000),
+                                  "x-unizo-signature": "v1=" + "%064x" % rnd.getrandbits(256)},
+                                 separators=(",", ":"))
+            yield (eid, "scm.pull_request.created", "int_github_123", at, headers, body, "routed",
+                   "scm", json.dumps(env, separators=(",", ":")))
+
+    it = rows()
+    while True:
+        batch = [r for _, r in zip(range(50000), it)]
+        if not batch:
+            break
+        db.executemany("INSERT INTO events(id, type, integration, received_at, headers, body, state, "
+                       "category, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def loadgen(build, t, args, body_kb=1):
+    before = t.metrics()
+    cpu0, _ = bench.proc_stats(t.proc.pid)
+    out = subprocess.run([os.path.join(build, "sy-loadgen"), "--port", str(t.port), "--secret", SECRET,
+                          "--connections", str(args.connections), "--duration", str(args.duration),
+                          "--interval", str(args.duration), "--body-kb", str(body_kb)],
+                         capture_output=True, text=True, timeout=args.duration + 120)
+    cpu1, _ = bench.proc_stats(t.proc.pid)
+    after = t.metrics()
+    m = re.search(r"RESULT duration_s=([\d.]+) answered=(\d+) accepted=(\d+) duplicate=(\d+) .*"
+                  r"p50_ms=([\d.]+) p99_ms=([\d.]+)", out.stdout)
+    if not m:
+        raise RuntimeError("sy-loadgen output not understood:\n" + out.stdout + out.stderr)
+    dur = float(m.group(1))
+    key = 'switchyard_webhook_requests_total{result="accepted"}'
+    accepted = after.get(key, 0) - before.get(key, 0)
+    return {"rate": accepted / dur, "mbs": accepted * body_kb / 1024 / dur,
+            "p50": float(m.group(5)), "p99": float(m.group(6)),
+            "cpu_us": (cpu1 - cpu0) / accepted * 1e6 if accepted else 0}
+
+
+def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=None):
+    d = tempfile.mkdtemp(prefix="sy-scale-", dir=workroot)
+    if stored:
+        seed = cache.get(stored) if cache is not None else None
+        if seed is None:
+            seed = tempfile.mkdtemp(prefix="sy-scale-seed-", dir=workroot)
+            t0 = time.time()
+            preload(build, seed, stored)
+            print("preloaded %d events in %.0f s" % (stored, time.time() - t0), file=sys.stderr)
+            if cache is not None:
+                cache[stored] = seed
+        shutil.copy(os.path.join(seed, "store.db"), os.path.join(d, "store.db"))
+    t = target(build, d, rules)
+    os.sync()
+    t.start()
+    try:
+        r = loadgen(build, t, args, body_kb)
+    finally:
+        t.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        os.sync()
+    print("%-40s %s" % (label, {k: round(v, 2) for k, v in r.items()}), file=sys.stderr)
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--duration", type=int, default=6)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--stored", default="0,1000000,5000000")
+    ap.add_argument("--bodies", default="1,16,256")
+    ap.add_argument("--rules", default="1,10,100")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    if args.smoke:
+        args.duration, args.stored, args.bodies, args.rules = 1, "0,2000", "1,16", "1,10"
+    nums = lambda s: [int(x) for x in s.split(",") if x]
+    workroot = tempfile.mkdtemp(prefix="sy-scale-", dir=os.environ.get("SY_BENCH_DIR", "/var/tmp"))
+    sections = []
+    try:
+        cache = {}
+        sections.append(("events already stored", [("%s stored" % format(n, ","), measure(
+            build, workroot, args, "stored %d" % n, stored=n, cache=cache)) for n in nums(args.stored)]))
+        sections.append(("body size", [("%d KB bodies" % kb, measure(
+            build, workroot, args, "body %d KB" % kb, body_kb=kb)) for kb in nums(args.bodies)]))
+        sections.append(("rules loaded", [("%d rules" % n, measure(
+            build, workroot, args, "rules %d" % n, rules=n)) for n in nums(args.rules)]))
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    lines = ["| section | row | accepted events/s | MB/s | p50 ms | p99 ms | server CPU µs per event "
+             "| vs first row | vs empty store, no rules |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    pct = lambda x, y: "%.0f%%" % (100 * x / y) if y else "-"
+    base = sections[0][1][0][1]["rate"] if sections[0][1] else 0
+    for name, rows in sections:
+        first = rows[0][1]["rate"] if rows else 0
+        for label, r in rows:
+            lines.append("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.1f | %s | %s |" % (
+                name, label, r["rate"], r["mbs"], r["p50"], r["p99"], r["cpu_us"],
+                pct(r["rate"], first), pct(r["rate"], base)))
+    header = ("sy-loadgen, %d connections, %d s per row; switchyard with SQLite synchronous=FULL; "
+              "UUID v4 ids.\n\n" % (args.connections, args.duration))
+    bench.emit(header + "\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
