@@ -232,6 +232,9 @@ def run_wrk(target, reqdir, args):
 
 
 REQUEST_SETS = {"unizo": [], "mixed": ["--dup", "10", "--badsig", "10"],
+                # the PR rule keeps each PR's jobs in order (key = data.url): one URL for every
+                # event would run them all one after another, as no real stream does
+                "many-prs": ["--urls", "100000"],
                 "webhook": ["--path", peers.WEBHOOK_PATH, "--body-sig", peers.WEBHOOK_SIG_HEADER],
                 # the other documented delivery forms, with UUID delivery ids
                 "form-headers": ["--form", "headers", "--uuid", "--path", "/webhooks/unizo/scm"],
@@ -320,7 +323,7 @@ def main():
         (FORM_BODY, lambda: switchyard_target(b, FORM_BODY, workroot, reqs="form-body",
                                               webhook='signed_payload = "body"')),
         ("Express raw, 10% duplicates + 10% bad signatures", lambda: peer_target("Express raw, 10% duplicates + 10% bad signatures", lambda d, p: peers.express("raw", d, p, SECRET), workroot, reqs="mixed")),
-        (E2E, lambda: switchyard_target(b, E2E, workroot, rules=True)),
+        (E2E, lambda: switchyard_target(b, E2E, workroot, rules=True, reqs="many-prs")),
     ]
     if args.only:
         want = args.only.split(",")

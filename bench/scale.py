@@ -2,7 +2,7 @@
 """How the durable ingest rate holds up as the work grows (issue 19), in one run.
 
 usage: scale.py BUILD_DIR [--duration S] [--connections C] [--stored N,...] [--bodies KB,...]
-                          [--rules N,...] [--smoke] [--out FILE]
+                          [--rules N,...] [--baseline OLD_BUILD_DIR] [--smoke] [--out FILE]
 
 Every row is switchyard with SQLite synchronous=FULL, driven by sy-loadgen (signs as it
 sends; UUID v4 ids, new in every request), one row at a time on this machine:
@@ -13,7 +13,11 @@ sends; UUID v4 ids, new in every request), one row at a time on this machine:
   - rules:   N Lua rules loaded, one of them on the event's type (each event gets one
              job, run by 2 workers while the ingest goes on); the others on other types.
 Prints a Markdown table: accepted events/s, MB/s of bodies, p50/p99 (sy-loadgen), server
-CPU per accepted event, and the ratio to the first row of its section.
+CPU per accepted event and its split over the threads (/proc/PID/task: the HTTP loops,
+the store's writer, its checkpointer, the rule workers), and the ratio to the first row of
+its section and to the empty store without rules.
+--baseline OLD_BUILD_DIR adds the stored rows once more for the older build and this one,
+alternating, two rounds, on the same preloaded stores (this build's sy-loadgen for both).
 --smoke: tiny sizes (stored 0 and 2,000; bodies 1 and 16; rules 1 and 10; 1 s), checks nothing.
 """
 import argparse
@@ -109,14 +113,31 @@ def preload(build, d, n):
     db.close()
 
 
-def loadgen(build, t, args, body_kb=1):
+def thread_cpu(pid):
+    """{thread name: CPU seconds} of one process, threads of the same name summed."""
+    out, ticks = {}, os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = re.sub(r"-\d+$", "", stat[stat.index("(") + 1:stat.rindex(")")])
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def loadgen(t, args, body_kb=1):
     before = t.metrics()
     cpu0, _ = bench.proc_stats(t.proc.pid)
-    out = subprocess.run([os.path.join(build, "sy-loadgen"), "--port", str(t.port), "--secret", SECRET,
+    threads0 = thread_cpu(t.proc.pid)
+    out = subprocess.run([args.loadgen, "--port", str(t.port), "--secret", SECRET,
                           "--connections", str(args.connections), "--duration", str(args.duration),
                           "--interval", str(args.duration), "--body-kb", str(body_kb)],
                          capture_output=True, text=True, timeout=args.duration + 120)
     cpu1, _ = bench.proc_stats(t.proc.pid)
+    threads1 = thread_cpu(t.proc.pid)
     after = t.metrics()
     m = re.search(r"RESULT duration_s=([\d.]+) answered=(\d+) accepted=(\d+) duplicate=(\d+) .*"
                   r"p50_ms=([\d.]+) p99_ms=([\d.]+)", out.stdout)
@@ -125,9 +146,12 @@ def loadgen(build, t, args, body_kb=1):
     dur = float(m.group(1))
     key = 'switchyard_webhook_requests_total{result="accepted"}'
     accepted = after.get(key, 0) - before.get(key, 0)
+    per_event = lambda name: (threads1.get(name, 0) - threads0.get(name, 0)) / accepted * 1e6 if accepted else 0
     return {"rate": accepted / dur, "mbs": accepted * body_kb / 1024 / dur,
             "p50": float(m.group(5)), "p99": float(m.group(6)),
-            "cpu_us": (cpu1 - cpu0) / accepted * 1e6 if accepted else 0}
+            "cpu_us": (cpu1 - cpu0) / accepted * 1e6 if accepted else 0,
+            "http_us": per_event("sy-http"), "store_us": per_event("sy-store"),
+            "ckpt_us": per_event("sy-checkpoint"), "worker_us": per_event("sy-worker")}
 
 
 def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=None):
@@ -146,7 +170,7 @@ def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=No
     os.sync()
     t.start()
     try:
-        r = loadgen(build, t, args, body_kb)
+        r = loadgen(t, args, body_kb)
     finally:
         t.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -163,10 +187,12 @@ def main():
     ap.add_argument("--stored", default="0,1000000,5000000")
     ap.add_argument("--bodies", default="1,16,256")
     ap.add_argument("--rules", default="1,10,100")
+    ap.add_argument("--baseline", help="an older build dir: the stored rows A/B, alternating, two rounds")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
+    args.loadgen = os.path.join(build, "sy-loadgen")  # this build's, for both sides of an A/B
     if args.smoke:
         args.duration, args.stored, args.bodies, args.rules = 1, "0,2000", "1,16", "1,10"
     nums = lambda s: [int(x) for x in s.split(",") if x]
@@ -180,19 +206,27 @@ def main():
             build, workroot, args, "body %d KB" % kb, body_kb=kb)) for kb in nums(args.bodies)]))
         sections.append(("rules loaded", [("%d rules" % n, measure(
             build, workroot, args, "rules %d" % n, rules=n)) for n in nums(args.rules)]))
+        if args.baseline:
+            ab = []
+            for n in nums(args.stored):
+                for rnd in (1, 2):
+                    for who, b in (("baseline", os.path.abspath(args.baseline)), ("this build", build)):
+                        label = "%s stored, %s, round %d" % (format(n, ","), who, rnd)
+                        ab.append((label, measure(b, workroot, args, label, stored=n, cache=cache)))
+            sections.append(("A/B against the baseline", ab))
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     lines = ["| section | row | accepted events/s | MB/s | p50 ms | p99 ms | server CPU µs per event "
-             "| vs first row | vs empty store, no rules |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| of which loops / writer / checkpoints / workers | vs first row | vs empty store, no rules |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     pct = lambda x, y: "%.0f%%" % (100 * x / y) if y else "-"
     base = sections[0][1][0][1]["rate"] if sections[0][1] else 0
     for name, rows in sections:
         first = rows[0][1]["rate"] if rows else 0
         for label, r in rows:
-            lines.append("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.1f | %s | %s |" % (
-                name, label, r["rate"], r["mbs"], r["p50"], r["p99"], r["cpu_us"],
-                pct(r["rate"], first), pct(r["rate"], base)))
+            lines.append("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.1f | %.1f / %.1f / %.1f / %.1f | %s | %s |" % (
+                name, label, r["rate"], r["mbs"], r["p50"], r["p99"], r["cpu_us"], r["http_us"],
+                r["store_us"], r["ckpt_us"], r["worker_us"], pct(r["rate"], first), pct(r["rate"], base)))
     header = ("sy-loadgen, %d connections, %d s per row; switchyard with SQLite synchronous=FULL; "
               "UUID v4 ids.\n\n" % (args.connections, args.duration))
     bench.emit(header + "\n".join(lines), args.out)
