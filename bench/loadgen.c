@@ -34,9 +34,11 @@
 
 #include "ingest/verify.h"
 
-/* Latency histogram: 10 µs buckets up to 200 ms, then one overflow bucket. */
+/* Latency histogram: 10 µs buckets up to 200 ms, 1 ms buckets up to 10 s, then one overflow. */
 #define BUCKET_US 10
-#define BUCKETS 20001
+#define FINE_BUCKETS 20000
+#define COARSE_US 1000
+#define BUCKETS (FINE_BUCKETS + 9800 + 1)
 
 struct counters {
     _Atomic uint64_t sent, accepted, duplicate, other, errors;
@@ -72,6 +74,16 @@ static void uuid_v4(uint64_t *state, char *id, size_t cap)
              hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48, lo & UINT64_C(0xffffffffffff));
 }
 static struct counters total;
+
+/* The histogram bucket of a latency in µs. */
+static uint64_t bucket_of(uint64_t us)
+{
+    if (us < (uint64_t)FINE_BUCKETS * BUCKET_US) {
+        return us / BUCKET_US;
+    }
+    uint64_t b = FINE_BUCKETS + (us - (uint64_t)FINE_BUCKETS * BUCKET_US) / COARSE_US;
+    return b < BUCKETS - 1 ? b : BUCKETS - 1;
+}
 static atomic_bool stopping;
 
 static double now_s(void)
@@ -232,7 +244,7 @@ static void *connection_main(void *arg)
             continue;
         }
         uint64_t us = (uint64_t)((now_s() - t0) * 1e6);
-        uint64_t b = us / BUCKET_US < BUCKETS - 1 ? us / BUCKET_US : BUCKETS - 1;
+        uint64_t b = bucket_of(us);
         atomic_fetch_add(&total.hist[b], 1);
         if (status == 200) {
             atomic_fetch_add(&total.accepted, 1);
@@ -250,6 +262,14 @@ static void *connection_main(void *arg)
     return NULL;
 }
 
+/* The upper bound (µs) of bucket i. */
+static uint64_t bucket_top_us(int i)
+{
+    return i < FINE_BUCKETS
+               ? (uint64_t)(i + 1) * BUCKET_US
+               : (uint64_t)FINE_BUCKETS * BUCKET_US + (uint64_t)(i - FINE_BUCKETS + 1) * COARSE_US;
+}
+
 /* The latency (ms) below which this fraction of the histogram's counts fall. */
 static double percentile(const uint64_t *hist, uint64_t count, double q)
 {
@@ -257,10 +277,10 @@ static double percentile(const uint64_t *hist, uint64_t count, double q)
     for (int i = 0; i < BUCKETS; i++) {
         seen += hist[i];
         if (seen > want) {
-            return (double)((i + 1) * BUCKET_US) / 1000.0;
+            return (double)bucket_top_us(i) / 1000.0;
         }
     }
-    return (double)(BUCKETS * BUCKET_US) / 1000.0;
+    return (double)bucket_top_us(BUCKETS - 1) / 1000.0;
 }
 
 static void snapshot(uint64_t *hist, uint64_t *counts)
