@@ -16,6 +16,8 @@ Prints a Markdown table: accepted events/s, MB/s of bodies, p50/p99 (sy-loadgen)
 CPU per accepted event and its split over the threads (/proc/PID/task: the HTTP loops,
 the store's writer, its checkpointer, the rule workers), and the ratio to the first row of
 its section and to the empty store without rules.
+--checkpoint-at SIZE,... adds rows with those store.checkpoint_at values at the largest
+--stored count (one preloaded store for all).
 --baseline OLD_BUILD_DIR adds the stored rows once more for the older build and this one,
 alternating, two rounds, on the same preloaded stores (this build's sy-loadgen for both).
 --smoke: tiny sizes (stored 0 and 2,000; bodies 1 and 16; rules 1 and 10; 1 s), checks nothing.
@@ -41,7 +43,7 @@ TYPES = ["ticketing.ticket.created", "ticketing.ticket.updated", "incident.trigg
          "scm.pull_request.closed", "communication.message.created", "observability.alert.fired"]
 
 
-def write_config(d, port, admin, rules):
+def write_config(d, port, admin, rules, checkpoint_at=None):
     rules_lua = ""
     if rules:
         os.makedirs(os.path.join(d, "rules"))
@@ -51,20 +53,21 @@ def write_config(d, port, admin, rules):
                 f.write('rule { name = "r%d", on = "%s", run = function(ev) '
                         'local n = #(ev.data.title or "") end }\n' % (i, on))
         rules_lua = 'rules = { "%s/rules/*.lua" }\nworkers = 2\n' % d
+    ckpt = 'checkpoint_at = "%s"' % checkpoint_at if checkpoint_at else ""
     with open(os.path.join(d, "switchyard.lua"), "w") as f:
         f.write(f"""
 listen = {{ "127.0.0.1:{port}" }}
 admin = {{ listen = "127.0.0.1:{admin}" }}
 webhook = {{ secrets = {{ "{SECRET}" }}, max_body = "1MiB" }}
-store = {{ url = "sqlite:store.db", synchronous = "full" }}
+store = {{ url = "sqlite:store.db", synchronous = "full", {ckpt} }}
 log = {{ level = "info" }}
 {rules_lua}
 """)
 
 
-def target(build, d, rules=0):
+def target(build, d, rules=0, checkpoint_at=None):
     port, admin = bench.free_port(), bench.free_port()
-    write_config(d, port, admin, rules)
+    write_config(d, port, admin, rules, checkpoint_at)
     return bench.Target("scale", [os.path.join(build, "switchyard"), "serve", "-c",
                                   os.path.join(d, "switchyard.lua")],
                         port, metrics_port=admin, workdir=d, kind="switchyard")
@@ -154,7 +157,7 @@ def loadgen(t, args, body_kb=1):
             "ckpt_us": per_event("sy-checkpoint"), "worker_us": per_event("sy-worker")}
 
 
-def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=None):
+def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=None, checkpoint_at=None):
     d = tempfile.mkdtemp(prefix="sy-scale-", dir=workroot)
     if stored:
         seed = cache.get(stored) if cache is not None else None
@@ -166,7 +169,7 @@ def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=No
             if cache is not None:
                 cache[stored] = seed
         shutil.copy(os.path.join(seed, "store.db"), os.path.join(d, "store.db"))
-    t = target(build, d, rules)
+    t = target(build, d, rules, checkpoint_at)
     os.sync()
     t.start()
     try:
@@ -188,6 +191,8 @@ def main():
     ap.add_argument("--bodies", default="1,16,256")
     ap.add_argument("--rules", default="1,10,100")
     ap.add_argument("--baseline", help="an older build dir: the stored rows A/B, alternating, two rounds")
+    ap.add_argument("--checkpoint-at", default="",
+                    help="store.checkpoint_at values (\"16MiB,64MiB\"): rows at the largest --stored")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -206,6 +211,12 @@ def main():
             build, workroot, args, "body %d KB" % kb, body_kb=kb)) for kb in nums(args.bodies)]))
         sections.append(("rules loaded", [("%d rules" % n, measure(
             build, workroot, args, "rules %d" % n, rules=n)) for n in nums(args.rules)]))
+        sizes = [x for x in args.checkpoint_at.split(",") if x]
+        if sizes:
+            n = max(nums(args.stored))
+            sections.append(("store.checkpoint_at", [("%s at %s stored" % (c, format(n, ",")), measure(
+                build, workroot, args, "checkpoint_at %s" % c, stored=n, cache=cache, checkpoint_at=c))
+                for c in sizes]))
         if args.baseline:
             ab = []
             for n in nums(args.stored):
