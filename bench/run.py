@@ -376,15 +376,19 @@ def main():
         full = med(FULL, "accepted")
         # the rate target names no concurrency; the ratios compare like with like (32 connections)
         best = max(full, med(FULL_256, "accepted") or 0)
-        checks = [("FULL accepted ≥ 50,000/s (the better of 32 and 256 connections)", best >= 50000, "%.0f" % best),
+        cpu_us = med(FULL, "cpu") / full * 1e6 if full else 0
+        e2e = med(E2E, "processed") if E2E in results else 0
+        checks = [("FULL accepted ≥ 50,000/s (issue 9; the better of 32 and 256 connections)", best >= 50000, "%.0f" % best),
                   ("FULL ≥ 10× Express (reference), both at %d connections" % args.connections, express and full >= 10 * express, ratio(full, express)),
                   ("FULL ≥ 5× adnanh/webhook, both at %d connections" % args.connections, webhook and full >= 5 * webhook, ratio(full, webhook)),
                   ("FULL ≥ ½ nginx return 200", ceiling and med(FULL, "rps") >= ceiling / 2, ratio(med(FULL, "rps"), ceiling)),
                   ("FULL p99 < 5 ms at %d connections" % args.connections, med(FULL, "p99") < 5, "%.2f ms" % med(FULL, "p99")),
-                  ("end to end PR rule ≥ 20,000 processed/s", E2E in results and med(E2E, "processed") >= 20000,
-                   "%.0f" % (med(E2E, "processed") or 0)),
+                  ("server CPU per accepted event ≤ 20 µs at FULL (process CPU / accepted)", cpu_us and cpu_us <= 20,
+                   "%.0f µs" % cpu_us),
+                  ("end to end PR rule ≥ 90% of the FULL ingest rate", e2e >= 0.9 * full,
+                   "%.0f processed/s, %.0f%%" % (e2e, 100 * e2e / full if full else 0)),
                   ("idle RSS < 20 MiB with 2 workers", idle < 20, "%.1f MiB" % idle)]
-        lines += ["", "| target (issue 9) | measured | met |", "|---|---|---|"]
+        lines += ["", "| target (issues 9 and 19) | measured | met |", "|---|---|---|"]
         lines += ["| %s | %s | %s |" % (what, got, "yes" if ok else "**no**") for what, ok, got in checks]
     table = "\n".join(lines)
     header = ("wrk -t2 -c%d -d%ds, %d repetition(s), medians; 1 KB events with UUID v4 ids, signed; "
