@@ -12,6 +12,7 @@
 #include "http/console.h"
 #include "ingest/verify.h"
 #include "store/store.h"
+#include "util/buf.h"
 
 /* One event loop thread. Everything in it belongs to that thread once started. */
 struct sy_loop {
@@ -32,6 +33,7 @@ struct sy_loop {
     h2o_socket_t **listeners;
     size_t n_listeners;
     struct sy_verifier *verifier; /* NULL on the admin loop */
+    struct sy_buf log_held;       /* request lines of the batch being answered (webhook.c) */
     bool exit;
 };
 

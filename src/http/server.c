@@ -261,6 +261,7 @@ static int loop_init(struct sy_loop *lp)
     lp->accept_ctx.hosts = lp->conf->hosts;
     lp->accept_ctx.ssl_ctx = lp->webhook ? srv->ssl_ctx : NULL;
     lp->queue = h2o_multithread_create_queue(lp->ctx.loop);
+    sy_buf_init(&lp->log_held, 64 * 1024);
     h2o_multithread_register_receiver(lp->queue, &lp->done_rx, sy_webhook_on_done);
     h2o_multithread_register_receiver(lp->queue, &lp->ctl_rx, on_ctl);
     if (lp->webhook) {
@@ -307,6 +308,7 @@ static void *loop_main(void *arg)
     close_listeners(lp);
     sy_verifier_free(lp->verifier);
     lp->verifier = NULL;
+    sy_buf_dispose(&lp->log_held);
     return NULL;
 }
 

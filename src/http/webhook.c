@@ -49,6 +49,17 @@ static void finish(enum sy_result r, int status, const char *id, size_t idlen, d
     }
 }
 
+/* finish() for an answer from the store: its line is held until the batch's lines are written. */
+static void finish_held(struct sy_loop *lp, enum sy_result r, int status, const char *id,
+                        size_t idlen, double t0, const char *peer)
+{
+    sy_metrics_add(&sy_metrics.requests[r], 1);
+    if (sy_log_enabled(SY_LOG_INFO)) {
+        sy_log_request_hold(&lp->log_held, sy_result_name(r), status, id, idlen,
+                            (sy_mono_s() - t0) * 1000.0, peer);
+    }
+}
+
 static int reject(h2o_req_t *req, int status, const char *reason, enum sy_result r,
                   const char *detail, double t0, const char *peer)
 {
@@ -106,54 +117,77 @@ static void alert_quarantined(struct sy_store *st, const struct sy_append *a)
     sy_alert_emit(st, "switchyard.event.quarantined", id, data);
 }
 
+/* What the store said of a pending request, as the result counted and logged. */
+static enum sy_result stored_result(const struct sy_append *a)
+{
+    if (a->status != SY_OK) {
+        return SY_R_UNAVAILABLE;
+    }
+    return !a->is_new ? SY_R_DUPLICATE : a->reason != NULL ? SY_R_QUARANTINED : SY_R_ACCEPTED;
+}
+
+/* Answer one stored request (the client is still there) and free it. */
+static void answer_stored(struct sy_loop *lp, struct sy_pending *p)
+{
+    struct sy_append *a = &p->append;
+    h2o_req_t *req = p->req;
+    enum sy_result r = stored_result(a);
+    if (req == NULL) {
+        /* the client went away; stored all the same, the sender will retry and get "duplicate" */
+    } else if (r == SY_R_UNAVAILABLE) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        sy_http_send_error(req, 503, "Service Unavailable", sy_result_name(r),
+                           "the event could not be stored; retry later");
+    } else {
+        if (a->is_new && lp->srv->cfg->record_dir != NULL) {
+            sy_record_delivery(lp->srv->cfg->record_dir, a->type, a->type_len, a->id, a->id_len,
+                               a->category, a->headers, a->headers_len, a->body, a->body_len);
+        }
+        send_status(req,
+                    r == SY_R_DUPLICATE     ? "duplicate"
+                    : r == SY_R_QUARANTINED ? "quarantined"
+                                            : "accepted",
+                    a->id, a->id_len, r == SY_R_QUARANTINED ? a->reason : NULL);
+        if (r == SY_R_QUARANTINED) {
+            sy_log(SY_LOG_WARN, "delivery quarantined: authentic, stored, not routable", "id",
+                   a->id, "reason", a->reason, NULL);
+            if (sy_engine_wants(lp->srv->engine, "switchyard.event.quarantined")) {
+                alert_quarantined(lp->srv->store, a);
+            }
+        }
+    }
+    free(p);
+    __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * A batch of requests the store has answered. Their request lines are
+ * written first, with one write(2) for the batch, then the answers go out:
+ * a client that has its answer finds its line already in the log.
+ */
 void sy_webhook_on_done(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 {
     struct sy_loop *lp = H2O_STRUCT_FROM_MEMBER(struct sy_loop, done_rx, rx);
+    for (h2o_linklist_t *l = messages->next; l != messages; l = l->next) {
+        h2o_multithread_message_t *m = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, l);
+        struct sy_pending *p = H2O_STRUCT_FROM_MEMBER(struct sy_pending, msg, m);
+        const struct sy_append *a = &p->append;
+        enum sy_result r = stored_result(a);
+        bool ok = r != SY_R_UNAVAILABLE;
+        int status = p->req == NULL ? 0 : ok ? 200 : 503;
+        if (p->req != NULL) {
+            p->guard->p = NULL; /* from here on, the request's pool outlives this answer */
+        }
+        if (p->req != NULL || ok) {
+            finish_held(lp, r, status, ok ? a->id : NULL, ok ? a->id_len : 0, p->t0, p->peer);
+        }
+    }
+    sy_log_flush(&lp->log_held);
     while (!h2o_linklist_is_empty(messages)) {
         h2o_multithread_message_t *m =
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
-        struct sy_pending *p = H2O_STRUCT_FROM_MEMBER(struct sy_pending, msg, m);
-        struct sy_append *a = &p->append;
-        h2o_req_t *req = p->req;
-        if (req != NULL) {
-            p->guard->p = NULL;
-            if (a->status != SY_OK) {
-                reject(req, 503, "Service Unavailable", SY_R_UNAVAILABLE,
-                       "the event could not be stored; retry later", p->t0, p->peer);
-            } else {
-                if (a->is_new && lp->srv->cfg->record_dir != NULL) {
-                    sy_record_delivery(lp->srv->cfg->record_dir, a->type, a->type_len, a->id,
-                                       a->id_len, a->category, a->headers, a->headers_len, a->body,
-                                       a->body_len);
-                }
-                bool quarantined = a->is_new && a->reason != NULL;
-                send_status(req,
-                            !a->is_new    ? "duplicate"
-                            : quarantined ? "quarantined"
-                                          : "accepted",
-                            a->id, a->id_len, quarantined ? a->reason : NULL);
-                finish(!a->is_new    ? SY_R_DUPLICATE
-                       : quarantined ? SY_R_QUARANTINED
-                                     : SY_R_ACCEPTED,
-                       200, a->id, a->id_len, p->t0, p->peer);
-                if (quarantined) {
-                    sy_log(SY_LOG_WARN, "delivery quarantined: authentic, stored, not routable",
-                           "id", a->id, "reason", a->reason, NULL);
-                    if (sy_engine_wants(lp->srv->engine, "switchyard.event.quarantined")) {
-                        alert_quarantined(lp->srv->store, a);
-                    }
-                }
-            }
-        } else if (a->status == SY_OK) {
-            /* stored all the same; the sender will retry and get "duplicate" */
-            finish(!a->is_new          ? SY_R_DUPLICATE
-                   : a->reason != NULL ? SY_R_QUARANTINED
-                                       : SY_R_ACCEPTED,
-                   0, a->id, a->id_len, p->t0, p->peer);
-        }
-        free(p);
-        __atomic_fetch_sub(&lp->srv->inflight, 1, __ATOMIC_RELEASE);
+        answer_stored(lp, H2O_STRUCT_FROM_MEMBER(struct sy_pending, msg, m));
     }
 }
 

@@ -235,17 +235,10 @@ void sy_log_fields(enum sy_log_level level, const char *msg, const char *const *
     }
 }
 
-void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
-                    const char *peer)
+/* The request line, ended with a newline, appended to 'line'. */
+static void format_request(struct sy_buf *line, const char *result, int status, const char *id,
+                           size_t idlen, double latency_ms, const char *peer)
 {
-    if (SY_LOG_INFO < min_level) {
-        return;
-    }
-    struct sy_buf *line = sy_scratch(SY_SCRATCH_LOG, 64 * 1024);
-    if (line == NULL) {
-        return;
-    }
-    sy_buf_reset(line);
     begin_line(line, SY_LOG_INFO, "request");
     add_field(line, "result", result, strlen(result));
     char num[32];
@@ -258,10 +251,86 @@ void sy_log_request(const char *result, int status, const char *id, size_t idlen
         add_field(line, "id", id, idlen);
     }
     long us = latency_ms > 0 && latency_ms < 1e9 ? (long)(latency_ms * 1000.0 + 0.5) : 0;
-    int len = snprintf(num, sizeof(num), "%ld.%03ld", us / 1000, us % 1000);
-    add_field(line, "latency_ms", num, (size_t)len);
+    n = 0;
+    char digits[24];
+    size_t nd = 0;
+    for (long v = us / 1000; nd == 0 || v > 0; v /= 10) {
+        digits[nd++] = (char)('0' + v % 10);
+    }
+    while (nd > 0) {
+        num[n++] = digits[--nd];
+    }
+    num[n++] = '.';
+    num[n++] = (char)('0' + us % 1000 / 100);
+    num[n++] = (char)('0' + us % 100 / 10);
+    num[n++] = (char)('0' + us % 10);
+    add_field(line, "latency_ms", num, n);
     if (peer != NULL) {
         add_field(line, "peer", peer, strlen(peer));
     }
-    end_line(line);
+    if (json_format) {
+        sy_buf_append(line, "}", 1);
+    }
+    sy_buf_append(line, "\n", 1);
+}
+
+void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
+                    const char *peer)
+{
+    if (SY_LOG_INFO < min_level) {
+        return;
+    }
+    struct sy_buf *line = sy_scratch(SY_SCRATCH_LOG, 64 * 1024);
+    if (line == NULL) {
+        return;
+    }
+    sy_buf_reset(line);
+    format_request(line, result, status, id, idlen, latency_ms, peer);
+    if (!line->failed) {
+        ssize_t w = write(STDERR_FILENO, line->data, line->len);
+        (void)w;
+    }
+}
+
+void sy_log_request_hold(struct sy_buf *held, const char *result, int status, const char *id,
+                         size_t idlen, double latency_ms, const char *peer)
+{
+    if (SY_LOG_INFO < min_level) {
+        return;
+    }
+    size_t before = held->len;
+    format_request(held, result, status, id, idlen, latency_ms, peer);
+    if (held->failed) {
+        /* full: write what was held before this line, then the line alone */
+        held->failed = false;
+        held->len = before;
+        sy_log_flush(held);
+        sy_log_request(result, status, id, idlen, latency_ms, peer);
+    }
+}
+
+void sy_log_flush(struct sy_buf *held)
+{
+    const char *p = held->data;
+    size_t left = held->len;
+    while (left > 0) {
+        /* the longest run of whole lines that fits in SY_LOG_ATOMIC, or one longer line */
+        size_t run = 0;
+        for (;;) {
+            const char *nl = memchr(p + run, '\n', left - run);
+            size_t end = nl != NULL ? (size_t)(nl - p) + 1 : left;
+            if (run > 0 && end > SY_LOG_ATOMIC) {
+                break;
+            }
+            run = end;
+            if (run == left || run >= SY_LOG_ATOMIC) {
+                break;
+            }
+        }
+        ssize_t w = write(STDERR_FILENO, p, run);
+        (void)w; /* as for single lines: a short write to journald is not retried */
+        p += run;
+        left -= run;
+    }
+    sy_buf_reset(held);
 }

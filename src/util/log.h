@@ -35,4 +35,20 @@ void sy_log_fields(enum sy_log_level level, const char *msg, const char *const *
 void sy_log_request(const char *result, int status, const char *id, size_t idlen, double latency_ms,
                     const char *peer);
 
+/*
+ * Request lines held by their caller and written together: a loop thread
+ * answering a batch of stored events writes their lines with one write(2)
+ * instead of one each. 'held' is the caller's buffer (one thread; initialise
+ * it with sy_buf_init). sy_log_request_hold appends the line that
+ * sy_log_request would write (nothing below the level); sy_log_flush writes
+ * what is held in runs of whole lines of at most SY_LOG_ATOMIC bytes (a
+ * longer line alone), so that lines from other threads never land inside
+ * one, and empties the buffer.
+ */
+#define SY_LOG_ATOMIC 4096 /* PIPE_BUF on Linux: a pipe takes a write this size whole */
+struct sy_buf;
+void sy_log_request_hold(struct sy_buf *held, const char *result, int status, const char *id,
+                         size_t idlen, double latency_ms, const char *peer);
+void sy_log_flush(struct sy_buf *held);
+
 #endif

@@ -1,6 +1,8 @@
 /* Log lines: whatever a message, a field name or a value holds, one call is one trustworthy line.
  */
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -8,6 +10,7 @@
 #include "check.h"
 #include "lua/sandbox.h"
 #include "snippet.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 /* Run one sy_log call with stderr sent to a file; returns what it wrote (malloc'd). */
@@ -157,8 +160,115 @@ static void rule_fields(void)
     sy_lua_free(lx);
 }
 
+/* What one write(2) to stderr carried, in order: a SOCK_SEQPACKET socket keeps each whole. */
+struct writes {
+    int fd;
+    char *msg[4096];
+    size_t len[4096];
+    size_t n;
+};
+
+static void *read_writes(void *arg)
+{
+    struct writes *w = arg;
+    static char buf[1 << 17];
+    ssize_t got;
+    while ((got = read(w->fd, buf, sizeof(buf))) > 0 && w->n < 4096) {
+        w->msg[w->n] = malloc((size_t)got);
+        memcpy(w->msg[w->n], buf, (size_t)got);
+        w->len[w->n++] = (size_t)got;
+    }
+    return NULL;
+}
+
+/*
+ * Request lines held and written together: one write for many lines, each write whole
+ * lines of at most SY_LOG_ATOMIC bytes (a longer line alone), nothing lost or reordered,
+ * even past the held buffer's cap.
+ */
+static void held_lines(void)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+    struct writes w = {.fd = sv[1]};
+    pthread_t reader;
+    pthread_create(&reader, NULL, read_writes, &w);
+    int saved = dup(STDERR_FILENO);
+    dup2(sv[0], STDERR_FILENO);
+    sy_log_configure(SY_LOG_INFO, false);
+
+    struct sy_buf held;
+    sy_buf_init(&held, 16 * 1024);
+    static char long_id[6001];
+    memset(long_id, 'x', 6000);
+    char id[64];
+    int n_lines = 0;
+    /* 40 short lines, a 6,000-byte one, 400 more: more than the 16 KiB buffer holds */
+    for (int i = 0; i < 441; i++) {
+        if (i == 40) {
+            sy_log_request_hold(&held, "accepted", 200, long_id, 6000, 1.5, "127.0.0.1");
+        } else {
+            int len = snprintf(id, sizeof(id), "evt-%04d", i);
+            sy_log_request_hold(&held, "accepted", 200, id, (size_t)len, 0.25, "127.0.0.1");
+        }
+        n_lines++;
+        if (i == 200) {
+            sy_log_flush(&held);
+        }
+    }
+    sy_log_flush(&held);
+    sy_log_flush(&held); /* nothing held: writes nothing */
+    /* below the level, nothing is held */
+    sy_log_configure(SY_LOG_WARN, false);
+    sy_log_request_hold(&held, "accepted", 200, "quiet", 5, 0.1, NULL);
+    CHECK(held.len == 0);
+    sy_buf_dispose(&held);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(sv[0]);
+    pthread_join(reader, NULL);
+    close(sv[1]);
+
+    CHECK(w.n >= 10 && w.n <= 30); /* 441 lines of ~100 bytes: some 12 writes, not 441 */
+    int seen = 0, next = 0;
+    bool whole = true, ordered = true, sized = true, long_alone = false;
+    for (size_t k = 0; k < w.n; k++) {
+        whole = whole && w.len[k] > 0 && w.msg[k][w.len[k] - 1] == '\n';
+        size_t lines = 0;
+        for (size_t i = 0; i < w.len[k]; i++) {
+            lines += w.msg[k][i] == '\n';
+        }
+        if (w.len[k] > SY_LOG_ATOMIC) {
+            sized = sized && lines == 1;
+            long_alone = long_alone || (lines == 1 && memmem(w.msg[k], w.len[k], long_id, 6000));
+        }
+        for (char *p = w.msg[k]; p < w.msg[k] + w.len[k];) {
+            char *nl = memchr(p, '\n', (size_t)(w.msg[k] + w.len[k] - p));
+            if (nl == NULL) {
+                break;
+            }
+            if (next == 40) {
+                ordered = ordered && memmem(p, (size_t)(nl - p), long_id, 6000) != NULL;
+            } else {
+                snprintf(id, sizeof(id), "id=evt-%04d ", next);
+                ordered = ordered && memmem(p, (size_t)(nl - p), id, strlen(id)) != NULL;
+            }
+            next++;
+            seen++;
+            p = nl + 1;
+        }
+        free(w.msg[k]);
+    }
+    CHECK(whole);
+    CHECK(sized);
+    CHECK(long_alone);
+    CHECK(ordered);
+    CHECK(seen == n_lines);
+}
+
 int main(void)
 {
+    held_lines();
     text_format();
     json_format();
     rule_fields();
