@@ -325,8 +325,12 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         sy_error_set(err, path, 0, "cannot create the store's folder: %s", strerror(errno));
         goto fail;
     }
+    /* at FULL every commit syncs its WAL: writes can be gathered until then (sqlite_vfs.c) */
+    const char *vfs = cfg->store.synchronous == SY_SYNC_FULL && sy_sqlite_gather_vfs() == SY_OK
+                          ? SY_SQLITE_GATHER_VFS
+                          : NULL;
     int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
         sy_error_set(err, path, 0, "cannot open the SQLite store: %s",
                      s->db ? sqlite3_errmsg(s->db) : "cannot allocate");
@@ -357,7 +361,7 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     }
     /* the hook replaces SQLite's own autocheckpoint on this connection */
     sqlite3_wal_hook(s->db, sy_sqlite_wal_hook, s);
-    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs) !=
         SQLITE_OK) {
         sy_error_set(err, path, 0, "cannot open the SQLite store: %s",
                      s->ckpt_db ? sqlite3_errmsg(s->ckpt_db) : "cannot allocate");

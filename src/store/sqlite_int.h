@@ -155,6 +155,15 @@ int sy_sqlite_push_op(struct sqlite_store *s, struct op *o);
 /* Jobs left from before a start: retries to the scheduler, pending ones to the refill. */
 int sy_sqlite_load_jobs(struct sqlite_store *s);
 
+/*
+ * sqlite_vfs.c: the VFS the writer and the checkpointer open the store
+ * through at synchronous=FULL: it gathers a commit's WAL writes (and a
+ * checkpoint's runs of pages) into one write(2). Registered once, on the
+ * first call; returns SY_OK or SY_EIO (then open without it). Any thread.
+ */
+#define SY_SQLITE_GATHER_VFS "sy-gather"
+int sy_sqlite_gather_vfs(void);
+
 /* sqlite_ckpt.c: checkpoints. */
 int sy_sqlite_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
 /* One passive checkpoint; returns the frames it left uncopied (-1 on an error or when busy). */
