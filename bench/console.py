@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from chrome import Chrome  # noqa: E402
-from run import free_port, wait_port  # noqa: E402
+from run import free_port, id_hash, wait_port  # noqa: E402
 
 TYPES = [("scm.pull_request.created", "github", "scm"), ("scm.pull_request.merged", "github", "scm"),
          ("scm.push", "github", "scm"), ("scm.branch.created", "gitlab", "scm"),
@@ -94,12 +94,13 @@ def make_store(build, path, n):
             note = "needle-%d" % i if rnd.random() < 0.00002 else "hay"
             body = json.dumps({"id": eid, "type": t, "integration": {"type": integ},
                                "data": {"title": "change %d" % i, "note": note, "pad": filler}})
-            yield (i + 1, eid, t, integ, now - week + i * week // n, "{}", body, "routed", cat)
+            yield (i + 1, eid, t, integ, now - week + i * week // n, "{}", body, "routed", cat,
+                   id_hash(eid))
 
     db.executemany("INSERT INTO events (seq, id, type, integration, received_at, headers, body, "
-                   "state, category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
-    db.execute("INSERT INTO jobs (event_id, handler, state, attempts, due_at, created_at, updated_at, "
-               "runs, last_error) SELECT id, 'pr-review', CASE WHEN seq % 100 = 7 THEN 'dead' "
+                   "state, category, idh) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
+    db.execute("INSERT INTO jobs (event_seq, event_id, handler, state, attempts, due_at, created_at, "
+               "updated_at, runs, last_error) SELECT seq, id, 'pr-review', CASE WHEN seq % 100 = 7 THEN 'dead' "
                "WHEN seq % 50 = 3 THEN 'skipped' ELSE 'done' END, 1, received_at, received_at, "
                "received_at, 1, CASE WHEN seq % 100 = 7 THEN 'rules/pr.lua:9: jira is down' END "
                "FROM events")

@@ -25,6 +25,10 @@ import urllib.request
 
 import peers
 
+# one hash for rows written straight into a store, shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "integration"))
+from idhash import id_hash  # noqa: E402,F401
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SECRET = "bench-secret-0b7e"

@@ -19,7 +19,8 @@ its section and to the empty store without rules.
 --checkpoint-at SIZE,... adds rows with those store.checkpoint_at values at the largest
 --stored count (one preloaded store for all).
 --baseline OLD_BUILD_DIR adds the stored rows once more for the older build and this one,
-alternating, two rounds, on the same preloaded stores (this build's sy-loadgen for both).
+alternating, two rounds, each build on its own preloaded store of each size (rows made alike, in
+each build's schema; this build's sy-loadgen for both).
 --smoke: tiny sizes (stored 0 and 2,000; bodies 1 and 16; rules 1 and 10; 1 s), checks nothing.
 """
 import argparse
@@ -102,15 +103,18 @@ def preload(build, d, n):
                                   "x-unizo-signature": "v1=" + "%064x" % rnd.getrandbits(256)},
                                  separators=(",", ":"))
             yield (eid, "scm.pull_request.created", "int_github_123", at, headers, body, "routed",
-                   "scm", json.dumps(env, separators=(",", ":")))
+                   "scm", json.dumps(env, separators=(",", ":")), bench.id_hash(eid))
 
+    # schema 4 keeps each id's hash beside it (an older build's store, for an A/B, does not)
+    hashed = any(col[1] == "idh" for col in db.execute("PRAGMA table_info(events)"))
     it = rows()
     while True:
-        batch = [r for _, r in zip(range(50000), it)]
+        batch = [r if hashed else r[:-1] for _, r in zip(range(50000), it)]
         if not batch:
             break
         db.executemany("INSERT INTO events(id, type, integration, received_at, headers, body, state, "
-                       "category, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                       "category, norm%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?%s)"
+                       % ((", idh", ", ?") if hashed else ("", "")), batch)
         db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -160,14 +164,15 @@ def loadgen(t, args, body_kb=1):
 def measure(build, workroot, args, label, stored=0, body_kb=1, rules=0, cache=None, checkpoint_at=None):
     d = tempfile.mkdtemp(prefix="sy-scale-", dir=workroot)
     if stored:
-        seed = cache.get(stored) if cache is not None else None
+        # one preloaded store per build and size: builds of different schemas each get theirs
+        seed = cache.get((build, stored)) if cache is not None else None
         if seed is None:
             seed = tempfile.mkdtemp(prefix="sy-scale-seed-", dir=workroot)
             t0 = time.time()
             preload(build, seed, stored)
             print("preloaded %d events in %.0f s" % (stored, time.time() - t0), file=sys.stderr)
             if cache is not None:
-                cache[stored] = seed
+                cache[(build, stored)] = seed
         shutil.copy(os.path.join(seed, "store.db"), os.path.join(d, "store.db"))
     t = target(build, d, rules, checkpoint_at)
     os.sync()

@@ -128,7 +128,7 @@ static json_t *list_events(const struct target *t, struct sy_event_filter *f, in
     while (all != NULL && (int64_t)json_array_size(all) < limit) {
         int64_t left = limit - (int64_t)json_array_size(all);
         f->limit = left < SY_LIST_MAX ? (int)left : SY_LIST_MAX;
-        json_t *page = t->store ? sy_store_list(t->store, f, err) : sy_inspect_list(t->db_path, f, err);
+        json_t *page = t->store ? sy_store_list(t->store, f, err) : sy_inspect_list(t->db_path, NULL, f, err);
         if (page == NULL) {
             json_decref(all);
             return NULL;
@@ -222,7 +222,7 @@ int sy_cli_events(int argc, char **argv)
     json_t *out;
     if (show) {
         out = t.store ? sy_store_show(t.store, argv[optind + 1], &err)
-                      : sy_inspect_show(t.db_path, argv[optind + 1], &err);
+                      : sy_inspect_show(t.db_path, NULL, argv[optind + 1], &err);
     } else {
         out = list_events(&t, &f, limit, &err);
     }

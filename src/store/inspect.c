@@ -9,6 +9,7 @@
 #include "store/filter.h"
 #include "store/inspect.h"
 #include "store/journal.h"
+#include "store/sqlite_ids.h"
 #include "util/parse.h"
 
 
@@ -28,6 +29,26 @@ static sqlite3 *open_db(const char *path, bool write, struct sy_error *err)
         return NULL;
     }
     sqlite3_busy_timeout(db, 5000);
+    /* the layout these reads know: an older store is upgraded by the server of this version */
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        version = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (version != SY_STORE_SCHEMA) {
+        sy_error_set(err, path, 0,
+                     version < SY_STORE_SCHEMA
+                         ? "the store has schema version %d and this switchyard reads %d: start "
+                           "this version's server once (it upgrades the store), or use the "
+                           "switchyard that wrote it"
+                         : "the store has schema version %d and this switchyard reads %d: use the "
+                           "switchyard that wrote it",
+                     version, SY_STORE_SCHEMA);
+        sqlite3_close(db);
+        return NULL;
+    }
     return db;
 }
 
@@ -38,13 +59,14 @@ static json_t *text_or_null(sqlite3_stmt *st, int col)
 }
 
 /* {"pending": n, ...} for one event. */
-static json_t *job_counts(sqlite3 *db, const char *id)
+static json_t *job_counts(sqlite3 *db, int64_t seq)
 {
     json_t *counts = json_object();
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT state, count(*) FROM jobs WHERE event_id = ? GROUP BY state",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT state, count(*) FROM jobs WHERE event_seq = ? GROUP BY state",
                            -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 1, seq);
         while (sqlite3_step(st) == SQLITE_ROW) {
             json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
                                 json_integer(sqlite3_column_int64(st, 1)));
@@ -102,17 +124,16 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
     "AND (?4 IS NULL OR e.integration = ?4) AND (?5 IS NULL OR e.category = ?5) "                  \
     "AND (?6 = 0 OR e.received_at >= ?6) AND (?7 = 0 OR e.received_at < ?7) "                      \
     "AND (?8 IS NULL OR e.state = ?8) "                                                            \
-    "AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = e.id "                    \
+    "AND (?9 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = e.seq "                  \
     "                           AND +jobs.state = ?9)) "                                           \
     "AND (?10 IS NULL OR e.id = ?10 OR instr(e.body, ?10) > 0) "
 
 /* A page of the window [?2, ?1). */
 static const char list_sql[] = LIST_COLUMNS "WHERE e.seq < ?1 AND e.seq >= ?2 AND " LIST_FILTERS
                                             "ORDER BY e.seq DESC LIMIT ?11";
-/* The event whose id is the search text, when it passes the other filters (?1, ?2 unused). */
+/* The event whose id is the search text (seq ?1), when it passes the other filters (?2 unused). */
 static const char list_id_sql[] =
-    LIST_COLUMNS "WHERE e.id = ?10 AND ?1 IS NOT NULL AND ?2 IS NOT NULL AND " LIST_FILTERS
-                 "LIMIT ?11";
+    LIST_COLUMNS "WHERE e.seq = ?1 AND e.id = ?10 AND ?2 IS NOT NULL AND " LIST_FILTERS "LIMIT ?11";
 
 /* The newest sequence number + 1 (1 for an empty store). */
 static int64_t seq_end(sqlite3 *db)
@@ -187,12 +208,13 @@ static int read_rows(sqlite3 *db, sqlite3_stmt *st, json_t *events, int64_t *las
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 1);
-        *last = sqlite3_column_int64(st, 0);
+        int64_t seq = sqlite3_column_int64(st, 0);
+        *last = seq;
         json_t *e = json_pack("{s:s, s:o, s:o, s:I, s:o, s:o, s:o}", "id", id, "type",
                               text_or_null(st, 2), "integration", text_or_null(st, 3),
                               "received_at", (json_int_t)sqlite3_column_int64(st, 4), "state",
                               text_or_null(st, 5), "category", text_or_null(st, 6), "jobs",
-                              job_counts(db, id));
+                              job_counts(db, seq));
         if (e != NULL && sqlite3_column_type(st, 7) != SQLITE_NULL) {
             json_object_set_new(e, "reason", text_or_null(st, 7));
         }
@@ -209,7 +231,8 @@ static int read_rows(sqlite3 *db, sqlite3_stmt *st, json_t *events, int64_t *las
  */
 #define TIME_SLACK_MS (5 * 60 * 1000)
 
-json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, struct sy_error *err)
+json_t *sy_inspect_list(const char *db_path, struct sy_sqlite_ids *ids,
+                        const struct sy_event_filter *f, struct sy_error *err)
 {
     int64_t before;
     if (sy_event_filter_check(f, err) != SY_OK) {
@@ -233,11 +256,12 @@ json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f, st
         goto failed;
     }
     if (f->text != NULL && f->cursor == NULL) {
-        /* an event's id lists that event alone, found by its key */
-        if (sqlite3_prepare_v2(db, list_id_sql, -1, &st, NULL) != SQLITE_OK) {
+        /* an event's id lists that event alone, found by its id */
+        int64_t seq = sy_sqlite_event_seq(db, ids, f->text, strlen(f->text));
+        if (seq < 0 || sqlite3_prepare_v2(db, list_id_sql, -1, &st, NULL) != SQLITE_OK) {
             goto failed;
         }
-        bind_filters(st, f, 0, 0);
+        bind_filters(st, f, seq, 0);
         if (read_rows(db, st, events, &last) != SY_OK) {
             goto failed;
         }
@@ -340,7 +364,8 @@ static json_t *job_calls(sqlite3 *db, int64_t job_id)
     return calls;
 }
 
-json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *err)
+json_t *sy_inspect_show(const char *db_path, struct sy_sqlite_ids *ids, const char *id,
+                        struct sy_error *err)
 {
     sqlite3 *db = open_db(db_path, false, err);
     if (db == NULL) {
@@ -348,15 +373,19 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
     }
     json_t *out = NULL;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT type, integration, received_at, state, headers, body, "
-                           "category, reason, norm FROM events WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    /* one snapshot for the event and its jobs */
+    int64_t seq = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
+                      ? sy_sqlite_event_seq(db, ids, id, strlen(id))
+                      : -1;
+    if (seq < 0 || sqlite3_prepare_v2(db,
+                                      "SELECT type, integration, received_at, state, headers, "
+                                      "body, category, reason, norm FROM events WHERE seq = ?",
+                                      -1, &st, NULL) != SQLITE_OK) {
         sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
         goto done;
     }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_bind_int64(st, 1, seq);
+    if (seq == 0 || sqlite3_step(st) != SQLITE_ROW) {
         sy_error_set(err, NULL, 0, "no event with id '%s'", id);
         goto done;
     }
@@ -388,9 +417,9 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
     st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT id, handler, state, attempts, due_at, last_error, updated_at, "
-                           "key FROM jobs WHERE event_id = ? ORDER BY id",
+                           "key FROM jobs WHERE event_seq = ? ORDER BY id",
                            -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 1, seq);
         json_t *jobs = json_object_get(out, "jobs");
         while (sqlite3_step(st) == SQLITE_ROW) {
             int64_t job_id = sqlite3_column_int64(st, 0);
@@ -413,6 +442,7 @@ json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *er
     }
 done:
     sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return out;
 }
@@ -428,13 +458,16 @@ int sy_inspect_request_replay(const char *db_path, const char *event_id, long *d
     }
     int rc = SY_EIO;
     sqlite3_stmt *st = NULL;
+    int64_t seq = 0;
     if (event_id != NULL) {
-        if (sqlite3_prepare_v2(db, "SELECT state = 'quarantined' FROM events WHERE id = ?", -1, &st,
-                               NULL) != SQLITE_OK) {
+        seq = sy_sqlite_event_seq(db, NULL, event_id, strlen(event_id));
+        if (seq < 0 || sqlite3_prepare_v2(db, "SELECT state = 'quarantined' FROM events WHERE "
+                                              "seq = ?",
+                                          -1, &st, NULL) != SQLITE_OK) {
             goto fail;
         }
-        sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
-        bool exists = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_bind_int64(st, 1, seq);
+        bool exists = seq > 0 && sqlite3_step(st) == SQLITE_ROW;
         *quarantined = exists && sqlite3_column_int(st, 0) != 0;
         sqlite3_finalize(st);
         st = NULL;
@@ -446,12 +479,12 @@ int sy_inspect_request_replay(const char *db_path, const char *event_id, long *d
     }
     if (sqlite3_prepare_v2(db,
                            "SELECT count(*) FROM jobs WHERE state = 'dead' AND (?1 IS NULL OR "
-                           "event_id = ?1)",
+                           "event_seq = ?1)",
                            -1, &st, NULL) != SQLITE_OK) {
         goto fail;
     }
     if (event_id) {
-        sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 1, seq);
     }
     if (sqlite3_step(st) == SQLITE_ROW) {
         *dead = sqlite3_column_int64(st, 0);

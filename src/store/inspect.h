@@ -19,12 +19,17 @@
  * or null}. Returns new JSON, or NULL with 'err'.
  */
 struct sy_event_filter;
-json_t *sy_inspect_list(const char *db_path, const struct sy_event_filter *f,
-                        struct sy_error *err);
+struct sy_sqlite_ids;
+json_t *sy_inspect_list(const char *db_path, struct sy_sqlite_ids *ids,
+                        const struct sy_event_filter *f, struct sy_error *err);
 
-/* One event: envelope fields, headers (signature redacted), body, and its jobs. NULL + err when
- * absent. */
-json_t *sy_inspect_show(const char *db_path, const char *id, struct sy_error *err);
+/*
+ * One event: envelope fields, headers (signature redacted), body, and its jobs. NULL + err when
+ * absent. 'ids' (both calls) is the running store's id map, or NULL to find an id by a scan
+ * (store/sqlite_ids.h).
+ */
+json_t *sy_inspect_show(const char *db_path, struct sy_sqlite_ids *ids, const char *id,
+                        struct sy_error *err);
 
 /*
  * Ask the server to requeue the dead jobs of 'event_id' (NULL = all dead

@@ -211,12 +211,14 @@ static int sqlite_replay(struct sy_store *st, const char *event_id, struct sy_re
 static struct json_t *sqlite_list(struct sy_store *st, const struct sy_event_filter *f,
                                   struct sy_error *err)
 {
-    return sy_inspect_list(((struct sqlite_store *)st)->path, f, err);
+    struct sqlite_store *s = (struct sqlite_store *)st;
+    return sy_inspect_list(s->path, &s->ids, f, err);
 }
 
 static struct json_t *sqlite_show(struct sy_store *st, const char *id, struct sy_error *err)
 {
-    return sy_inspect_show(((struct sqlite_store *)st)->path, id, err);
+    struct sqlite_store *s = (struct sqlite_store *)st;
+    return sy_inspect_show(s->path, &s->ids, id, err);
 }
 
 static void release(struct sqlite_store *s)
@@ -234,8 +236,8 @@ static void release(struct sqlite_store *s)
     sy_sqlite_readers_close(s);
     sy_sched_dispose(&s->sched);
     sy_routes_dispose(&s->routes);
-    sqlite3_stmt *stmts[] = {s->insert, s->insert_job,  s->finish_job, s->defer_job, s->kv_set,
-                             s->kv_del, s->next_of_key, s->insert_call};
+    sqlite3_stmt *stmts[] = {s->insert, s->insert_job,  s->finish_job,  s->defer_job, s->kv_set,
+                             s->kv_del, s->next_of_key, s->insert_call, s->id_at};
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_finalize(stmts[i]);
     }
@@ -247,6 +249,9 @@ static void release(struct sqlite_store *s)
     pthread_cond_destroy(&s->done_cv);
     pthread_cond_destroy(&s->ready_cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_rwlock_destroy(&s->ids.lock);
+    sy_idmap_free(s->ids.map);
+    free(s->added);
     free(s->path);
     free(s);
 }
@@ -293,6 +298,12 @@ static struct sqlite_store *store_new(const char *path, const struct sy_store_op
         return NULL;
     }
     s->base.ops = ops;
+    if ((s->ids.map = sy_idmap_new()) == NULL) {
+        free(s->path);
+        free(s);
+        return NULL;
+    }
+    pthread_rwlock_init(&s->ids.lock, NULL);
     sy_sched_init(&s->sched);
     sy_routes_init(&s->routes);
     pthread_mutex_init(&s->mu, NULL);
@@ -343,12 +354,20 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         [SY_SYNC_OFF] = "PRAGMA synchronous=OFF",
     };
     if (sy_sqlite_exec(s->db, "PRAGMA journal_mode=WAL") != SY_OK ||
-        sy_sqlite_exec(s->db, sync_pragma[cfg->store.synchronous]) != SY_OK ||
-        sy_sqlite_exec(s->db, "PRAGMA foreign_keys=ON") != SY_OK) {
+        sy_sqlite_exec(s->db, sync_pragma[cfg->store.synchronous]) != SY_OK) {
         sy_error_set(err, path, 0, "cannot initialise the SQLite store: %s", sqlite3_errmsg(s->db));
         goto fail;
     }
     if (sy_sqlite_schema(s, err) != SY_OK) {
+        goto fail;
+    }
+    /* an upgrade runs with a rollback journal and without foreign keys */
+    if (sy_sqlite_exec(s->db, "PRAGMA journal_mode=WAL") != SY_OK ||
+        sy_sqlite_exec(s->db, "PRAGMA foreign_keys=ON") != SY_OK) {
+        sy_error_set(err, path, 0, "cannot initialise the SQLite store: %s", sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (sy_sqlite_ids_load(s, err) != SY_OK) {
         goto fail;
     }
     int page = page_size(s->db);

@@ -11,9 +11,10 @@
 
 #include "store/queue.h"
 #include "store/sched.h"
+#include "store/sqlite_ids.h"
 #include "store/store.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION SY_STORE_SCHEMA
 #define WAL_HARD_FACTOR 16 /* the writer checkpoints itself at this many times checkpoint_at */
 #define WAL_TAIL_FRAMES 256 /* what the writer copies itself to close a checkpoint */
 #define READY_CAP 8192      /* jobs held in memory; the rest wait in the database */
@@ -45,7 +46,7 @@ struct op {
 /* A read connection with its statements; pooled. */
 struct reader {
     sqlite3 *db;
-    sqlite3_stmt *body;  /* SELECT body, norm FROM events WHERE id = ? */
+    sqlite3_stmt *body;  /* a job's event's body and norm, by the job's id */
     sqlite3_stmt *kv;    /* SELECT value FROM kv WHERE key = ? AND not expired */
     sqlite3_stmt *calls; /* a job's journal */
 };
@@ -54,7 +55,21 @@ struct sqlite_store {
     struct sy_store base;
     char *path;
     sqlite3 *db; /* the writer's connection: used only by the writer thread after open */
-    sqlite3_stmt *insert, *insert_job, *finish_job, *defer_job, *kv_set, *kv_del, *next_of_key, *insert_call;
+    sqlite3_stmt *insert, *insert_job, *finish_job, *defer_job, *kv_set, *kv_del, *next_of_key,
+        *insert_call, *id_at;
+
+    /*
+     * The stored events' ids (sqlite_ids.c). 'added' lists what the writer's
+     * open transaction put in the map, taken back if it does not commit
+     * (writer thread only).
+     */
+    struct sy_sqlite_ids ids;
+    bool ids_live; /* loaded by a writable open; a read-only store finds ids by a scan */
+    struct sy_sqlite_added {
+        uint64_t h;
+        int64_t seq;
+    } *added;
+    size_t n_added, cap_added;
 
     pthread_t thread;
     pthread_mutex_t mu;      /* guards everything below except what is marked otherwise */
@@ -147,6 +162,23 @@ int sy_sqlite_exec(sqlite3 *db, const char *sql);
 char *sy_sqlite_dupn(const char *s, size_t n);
 struct sy_job *sy_sqlite_job_new(int64_t id, const char *event_id, const char *handler,
                                  const char *key, int attempts, int runs);
+
+/*
+ * sqlite_ids.c, the writer's side: load the map at open (hashing rows that
+ * lack it); tell whether an id is stored (reads the candidates' ids in the
+ * writer's transaction); add an inserted event (remembered until the batch
+ * ends: a batch that does not commit takes its adds back); remove a purged one.
+ */
+int sy_sqlite_ids_load(struct sqlite_store *s, struct sy_error *err);
+/* The map for sy_sqlite_event_seq: the loaded one, or NULL (scan) in a read-only store. */
+static inline struct sy_sqlite_ids *sy_sqlite_live_ids(struct sqlite_store *s)
+{
+    return s->ids_live ? &s->ids : NULL;
+}
+int sy_sqlite_ids_find(struct sqlite_store *s, uint64_t h, const char *id, size_t len, bool *dup);
+int sy_sqlite_ids_add(struct sqlite_store *s, uint64_t h, int64_t seq);
+void sy_sqlite_ids_end_batch(struct sqlite_store *s, bool committed);
+void sy_sqlite_ids_remove(struct sqlite_store *s, uint64_t h, int64_t seq);
 
 /* sqlite_writer.c: the writer thread. */
 void *sy_sqlite_writer_main(void *arg);

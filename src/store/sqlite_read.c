@@ -46,7 +46,10 @@ struct reader *sy_sqlite_reader_acquire(struct sqlite_store *s)
         return NULL;
     }
     sqlite3_busy_timeout(r->db, 5000);
-    if (!prepare(r, "SELECT body, norm FROM events WHERE id = ?", &r->body) ||
+    if (!prepare(r,
+                 "SELECT e.body, e.norm FROM jobs AS j JOIN events AS e ON e.seq = j.event_seq "
+                 "WHERE j.id = ?",
+                 &r->body) ||
         !prepare(r,
                  "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
                  &r->kv) ||
@@ -101,7 +104,7 @@ int sy_sqlite_load_body(struct sy_store *st, struct sy_job *job)
         return SY_EIO;
     }
     int rc;
-    sqlite3_bind_text(r->body, 1, job->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(r->body, 1, job->id);
     int step = sqlite3_step(r->body);
     if (step == SQLITE_ROW) {
         job->body_len = (size_t)sqlite3_column_bytes(r->body, 0);

@@ -13,16 +13,17 @@
  * routed now, it gets its jobs (into 'promoted') and the state it would have
  * had; otherwise its reason is brought up to date. Counts the jobs in o->count.
  */
-static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_job_list *promoted)
+static int replay_quarantined(struct sqlite_store *s, struct op *o, int64_t seq,
+                              struct sy_job_list *promoted)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT body, headers, category, received_at FROM events WHERE id = ? "
+                           "SELECT body, headers, category, received_at FROM events WHERE seq = ? "
                            "AND state = 'quarantined'",
                            -1, &st, NULL) != SQLITE_OK) {
         return SY_EIO;
     }
-    sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, seq);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
@@ -49,10 +50,11 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_jo
         hits = s->route != NULL ? s->route(s->route_ctx, &a, &s->routes) : 0;
         for (size_t i = 0; rc == SY_OK && i < hits; i++) {
             sqlite3_stmt *ij = s->insert_job;
-            sqlite3_bind_text(ij, 1, n->id, (int)n->id_len, SQLITE_STATIC);
-            sqlite3_bind_text(ij, 2, sy_routes_handler(&s->routes, first + i), -1, SQLITE_STATIC);
-            sqlite3_bind_int64(ij, 3, received);
-            sy_sqlite_bind_text_or_null(ij, 4, sy_routes_key(&s->routes, first + i), -1);
+            sqlite3_bind_int64(ij, 1, seq);
+            sqlite3_bind_text(ij, 2, n->id, (int)n->id_len, SQLITE_STATIC);
+            sqlite3_bind_text(ij, 3, sy_routes_handler(&s->routes, first + i), -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ij, 4, received);
+            sy_sqlite_bind_text_or_null(ij, 5, sy_routes_key(&s->routes, first + i), -1);
             rc = sy_sqlite_step_done(s, ij, "sqlite job insert failed");
             struct sy_job *j = rc == SY_OK ? sy_sqlite_job_new(sqlite3_last_insert_rowid(s->db), n->id,
                                                                 sy_routes_handler(&s->routes, first + i),
@@ -66,9 +68,9 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_jo
         if (rc == SY_OK &&
             sqlite3_prepare_v2(s->db,
                                "UPDATE events SET type = ?2, integration = ?3, category = ?4, "
-                               "norm = ?5, reason = NULL, state = ?6 WHERE id = ?1",
+                               "norm = ?5, reason = NULL, state = ?6 WHERE seq = ?1",
                                -1, &up, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(up, 1, n->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(up, 1, seq);
             sqlite3_bind_text(up, 2, n->type, -1, SQLITE_STATIC);
             sy_sqlite_bind_text_or_null(up, 3, n->integration_type[0] ? n->integration_type : NULL, -1);
             sy_sqlite_bind_text_or_null(up, 4, n->category[0] ? n->category : NULL, -1);
@@ -79,9 +81,9 @@ static int replay_quarantined(struct sqlite_store *s, struct op *o, struct sy_jo
         o->count += (long)hits;
         o->promoted = true;
     } else if (rc == SY_OK &&
-               sqlite3_prepare_v2(s->db, "UPDATE events SET reason = ?2 WHERE id = ?1", -1, &up,
+               sqlite3_prepare_v2(s->db, "UPDATE events SET reason = ?2 WHERE seq = ?1", -1, &up,
                                   NULL) == SQLITE_OK) {
-        sqlite3_bind_text(up, 1, o->text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 1, seq);
         sqlite3_bind_text(up, 2, n->reason, -1, SQLITE_STATIC);
         rc = sy_sqlite_step_done(s, up, "sqlite event update failed");
         snprintf(o->reason, sizeof(o->reason), "%s", n->reason);
@@ -98,14 +100,16 @@ int sy_sqlite_apply_replay(struct sqlite_store *s, struct op *o, struct sy_job_l
                            struct sy_job_list *promoted)
 {
     o->count = 0;
+    int64_t seq = 0;
     if (o->text != NULL) {
-        int qrc = replay_quarantined(s, o, promoted);
+        seq = sy_sqlite_event_seq(s->db, &s->ids, o->text, strlen(o->text));
+        int qrc = seq < 0 ? SY_EIO : seq > 0 ? replay_quarantined(s, o, seq, promoted) : SY_OK;
         if (qrc != SY_OK) {
             return qrc;
         }
     }
     const char *sql = o->text ? "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
-                                "updated_at=?1 WHERE state='dead' AND event_id=?2 "
+                                "updated_at=?1 WHERE state='dead' AND event_seq=?2 "
                                 "RETURNING id, event_id, handler, key, runs"
                               : "UPDATE jobs SET state='pending', attempts=0, due_at=?1, "
                                 "updated_at=?1 WHERE state='dead' "
@@ -116,7 +120,7 @@ int sy_sqlite_apply_replay(struct sqlite_store *s, struct op *o, struct sy_job_l
     }
     sqlite3_bind_int64(st, 1, sy_wall_ms());
     if (o->text) {
-        sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, seq);
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

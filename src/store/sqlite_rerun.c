@@ -12,13 +12,18 @@
 static int rerun_one(struct sqlite_store *s, const struct sy_rerun *it, int64_t now,
                      struct sy_job_list *dead_again, struct sy_job_list *again, long *count)
 {
+    int64_t seq = sy_sqlite_event_seq(s->db, &s->ids, it->event_id, strlen(it->event_id));
+    if (seq <= 0) {
+        /* the event is gone (purged since the scan): nothing to run */
+        return seq == 0 ? SY_OK : SY_EIO;
+    }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, state, runs FROM jobs WHERE event_id = ?1 AND handler = ?2",
+                           "SELECT id, state, runs FROM jobs WHERE event_seq = ?1 AND handler = ?2",
                            -1, &st, NULL) != SQLITE_OK) {
         return SY_EIO;
     }
-    sqlite3_bind_text(st, 1, it->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_text(st, 2, it->handler, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -60,20 +65,16 @@ static int rerun_one(struct sqlite_store *s, const struct sy_rerun *it, int64_t 
     }
     /* a rule that did not take the event when it came: its job starts now */
     sqlite3_stmt *ij = s->insert_job;
-    sqlite3_bind_text(ij, 1, it->event_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ij, 2, it->handler, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(ij, 3, now);
-    if (it->key != NULL) {
-        sqlite3_bind_text(ij, 4, it->key, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(ij, 4);
-    }
+    sqlite3_bind_int64(ij, 1, seq);
+    sqlite3_bind_text(ij, 2, it->event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ij, 3, it->handler, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ij, 4, now);
+    sy_sqlite_bind_text_or_null(ij, 5, it->key, -1);
     rc = sqlite3_step(ij);
     sqlite3_reset(ij);
     sqlite3_clear_bindings(ij);
     if (rc != SQLITE_DONE) {
-        /* the event is gone (purged since the scan): nothing to run */
-        return rc == SQLITE_CONSTRAINT ? SY_OK : SY_EIO;
+        return SY_EIO;
     }
     struct sy_job *j = sy_sqlite_job_new(sqlite3_last_insert_rowid(s->db), it->event_id,
                                          it->handler, it->key, 0, 0);
@@ -137,11 +138,12 @@ static int visit(sqlite3 *db, sqlite3_stmt *ev, int (*each)(void *, const struct
         e.body = "";
     }
     sqlite3_stmt *js = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT handler, state, id FROM jobs WHERE event_id = ? ORDER BY id",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT handler, state, id FROM jobs WHERE event_seq = ? ORDER BY id",
                            -1, &js, NULL) != SQLITE_OK) {
         return SY_EIO;
     }
-    sqlite3_bind_text(js, 1, e.id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(js, 1, sqlite3_column_int64(ev, 0));
     char **names = NULL;
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;
@@ -205,15 +207,21 @@ int sy_sqlite_scan(struct sy_store *st, const struct sy_scan_query *q,
         return SY_EIO;
     }
     sqlite3_stmt *ev = NULL;
-    const char *sql = q->n_ids > 0 ? "SELECT " EVENT_COLUMNS " FROM events WHERE id = ?1"
+    const char *sql = q->n_ids > 0 ? "SELECT " EVENT_COLUMNS " FROM events WHERE seq = ?1"
                                    : "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1 AND "
                                      "(?2 = 0 OR received_at >= ?2) AND (?3 = 0 OR "
                                      "received_at < ?3) ORDER BY seq LIMIT " /* page */ "200";
     int rc = sqlite3_prepare_v2(r->db, sql, -1, &ev, NULL) == SQLITE_OK ? SY_OK : SY_EIO;
     if (q->n_ids > 0) {
         for (size_t i = 0; rc == SY_OK && i < q->n_ids; i++) {
-            sqlite3_bind_text(ev, 1, q->ids[i], -1, SQLITE_STATIC);
-            if (sqlite3_step(ev) == SQLITE_ROW) {
+            int64_t seq =
+                sy_sqlite_event_seq(r->db, sy_sqlite_live_ids(s), q->ids[i], strlen(q->ids[i]));
+            if (seq < 0) {
+                rc = SY_EIO;
+                break;
+            }
+            sqlite3_bind_int64(ev, 1, seq);
+            if (seq > 0 && sqlite3_step(ev) == SQLITE_ROW) {
                 rc = visit(r->db, ev, each, ctx);
             }
             sqlite3_reset(ev);

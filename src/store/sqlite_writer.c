@@ -96,10 +96,22 @@ int sy_sqlite_step_done(struct sqlite_store *s, sqlite3_stmt *st, const char *wh
     return SY_OK;
 }
 
-/* Route and insert one event and its jobs. Returns SY_OK or SY_EIO. */
+/* Route and insert one event and its jobs, unless its id is stored. Returns SY_OK or SY_EIO. */
 static int insert_event(struct sqlite_store *s, struct sy_append *a, struct routed *r)
 {
     r->first_hit = s->routes.n;
+    r->n_hits = 0;
+    uint64_t h = sy_id_hash(a->id, a->id_len);
+    bool dup;
+    int rc = sy_sqlite_ids_find(s, h, a->id, a->id_len, &dup);
+    if (rc != SY_OK) {
+        sy_log(SY_LOG_ERROR, "sqlite id lookup failed", "error", sqlite3_errmsg(s->db), NULL);
+        return rc;
+    }
+    a->is_new = !dup;
+    if (dup) {
+        return SY_OK;
+    }
     /* a quarantined delivery is kept, not routed: a replay routes it once it can be */
     r->n_hits = s->route != NULL && a->reason == NULL ? s->route(s->route_ctx, a, &s->routes) : 0;
     sqlite3_stmt *st = s->insert;
@@ -114,21 +126,24 @@ static int insert_event(struct sqlite_store *s, struct sy_append *a, struct rout
     sy_sqlite_bind_text_or_null(st, 8, a->category, -1);
     sy_sqlite_bind_text_or_null(st, 9, a->norm, (int)a->norm_len);
     sy_sqlite_bind_text_or_null(st, 10, a->reason, -1);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)h);
     if (sy_sqlite_step_done(s, st, "sqlite insert failed") != SY_OK) {
         return SY_EIO;
     }
-    a->is_new = sqlite3_changes(s->db) == 1;
-    if (!a->is_new) {
-        r->n_hits = 0;
-        return SY_OK;
+    int64_t seq = sqlite3_last_insert_rowid(s->db);
+    if (sy_sqlite_ids_add(s, h, seq) != SY_OK) {
+        /* a duplicate of it would not be known: the batch fails, the sender retries */
+        sy_log(SY_LOG_ERROR, "no memory for one more stored id", NULL);
+        return SY_ENOMEM;
     }
     for (size_t i = 0; i < r->n_hits; i++) {
         st = s->insert_job;
-        sqlite3_bind_text(st, 1, a->id, (int)a->id_len, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, sy_routes_handler(&s->routes, r->first_hit + i), -1,
+        sqlite3_bind_int64(st, 1, seq);
+        sqlite3_bind_text(st, 2, a->id, (int)a->id_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, sy_routes_handler(&s->routes, r->first_hit + i), -1,
                           SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, a->received_ms);
-        sy_sqlite_bind_text_or_null(st, 4, sy_routes_key(&s->routes, r->first_hit + i), -1);
+        sqlite3_bind_int64(st, 4, a->received_ms);
+        sy_sqlite_bind_text_or_null(st, 5, sy_routes_key(&s->routes, r->first_hit + i), -1);
         if (sy_sqlite_step_done(s, st, "sqlite job insert failed") != SY_OK) {
             return SY_EIO;
         }
@@ -319,6 +334,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     if (status == SY_OK) {
         status = sy_sqlite_exec(s->db, "COMMIT");
     }
+    sy_sqlite_ids_end_batch(s, status == SY_OK);
     if (status != SY_OK) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         sy_metrics_add(&sy_metrics.store_errors, 1);
@@ -518,6 +534,9 @@ static void take_replay_requests(struct sqlite_store *s)
     }
 }
 
+#define PURGE_CHUNK 1000 /* events a purge statement looks at */
+#define PURGE_CHUNK_SQL "1000"
+
 /*
  * Delete events older than the retention whose jobs are all finished (dead
  * jobs keep their event for a replay), walking from the oldest in chunks;
@@ -527,14 +546,19 @@ static void purge_expired(struct sqlite_store *s)
 {
     int64_t cutoff = sy_wall_ms() - (int64_t)s->retention_ms;
     sqlite3_stmt *chunk = NULL, *del = NULL;
+    struct sy_sqlite_added *gone = malloc(PURGE_CHUNK * sizeof(*gone));
+    size_t n_gone = 0;
+    if (gone == NULL) {
+        return;
+    }
     if (sqlite3_prepare_v2(s->db,
                            "SELECT max(seq), min(received_at) < ?2 FROM (SELECT seq, received_at "
-                           "FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1000)",
+                           "FROM events WHERE seq > ?1 ORDER BY seq LIMIT " PURGE_CHUNK_SQL ")",
                            -1, &chunk, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 AND received_at < ?3 "
-                           "AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_id = events.id "
-                           "AND jobs.state NOT IN ('done', 'skipped'))",
+                           "AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = events.seq "
+                           "AND jobs.state NOT IN ('done', 'skipped')) RETURNING seq, idh",
                            -1, &del, NULL) != SQLITE_OK) {
         goto done;
     }
@@ -552,12 +576,25 @@ static void purge_expired(struct sqlite_store *s)
         sqlite3_bind_int64(del, 1, cursor);
         sqlite3_bind_int64(del, 2, upto);
         sqlite3_bind_int64(del, 3, cutoff);
-        if (sqlite3_step(del) != SQLITE_DONE) {
+        /* the deleted events leave the id map once their deletion has committed */
+        n_gone = 0;
+        int rc;
+        while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
+            if (n_gone < PURGE_CHUNK) { /* the chunk's bounds hold no more */
+                gone[n_gone++] = (struct sy_sqlite_added){(uint64_t)sqlite3_column_int64(del, 1),
+                                                          sqlite3_column_int64(del, 0)};
+            }
+        }
+        if (rc != SQLITE_DONE) {
             sy_log(SY_LOG_WARN, "purge of expired events failed", "error", sqlite3_errmsg(s->db),
                    NULL);
+            sqlite3_reset(del);
             break;
         }
         sqlite3_reset(del);
+        for (size_t k = 0; k < n_gone; k++) {
+            sy_sqlite_ids_remove(s, gone[k].h, gone[k].seq);
+        }
         cursor = upto;
     }
     char sql[96];
@@ -567,6 +604,7 @@ static void purge_expired(struct sqlite_store *s)
 done:
     sqlite3_finalize(chunk);
     sqlite3_finalize(del);
+    free(gone);
 }
 
 /* Queue the retries that are due (mu held); returns ms until the next one, or -1. */

@@ -24,6 +24,8 @@ import threading
 import time
 import unittest
 
+from idhash import id_hash  # noqa: F401 - for the tests that import it from here
+
 BIN = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__), "../../build/switchyard"))
 EVENTS = os.path.join(os.path.dirname(__file__), "../../examples/events")
 SECRET = "itest-secret-9f2c"

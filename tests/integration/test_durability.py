@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, SECRET, Server, ServerTest, event, signed_headers
+from harness import BIN, SECRET, Server, ServerTest, event, id_hash, signed_headers
 
 
 def concurrently(n, fn):
@@ -225,7 +225,7 @@ class Upgrade(unittest.TestCase):
         self.assertEqual(srv.job_states("evt_v1_retry"), {"r": ("done", 2)})
         self.assertEqual(srv.job_states("evt_v1_done"), {"r": ("done", 1)})
         self.assertEqual(srv.count("RAN evt_v1_done"), 0)
-        self.assertEqual(srv.rows("PRAGMA user_version"), [(3,)])
+        self.assertEqual(srv.rows("PRAGMA user_version"), [(4,)])
         self.assertEqual(srv.rows("SELECT runs FROM jobs WHERE event_id = 'evt_v1_retry'"), [(2,)])
         # dedupe across the upgrade, and new events on the new schema
         self.assertEqual(srv.post(event("evt_v1_done"))[1]["status"], "duplicate")
@@ -244,7 +244,147 @@ class Upgrade(unittest.TestCase):
         db.close()
         with self.assertRaises(RuntimeError) as e:
             srv.start()
-        self.assertIn("the store has schema version 99; this switchyard understands 3", str(e.exception))
+        self.assertIn("the store has schema version 99; this switchyard understands 4", str(e.exception))
+
+
+# Round 1's last schema (user_version 3): version 1, the journal (2), the normalized envelopes
+# (3). Event ids sit behind a UNIQUE index; jobs point at their event by id.
+SCHEMA_V3 = SCHEMA_V1.replace("PRAGMA user_version = 1;", "") + """
+ALTER TABLE jobs ADD COLUMN key TEXT;
+ALTER TABLE jobs ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_key ON jobs(key, id) WHERE key IS NOT NULL AND state = 'pending';
+CREATE TABLE calls (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  attempt INTEGER NOT NULL, n INTEGER NOT NULL, idem_key TEXT, method TEXT NOT NULL, path TEXT NOT NULL,
+  request TEXT, status INTEGER NOT NULL, response TEXT, truncated INTEGER NOT NULL DEFAULT 0,
+  replayed INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0, error TEXT, at INTEGER NOT NULL,
+  ms REAL NOT NULL DEFAULT 0);
+CREATE INDEX calls_job ON calls(job_id, id);
+ALTER TABLE events ADD COLUMN category TEXT;
+ALTER TABLE events ADD COLUMN norm TEXT;
+ALTER TABLE events ADD COLUMN reason TEXT;
+CREATE INDEX events_quarantined ON events(seq) WHERE state = 'quarantined';
+PRAGMA user_version = 3;
+"""
+
+V3_RULE = """
+rule { name = "r", on = "scm.*", key = "data.url",
+       run = function(ev) log.info("RAN " .. ev.id) end }
+"""
+
+
+def v3_store(path, bulk):
+    """A schema-3 store as round 1 left it: 'bulk' unrouted events with UUID-like ids, and one
+    event each with a pending (keyed), a dead (with a journaled call) and a done job, and a
+    quarantined one."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V3)
+    now = int(time.time() * 1000)
+    pad = "x" * 900
+    db.executemany("INSERT INTO events(id, type, integration, received_at, headers, body, state) "
+                   "VALUES (?, 'bulk.item.created', 'github', ?, '{}', ?, 'unrouted')",
+                   (("%08x-%04x-4%03x-8%03x-%012x" % (i * 2654435761 % 2**32, i % 65536, i % 4096,
+                                                         (i * 7) % 4096, i * 11400714819323198485 % 2**48),
+                     now - 1000 + i % 1000, '{"n": %d, "pad": "%s"}' % (i, pad)) for i in range(bulk)))
+    for eid, state, key in (("evt_v3_pending", "pending", "k1"), ("evt_v3_dead", "dead", None),
+                            ("evt_v3_done", "done", None)):
+        db.execute("INSERT INTO events(id, type, integration, received_at, headers, body) VALUES "
+                   "(?, 'scm.pull_request.created', 'github', ?, '{}', ?)", (eid, now, event(eid).decode()))
+        db.execute("INSERT INTO jobs(event_id, handler, state, attempts, due_at, created_at, updated_at, "
+                   "key, runs) VALUES (?, 'r', ?, ?, ?, ?, ?, ?, ?)",
+                   (eid, state, 0 if state == "pending" else 3, now, now, now, key, 0 if state == "pending" else 3))
+    db.execute("INSERT INTO calls(job_id, attempt, n, idem_key, method, path, status, response, at) "
+               "SELECT id, 3, 1, 'evt_v3_dead/r/1', 'POST', '/ticketing/x/tickets', 500, '{\"e\": 1}', ? "
+               "FROM jobs WHERE event_id = 'evt_v3_dead'", (now,))
+    db.execute("INSERT INTO events(id, type, integration, received_at, headers, body, state, reason) VALUES "
+               "('evt_v3_quarantined', 'unknown', NULL, ?, '{}', '{\"no\": \"type\"}', 'quarantined', "
+               "'no event type')", (now,))
+    db.commit()
+    db.close()
+    return bulk + 4
+
+
+class UpgradeToFour(unittest.TestCase):
+    """Schema 4 drops the UNIQUE index on event ids: the events and jobs tables are rebuilt."""
+
+    def test_a_schema_3_store_is_rebuilt_and_keeps_everything(self):
+        srv = Server(rules={"r.lua": V3_RULE}, config_extra='retry = { schedule = { "1s" }, jitter = 0 }\n')
+        total = v3_store(srv.db, 2000)
+        srv.start()
+        try:
+            self.assertRegex(srv.log(), r"store schema upgraded from=3 to=4")
+            self.assertIn("stored event ids loaded events=%d" % total, srv.log())
+            self.assertEqual(srv.rows("PRAGMA user_version"), [(4,)])
+            self.assertEqual(srv.rows("PRAGMA integrity_check"), [("ok",)])
+            self.assertEqual(srv.rows("PRAGMA foreign_key_check"), [])
+            # no b-tree index on ids any more: the index in arrival order and the quarantine's
+            self.assertEqual(sorted(r[0] for r in srv.rows(
+                "SELECT name FROM sqlite_master WHERE tbl_name = 'events' AND type = 'index'")),
+                ["events_ids", "events_quarantined"])
+            rows = srv.rows("SELECT id, idh FROM events")
+            self.assertEqual(len(rows), total)
+            self.assertEqual([r for r in rows if r[1] != id_hash(r[0])], [])
+            self.assertEqual(srv.rows("SELECT count(*) FROM jobs AS j JOIN events AS e ON e.seq = j.event_seq "
+                                      "AND e.id = j.event_id"), [(3,)])
+            self.assertEqual(srv.rows("SELECT c.idem_key FROM calls AS c JOIN jobs AS j ON j.id = c.job_id "
+                                      "WHERE j.event_id = 'evt_v3_dead'"), [("evt_v3_dead/r/1",)])
+            self.assertEqual(srv.rows("SELECT state, reason FROM events WHERE id = 'evt_v3_quarantined'"),
+                             [("quarantined", "no event type")])
+            # the pending job runs; the done one does not run again
+            srv.wait_for(lambda: srv.count("RAN evt_v3_pending") == 1)
+            # every stored id is a duplicate, across the rebuild
+            for eid in ["evt_v3_done", "evt_v3_dead", rows[0][0], rows[1234][0], rows[-5][0]]:
+                self.assertEqual(srv.post(event(eid))[1]["status"], "duplicate", eid)
+            self.assertEqual(srv.post(event("evt_v4_new"))[1]["status"], "accepted")
+            srv.wait_for(lambda: srv.count("RAN evt_v4_new") == 1)
+            # the dead job replays, found by its event's id, and its old journal is still shown
+            status, body, _ = srv.admin("/admin/events/evt_v3_dead/replay", method="POST", body=b"{}",
+                                        headers={"content-type": "application/json"})
+            self.assertEqual(status, 200, body)
+            srv.wait_for(lambda: srv.count("RAN evt_v3_dead") == 1)
+            rc, out, err = srv.cli("events", "show", "evt_v3_dead")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("evt_v3_dead/r/1", out)
+            self.assertEqual(srv.count("RAN evt_v3_done"), 0)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
+        srv.start()
+        self.assertEqual(srv.stop(), 0)
+        self.assertNotIn("store schema upgraded", srv.log())
+
+    def test_an_upgrade_killed_midway_runs_again_whole(self):
+        srv = Server()
+        total = v3_store(srv.db, 150000)
+        proc = subprocess.Popen([BIN, "serve", "-c", srv.config], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            for line in proc.stderr:
+                if b"store schema upgrade to 4" in line:
+                    break
+            # the rebuild's transaction is open once its rollback journal holds something
+            journal = srv.db + "-journal"
+            deadline = time.time() + 30
+            while time.time() < deadline and not (os.path.exists(journal) and os.path.getsize(journal) > 0):
+                time.sleep(0.001)
+            self.assertTrue(os.path.exists(journal), "the upgrade ended before it could be killed")
+            proc.kill()
+            proc.wait()
+        finally:
+            proc.stderr.close()
+        db = sqlite3.connect(srv.db)  # reading rolls the journal back
+        self.assertEqual(db.execute("PRAGMA user_version").fetchall(), [(3,)])
+        self.assertEqual(db.execute("SELECT count(*) FROM events").fetchall(), [(total,)])
+        db.close()
+        srv.start(timeout=120)
+        try:
+            self.assertRegex(srv.log(), r"store schema upgraded from=3 to=4")
+            self.assertEqual(srv.rows("SELECT count(*) FROM events"), [(total,)])
+            self.assertEqual(srv.rows("PRAGMA integrity_check"), [("ok",)])
+            some = srv.rows("SELECT id FROM events WHERE seq IN (1, 75000, 150000)")
+            self.assertEqual(len(some), 3)
+            for (eid,) in some:
+                self.assertEqual(srv.post(event(eid))[1]["status"], "duplicate", eid)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
 
 
 class FullQueue(ServerTest):

@@ -32,7 +32,11 @@ class Paging(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.srv = Server(rules={"r.lua": RULE}).start()
+        # rows written beside the server, without their id hash: the next start hashes them
         fill(cls.srv.db, BULK, "evt_rare_1")
+        assert cls.srv.stop() == 0
+        cls.srv.start()
+        assert "stored event ids loaded events=%d" % (BULK + 1) in cls.srv.log(), cls.srv.log()
 
     @classmethod
     def tearDownClass(cls):
@@ -70,6 +74,9 @@ class Paging(unittest.TestCase):
         # an id is looked up by its key: one page, whatever the store's size
         self.assertEqual(self.pages(q="evt_rare_1"), [(["evt_rare_1"], None)])
         self.assertEqual(self.pages(q="evt_rare_1", type="bulk.*")[-1], ([], None))
+        # and a delivery of it again is a duplicate
+        self.assertEqual(self.srv.post(event("evt_rare_1"))[1]["status"], "duplicate")
+        self.assertEqual(self.srv.post(event("bulk_000007"))[1]["status"], "duplicate")
 
     def test_dense_filters_fill_pages_newest_first_and_pages_do_not_overlap(self):
         pages = self.pages(first=3, type="bulk.*", integration="github", limit=200)
