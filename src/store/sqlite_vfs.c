@@ -17,11 +17,13 @@
  * see without the gathering. A write that does not continue the gathered
  * run writes the run first, so the order of writes is kept.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -34,6 +36,16 @@
 #define GATHER_FIRST (32u << 10) /* the first buffer of a file */
 #define GATHER_MAX (127u << 10)
 
+/*
+ * A checkpoint writes tens of megabytes into the database, then syncs it:
+ * left to the end, that writeback fills the disk's queue at once and the
+ * writer's next WAL sync waits behind all of it (tens of milliseconds in
+ * which no delivery is answered). The database's writes are pushed out as
+ * they go instead, and each megabyte waits for the one before, so little is
+ * ever queued ahead of a WAL sync.
+ */
+#define PACE_BYTES (1u << 20)
+
 struct gfile {
     sqlite3_file base;
     sqlite3_file *real; /* the default VFS's file, allocated right after this struct */
@@ -43,6 +55,8 @@ struct gfile {
     char *buf;          /* the gathered run: 'len' bytes that belong at offset 'at' */
     size_t len, cap;
     sqlite3_int64 at;
+    int pace_fd;         /* a main database's own descriptor for pacing its writeback; -1: none */
+    size_t unpaced;      /* bytes written since the last pacing step */
 };
 
 /* The struct rounded up so that the real file after it is aligned for any member. */
@@ -65,7 +79,13 @@ static int flush(struct gfile *f)
         return SQLITE_OK;
     }
     int rc = f->real->pMethods->xWrite(f->real, f->buf, (int)f->len, f->at);
+    f->unpaced += f->len;
     f->len = 0;
+    if (f->pace_fd >= 0 && f->unpaced >= PACE_BYTES) {
+        /* wait for the writeback started last time, then start this megabyte's */
+        sync_file_range(f->pace_fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE);
+        f->unpaced = 0;
+    }
     return rc;
 }
 
@@ -89,6 +109,10 @@ static int g_close(sqlite3_file *file)
     }
     free(f->buf);
     f->buf = NULL;
+    if (f->pace_fd >= 0) {
+        close(f->pace_fd);
+        f->pace_fd = -1;
+    }
     int rc2 = f->real->pMethods->xClose(f->real);
     return rc != SQLITE_OK ? rc : rc2;
 }
@@ -262,6 +286,7 @@ static int g_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
 {
     struct gfile *f = (struct gfile *)file;
     memset(f, 0, sizeof(*f));
+    f->pace_fd = -1;
     f->real = (sqlite3_file *)((char *)f + GFILE_SIZE);
     sqlite3_vfs *real = real_vfs(vfs);
     int rc = real->xOpen(real, name, f->real, flags, out_flags);
@@ -278,6 +303,8 @@ static int g_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
     f->base.pMethods = &gather_methods;
     if ((flags & SQLITE_OPEN_MAIN_DB) != 0) {
         f->gather = true;
+        /* any descriptor of the file starts and waits for its writeback; without one, no pacing */
+        f->pace_fd = name != NULL ? open(name, O_RDONLY | O_CLOEXEC) : -1;
     } else if ((flags & SQLITE_OPEN_WAL) != 0 && name != NULL) {
         sqlite3_file *db = sqlite3_database_file_object(name);
         if (db != NULL && db->pMethods == &gather_methods) {

@@ -274,40 +274,41 @@ int main(int argc, char **argv)
     CHECK(count_rows(r, "") == 10);
     CHECK(rows_intact(r));
 
-    /* a commit larger than one write may be (the default VFS refuses 128 KiB and more) */
+    /* a commit larger than one write may be (the default VFS refuses 128 KiB and more); more
+     * than a megabyte, so that the checkpoint below paces its writeback too */
     memset(&counts, 0, sizeof(counts));
-    CHECK(insert_rows(w, 10, 300, 1000) == SQLITE_OK);
-    CHECK(counts.wal_writes >= 3);
-    CHECK(counts.wal_writes < plain_writes * 30 / 2); /* still far fewer than two per frame */
+    CHECK(insert_rows(w, 10, 1500, 1000) == SQLITE_OK);
+    CHECK(counts.wal_writes >= 12);
+    CHECK(counts.wal_writes < plain_writes * 150 / 2); /* still far fewer than two per frame */
     CHECK(counts.max_write < 128 * 1024);
     CHECK(counts.wal_syncs == 1);
-    CHECK(count_rows(r, "") == 310);
+    CHECK(count_rows(r, "") == 1510);
     CHECK(rows_intact(r));
 
     /* a reader's snapshot holds while the writer commits, and it sees the commit after */
     CHECK(sqlite3_exec(r, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
-    CHECK(count_rows(r, "") == 310);
-    CHECK(insert_rows(w, 310, 5, 3000) == SQLITE_OK);
-    CHECK(count_rows(r, "") == 310);
+    CHECK(count_rows(r, "") == 1510);
+    CHECK(insert_rows(w, 1510, 5, 3000) == SQLITE_OK);
+    CHECK(count_rows(r, "") == 1510);
     CHECK(sqlite3_exec(r, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
-    CHECK(count_rows(r, "") == 315);
+    CHECK(count_rows(r, "") == 1515);
 
     /* a failed write of the gathered run fails the commit: nothing of it is visible */
     memset(&counts, 0, sizeof(counts));
     counts.fail_next_wal_write = 1;
-    CHECK(insert_rows(w, 1000, 10, 1000) != SQLITE_OK);
-    CHECK(count_rows(r, "") == 315);
-    CHECK(count_rows(w, "WHERE id >= 1000") == 0);
+    CHECK(insert_rows(w, 3000, 10, 1000) != SQLITE_OK);
+    CHECK(count_rows(r, "") == 1515);
+    CHECK(count_rows(w, "WHERE id >= 3000") == 0);
     /* and the store goes on */
-    CHECK(insert_rows(w, 2000, 10, 1000) == SQLITE_OK);
-    CHECK(count_rows(r, "") == 325);
+    CHECK(insert_rows(w, 4000, 10, 1000) == SQLITE_OK);
+    CHECK(count_rows(r, "") == 1525);
 
     /* a checkpoint copies runs of pages in fewer writes, and the database alone holds it all */
     memset(&counts, 0, sizeof(counts));
     int log = -1, copied = -1;
     CHECK(sqlite3_wal_checkpoint_v2(w, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &copied) ==
           SQLITE_OK);
-    CHECK(log == copied && copied > 80);
+    CHECK(log == copied && copied > 300); /* more than a megabyte of pages */
     CHECK(counts.db_writes > 0);
     CHECK(counts.db_writes * 4 < copied); /* the table's pages are consecutive */
     CHECK(counts.max_write < 128 * 1024);
@@ -318,7 +319,7 @@ int main(int argc, char **argv)
     CHECK(access(wal, F_OK) != 0); /* the last close checkpointed and removed it */
     sqlite3 *fresh = NULL;
     CHECK(sqlite3_open_v2(path, &fresh, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(count_rows(fresh, "") == 325);
+    CHECK(count_rows(fresh, "") == 1525);
     CHECK(rows_intact(fresh));
     sqlite3_stmt *ic = NULL;
     CHECK(sqlite3_prepare_v2(fresh, "PRAGMA integrity_check", -1, &ic, NULL) == SQLITE_OK &&
