@@ -2,7 +2,7 @@
 """How the durable ingest rate holds up as the work grows (issue 19), in one run.
 
 usage: scale.py BUILD_DIR [--duration S] [--connections C] [--stored N,...] [--bodies KB,...]
-                          [--rules N,...] [--baseline OLD_BUILD_DIR] [--smoke] [--out FILE]
+                          [--rules N,...] [--baseline OLD_BUILD_DIR] [--repeat N] [--smoke] [--out FILE]
 
 Every row is switchyard with SQLite synchronous=FULL, driven by sy-loadgen (signs as it
 sends; UUID v4 ids, new in every request), one row at a time on this machine:
@@ -21,6 +21,8 @@ its section and to the empty store without rules.
 --baseline OLD_BUILD_DIR adds the stored rows once more for the older build and this one,
 alternating, two rounds, each build on its own preloaded store of each size (rows made alike, in
 each build's schema; this build's sy-loadgen for both).
+--repeat N measures the stored rows N times, the sizes taking turns, and reports each size's
+round of median rate (the machine's moments move single rows by a quarter).
 --smoke: tiny sizes (stored 0 and 2,000; bodies 1 and 16; rules 1 and 10; 1 s), checks nothing.
 """
 import argparse
@@ -196,6 +198,8 @@ def main():
     ap.add_argument("--bodies", default="1,16,256")
     ap.add_argument("--rules", default="1,10,100")
     ap.add_argument("--baseline", help="an older build dir: the stored rows A/B, alternating, two rounds")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure the stored rows this many times, taking turns; report the medians")
     ap.add_argument("--checkpoint-at", default="",
                     help="store.checkpoint_at values (\"16MiB,64MiB\"): rows at the largest --stored")
     ap.add_argument("--smoke", action="store_true")
@@ -210,8 +214,16 @@ def main():
     sections = []
     try:
         cache = {}
-        sections.append(("events already stored", [("%s stored" % format(n, ","), measure(
-            build, workroot, args, "stored %d" % n, stored=n, cache=cache)) for n in nums(args.stored)]))
+        # with --repeat, the stored counts take turns (0, 1M, 5M, 0, 1M, ...) and each row is
+        # the round of median rate: one slow or fast moment of the machine moves no row
+        runs = {}
+        for rnd in range(args.repeat):
+            for n in nums(args.stored):
+                runs.setdefault(n, []).append(measure(build, workroot, args, "stored %d, round %d" % (n, rnd + 1),
+                                                      stored=n, cache=cache))
+        median = lambda rs: sorted(rs, key=lambda r: r["rate"])[len(rs) // 2]
+        sections.append(("events already stored", [("%s stored" % format(n, ",") + (
+            " (median of %d)" % args.repeat if args.repeat > 1 else ""), median(runs[n])) for n in nums(args.stored)]))
         sections.append(("body size", [("%d KB bodies" % kb, measure(
             build, workroot, args, "body %d KB" % kb, body_kb=kb)) for kb in nums(args.bodies)]))
         sections.append(("rules loaded", [("%d rules" % n, measure(
