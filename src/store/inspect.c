@@ -30,13 +30,7 @@ static sqlite3 *open_db(const char *path, bool write, struct sy_error *err)
     }
     sqlite3_busy_timeout(db, 5000);
     /* the layout these reads know: an older store is upgraded by the server of this version */
-    sqlite3_stmt *st = NULL;
-    int version = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        version = sqlite3_column_int(st, 0);
-    }
-    sqlite3_finalize(st);
+    int version = sy_sqlite_schema_version(db);
     if (version != SY_STORE_SCHEMA) {
         sy_error_set(err, path, 0,
                      version < SY_STORE_SCHEMA

@@ -12,6 +12,18 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+int sy_sqlite_schema_version(sqlite3 *db)
+{
+    sqlite3_stmt *ver = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &ver, NULL) == SQLITE_OK &&
+        sqlite3_step(ver) == SQLITE_ROW) {
+        version = sqlite3_column_int(ver, 0);
+    }
+    sqlite3_finalize(ver);
+    return version;
+}
+
 static void id_hash_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;

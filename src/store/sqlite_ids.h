@@ -2,9 +2,10 @@
 #define SY_STORE_SQLITE_IDS_H
 
 /*
- * Finding a SQLite store's events by id (schema 4 keeps no b-tree index on
- * ids: store/sqlite_schema.c says why). Shared by the store's own files and
- * by store/inspect.c, which also serves the CLI from another process.
+ * The SQLite store's schema version, and finding its events by id (schema 4
+ * keeps no b-tree index on ids: store/sqlite_schema.c says why). Shared by
+ * the store's own files and by store/inspect.c, which also serves the CLI
+ * from another process.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -16,6 +17,9 @@
 
 /* The schema version the SQLite store writes and reads (PRAGMA user_version). */
 #define SY_STORE_SCHEMA 4
+
+/* The schema version of the store open on 'db' (-1 when it cannot be read). */
+int sy_sqlite_schema_version(sqlite3 *db);
 
 /* A running store's ids. The writer thread changes them under the write lock; others read. */
 struct sy_sqlite_ids {

@@ -184,18 +184,6 @@ struct sy_job *sy_sqlite_job_new(int64_t id, const char *event_id, const char *h
     return j;
 }
 
-static int user_version(sqlite3 *db)
-{
-    sqlite3_stmt *ver = NULL;
-    int version = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &ver, NULL) == SQLITE_OK &&
-        sqlite3_step(ver) == SQLITE_ROW) {
-        version = sqlite3_column_int(ver, 0);
-    }
-    sqlite3_finalize(ver);
-    return version;
-}
-
 static int64_t count_rows(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
@@ -271,7 +259,7 @@ static bool prepare(struct sqlite_store *s, const char *sql, sqlite3_stmt **st)
 
 int sy_sqlite_schema(struct sqlite_store *s, struct sy_error *err)
 {
-    int version = user_version(s->db);
+    int version = sy_sqlite_schema_version(s->db);
     if (version < 0 || version > SCHEMA_VERSION) {
         return sy_error_set(
             err, s->path, 0, "the store has schema version %d; this switchyard understands %d",

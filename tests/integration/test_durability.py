@@ -351,6 +351,19 @@ class UpgradeToFour(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
         self.assertNotIn("store schema upgraded", srv.log())
 
+    def test_the_cli_refuses_a_store_it_cannot_read_and_says_what_to_do(self):
+        srv = Server()
+        v3_store(srv.db, 10)
+        for args in (("events",), ("events", "show", "evt_v3_done"), ("replay", "evt_v3_dead")):
+            rc, out, err = srv.cli(*args)
+            self.assertEqual(rc, 1, (args, out, err))
+            self.assertIn("the store has schema version 3 and this switchyard reads 4: start this "
+                          "version's server once (it upgrades the store)", err, args)
+        db = sqlite3.connect(srv.db)
+        self.assertEqual(db.execute("PRAGMA user_version").fetchall(), [(3,)])  # nothing written
+        self.assertEqual(db.execute("SELECT count(*) FROM replay_requests").fetchall(), [(0,)])
+        db.close()
+
     def test_an_upgrade_killed_midway_runs_again_whole(self):
         srv = Server()
         total = v3_store(srv.db, 150000)
