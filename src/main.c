@@ -9,14 +9,6 @@ struct command {
     const char *summary;
 };
 
-static int cmd_version(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    printf("switchyard %s\n", SY_VERSION);
-    return 0;
-}
-
 static const struct command commands[] = {
     {"serve", sy_cli_serve, "run the webhook server"},
     {"check", sy_cli_check, "validate a config file"},
@@ -27,7 +19,7 @@ static const struct command commands[] = {
     {"backtest", sy_cli_backtest, "run candidate rules over stored deliveries, offline"},
     {"test", sy_cli_test, "run *_test.lua rule tests"},
     {"rules", sy_cli_rules, "list rules with their state and jobs; pause or resume one"},
-    {"version", cmd_version, "print the version"},
+    {"version", sy_cli_version, "print the version, the commit and the libraries"},
 };
 
 static void print_usage(FILE *out)
@@ -51,7 +43,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        return cmd_version(0, NULL);
+        char *none[] = {argv[1], NULL};
+        return sy_cli_version(1, none);
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {

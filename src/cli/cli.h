@@ -8,6 +8,8 @@
 
 /* Subcommands: each returns the process exit status (0 ok, 1 failure, 2 usage). */
 int sy_cli_serve(int argc, char **argv);
+/* version.c: linked into the switchyard binary alone, with the commit it was built from */
+int sy_cli_version(int argc, char **argv);
 int sy_cli_check(int argc, char **argv);
 int sy_cli_sign(int argc, char **argv);
 int sy_cli_send(int argc, char **argv);

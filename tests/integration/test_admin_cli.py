@@ -1,6 +1,7 @@
 """The admin listener, TLS and HTTP/2, and the command line (check, sign, send)."""
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -106,6 +107,33 @@ class Cli(unittest.TestCase):
             self.assertEqual(rc, 0, cmd)
             self.assertIn("usage: switchyard " + cmd, out)
             self.assertEqual(run(cmd, "--bogus-flag")[0], 2, cmd)
+
+    def test_version_names_the_commit_and_the_libraries_it_runs_with(self):
+        rc, out, _ = run("version")
+        self.assertEqual(rc, 0)
+        lines = dict(line.split(None, 1) for line in out.strip().splitlines())
+        self.assertEqual(sorted(lines), sorted(["switchyard", "h2o", "OpenSSL", "Lua", "SQLite",
+                                                "libcurl", "jansson", "hiredis"]))
+        # the commit of this checkout (the build folder is configured from it)
+        head = subprocess.run(["git", "-C", os.path.dirname(__file__), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True)
+        m = re.match(r"(\d+\.\d+\.\d+) \(commit ([0-9a-f]{12}(-dirty)?|unknown)\)$", lines["switchyard"])
+        self.assertIsNotNone(m, lines["switchyard"])
+        if head.returncode == 0:
+            self.assertEqual(m.group(2)[:12], head.stdout.strip())
+        # what the libraries say of themselves, against their own tools on this machine
+        self.assertEqual(lines["SQLite"], subprocess.run(["sqlite3", "--version"], capture_output=True,
+                                                         text=True).stdout.split()[0])
+        self.assertIn(lines["OpenSSL"], subprocess.run(["openssl", "version"], capture_output=True,
+                                                       text=True).stdout)
+        self.assertIn("libcurl/" + lines["libcurl"], subprocess.run(["curl", "--version"], capture_output=True,
+                                                                   text=True).stdout)
+        self.assertRegex(lines["h2o"], r"^2\.2\.\d+ \(libh2o-evloop\.so\.[\d.]+\)$")
+        self.assertRegex(lines["Lua"], r"^Lua 5\.4\.\d+ \(liblua5\.4\.so[\d.]*\)$")
+        self.assertRegex(lines["jansson"], r"^2\.\d+")
+        self.assertRegex(lines["hiredis"], r"^\d+\.\d+\.\d+ \(libhiredis\.so[\d.]*\)$")
+        self.assertEqual(run("--version")[1], out)
+        self.assertEqual(run("version", "extra")[0], 2)
 
     def test_serve_overrides_workers(self):
         srv = Server()
