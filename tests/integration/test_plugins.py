@@ -241,7 +241,8 @@ class Sdk(unittest.TestCase):
         flags = subprocess.run(["pkg-config", "--cflags", "switchyard-plugin"], capture_output=True,
                                env=env, check=True).stdout.decode().split()
         so1 = os.path.join(out, "audit_log.so")
-        subprocess.run(["cc", "-shared", *flags, "-o", so1, os.path.join(src, "audit_log.c")], check=True)
+        subprocess.run(["cc", "-shared", "-fPIC", "-fvisibility=hidden", *flags, "-o", so1,
+                        os.path.join(src, "audit_log.c")], check=True)
         # three CMake lines (plugins/audit_log/CMakeLists.txt), found through CMAKE_PREFIX_PATH
         b = os.path.join(out, "cmake-build")
         subprocess.run(["cmake", "-S", src, "-B", b, "-DCMAKE_PREFIX_PATH=" + prefix], check=True,
