@@ -30,6 +30,7 @@ int sy_config_defaults(struct sy_config *cfg)
     cfg->http.threads = cores > 0 ? (int)cores : 1;
     cfg->http.idle_timeout_ms = 60000;
     cfg->http.request_timeout_ms = 10000;
+    cfg->admin.store_timeout_ms = 2000;
     cfg->http.max_connections = 10000;
     cfg->http.max_connections_per_address = 256;
     cfg->admin.listen = strdup("127.0.0.1:9091");

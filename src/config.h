@@ -39,6 +39,7 @@ struct sy_config {
     struct {
         char *listen; /* NULL = admin listener disabled */
         char *token;  /* NULL = no bearer token required */
+        uint64_t store_timeout_ms; /* an admin request waits this long for the store, then 503 */
     } admin;
 
     struct {

@@ -97,7 +97,7 @@ static int walk_http(struct sy_cfg_walker *w, struct sy_config *cfg)
 
 static int walk_admin(struct sy_cfg_walker *w, struct sy_config *cfg)
 {
-    static const char *const keys[] = {"listen", "token", NULL};
+    static const char *const keys[] = {"listen", "token", "store_timeout", NULL};
     int rc = sy_cfg_keys(w, "admin", keys);
     if (rc != SY_OK) {
         return rc;
@@ -121,6 +121,14 @@ static int walk_admin(struct sy_cfg_walker *w, struct sy_config *cfg)
         if (cfg->admin.token[0] == '\0') {
             free(cfg->admin.token);
             cfg->admin.token = NULL;
+        }
+    }
+    if (sy_cfg_field(w->L, "store_timeout")) {
+        TRY(sy_cfg_unit(w, "admin.store_timeout", sy_parse_duration_ms, 1000, "2s",
+                        &cfg->admin.store_timeout_ms));
+        if (cfg->admin.store_timeout_ms < 100 || cfg->admin.store_timeout_ms > 60000) {
+            return sy_cfg_fail(w, "store_timeout",
+                               "'admin.store_timeout' must be between 100ms and 60s");
         }
     }
     return SY_OK;

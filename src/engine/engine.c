@@ -219,6 +219,9 @@ static void *watch_main(void *arg)
         until.tv_sec += 1;
         pthread_cond_timedwait(&eng->watch_cv, &eng->watch_mu, &until);
         bool ready = sy_store_ready(eng->store);
+        if (ready) {
+            sy_engine_paused_refresh(eng); /* what /metrics shows without a store call */
+        }
         if (!ready && down_since == 0) {
             down_since = sy_wall_ms();
         } else if (ready && down_since != 0) {
@@ -247,6 +250,9 @@ static void *watch_main(void *arg)
 int sy_engine_start(struct sy_engine *eng)
 {
     sy_store_set_router(eng->store, route, eng);
+    /* the paused set's first read holds its lock until done: do it now, before anything
+     * (a worker, /metrics) waits on that lock; later reads let it go while they read */
+    sy_engine_paused_refresh(eng);
     eng->watching = pthread_create(&eng->watch_tid, NULL, watch_main, eng) == 0;
     eng->workers = calloc((size_t)eng->cfg->workers, sizeof(*eng->workers));
     if (eng->workers == NULL && eng->cfg->workers > 0) {

@@ -68,9 +68,15 @@ struct sy_engine {
     pthread_cond_t watch_cv;
 };
 
-/* Call each() with every paused handler (read again when stale), under the set's lock. */
+/*
+ * Call each() with every paused handler as last read, under the set's lock: no store
+ * call (/metrics must answer whatever the store does). The watcher thread reads the set
+ * again once a second (sy_engine_paused_refresh), the workers as they take jobs.
+ */
 void sy_engine_paused_each(struct sy_engine *eng, void (*each)(void *ctx, const char *name),
                            void *ctx);
+/* Read the paused set again when it is stale (a store call, off any loop). */
+void sy_engine_paused_refresh(struct sy_engine *eng);
 /* Free the paused set (handlers.c). */
 void sy_engine_pause_dispose(struct sy_engine *eng);
 

@@ -215,10 +215,16 @@ void sy_engine_paused_each(struct sy_engine *eng, void (*each)(void *ctx, const 
                            void *ctx)
 {
     pthread_mutex_lock(&eng->pause_mu);
-    paused_fresh(eng);
     for (size_t i = 0; i < eng->n_paused; i++) {
         each(ctx, eng->paused[i]);
     }
+    pthread_mutex_unlock(&eng->pause_mu);
+}
+
+void sy_engine_paused_refresh(struct sy_engine *eng)
+{
+    pthread_mutex_lock(&eng->pause_mu);
+    paused_fresh(eng);
     pthread_mutex_unlock(&eng->pause_mu);
 }
 

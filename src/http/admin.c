@@ -143,23 +143,63 @@ static bool time_param(h2o_req_t *req, const char *name, int64_t *out)
 }
 
 /*
+ * A store read's answer: its body, 503 store_unavailable when the store failed (SY_EIO), or
+ * 'status' with 'error' when the request was at fault (a bad filter, an unknown id).
+ */
+static void answer_read(struct sy_admin_answer *out, json_t *body, const struct sy_error *err,
+                        int status, const char *error)
+{
+    if (body != NULL) {
+        out->status = 200;
+        out->body = body;
+        return;
+    }
+    char msg[1024];
+    sy_error_format(err, msg, sizeof(msg));
+    if (err->code == SY_EIO) {
+        status = 503;
+        error = "store_unavailable";
+    }
+    sy_admin_answer_error(out, status, error, "%s", msg);
+}
+
+/* A list request as the loop read it, for the worker: the filter points into the copy. */
+struct list_arg {
+    struct sy_event_filter f;
+    char state[32], type[256], integration[128], category[128], text[SY_LIST_TEXT_MAX + 1];
+    char cursor[SY_CURSOR_MAX + 1];
+};
+
+static void list_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    struct list_arg *a = p;
+    struct sy_error err = {0};
+    answer_read(out, sy_store_list(srv->store, &a->f, &err), &err, 400, "invalid_request");
+}
+
+/*
  * GET /admin/events?state=&type=&integration=&category=&since=&until=&q=&cursor=&limit=:
  * a page of the list (store/filter.h), {"events": [...], "next": cursor or null}.
  */
 static int list_events(h2o_req_t *req, struct sy_server *srv)
 {
-    char state[32], type[256], integration[128], category[128], text[SY_LIST_TEXT_MAX + 1];
-    char cursor[SY_CURSOR_MAX + 1], limit[16];
-    struct sy_event_filter f = {0};
-    bool ok = filter_param(req, "state", state, sizeof(state), &f.state);
-    if (ok && f.state == NULL) {
-        ok = filter_param(req, "status", state, sizeof(state), &f.state); /* the older name */
+    struct list_arg *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        sy_http_send_error(req, 503, "Service Unavailable", "unavailable", "out of memory");
+        return 0;
     }
-    ok = ok && filter_param(req, "type", type, sizeof(type), &f.type) &&
-         filter_param(req, "integration", integration, sizeof(integration), &f.integration) &&
-         filter_param(req, "category", category, sizeof(category), &f.category) &&
-         filter_param(req, "q", text, sizeof(text), &f.text) &&
-         filter_param(req, "cursor", cursor, sizeof(cursor), &f.cursor);
+    struct sy_event_filter *f = &a->f;
+    char limit[16];
+    bool ok = filter_param(req, "state", a->state, sizeof(a->state), &f->state);
+    if (ok && f->state == NULL) {
+        ok = filter_param(req, "status", a->state, sizeof(a->state), &f->state); /* older name */
+    }
+    ok = ok && filter_param(req, "type", a->type, sizeof(a->type), &f->type) &&
+         filter_param(req, "integration", a->integration, sizeof(a->integration),
+                      &f->integration) &&
+         filter_param(req, "category", a->category, sizeof(a->category), &f->category) &&
+         filter_param(req, "q", a->text, sizeof(a->text), &f->text) &&
+         filter_param(req, "cursor", a->cursor, sizeof(a->cursor), &f->cursor);
     int64_t lim = 50;
     struct sy_error err = {0};
     char msg[1024];
@@ -171,23 +211,57 @@ static int list_events(h2o_req_t *req, struct sy_server *srv)
     } else if (query_param(req, "limit", limit, sizeof(limit)) &&
                (!sy_parse_int64(limit, strlen(limit), &lim) || lim < 1 || lim > SY_LIST_MAX)) {
         sy_error_set(&err, NULL, 0, "limit must be 1 to %d", SY_LIST_MAX);
-    } else if (!time_param(req, "since", &f.since_ms) || !time_param(req, "until", &f.until_ms)) {
+    } else if (!time_param(req, "since", &f->since_ms) || !time_param(req, "until", &f->until_ms)) {
         sy_error_set(&err, NULL, 0,
                      "since and until are milliseconds since the epoch, a date "
                      "(2026-12-01T09:30:00Z) or a time ago (2h)");
     }
-    f.limit = (int)lim;
-    json_t *page = err.msg[0] ? NULL : sy_store_list(srv->store, &f, &err);
-    if (page == NULL) {
+    f->limit = (int)lim;
+    if (!err.msg[0]) {
+        sy_event_filter_check(f, &err); /* the store's own refusals, before it is asked */
+    }
+    if (err.msg[0]) {
+        free(a);
         sy_error_format(&err, msg, sizeof(msg));
         sy_http_send_error(req, 400, "Bad Request", "invalid_request", msg);
         return 0;
     }
-    sy_admin_send_json(req, 200, "OK", page);
-    return 0;
+    return sy_admin_defer(req, srv, SY_ADMIN_READ, list_work, a, NULL);
 }
 
-/* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
+/* GET /admin/rules on a worker: the paused set may be read from the store. */
+static void rules_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    (void)p;
+    json_t *rules = sy_engine_rules_json(srv->engine);
+    if (rules == NULL) {
+        sy_admin_answer_error(out, 500, "internal", "out of memory");
+        return;
+    }
+    out->status = 200;
+    out->body = json_pack("{s:o}", "rules", rules);
+}
+
+struct pause_arg {
+    bool pause;
+    char name[129];
+};
+
+static void pause_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    struct pause_arg *a = p;
+    int rc = sy_engine_pause(srv->engine, a->name, a->pause);
+    if (rc == SY_ENOTFOUND) {
+        sy_admin_answer_error(out, 404, "not_found", "no rule or plugin named '%s'", a->name);
+    } else if (rc != SY_OK) {
+        sy_admin_answer_error(out, 503, "store_unavailable",
+                              "the store could not record it; nothing changed");
+    } else {
+        out->status = 200;
+        out->body = json_pack("{s:s, s:b}", "rule", a->name, "paused", (int)a->pause);
+    }
+}
+
 /*
  * GET /admin/rules: every rule and plugin with its state; POST
  * /admin/rules/{name}/pause or /resume: durable before the answer.
@@ -201,13 +275,7 @@ static int admin_rules(h2o_req_t *req, struct sy_server *srv)
         if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
             return sy_admin_method_not_allowed(req, "GET");
         }
-        json_t *rules = sy_engine_rules_json(srv->engine);
-        if (rules == NULL) {
-            sy_http_send_error(req, 500, "Internal Server Error", "internal", "out of memory");
-            return 0;
-        }
-        sy_admin_send_json(req, 200, "OK", json_pack("{s:o}", "rules", rules));
-        return 0;
+        return sy_admin_defer(req, srv, SY_ADMIN_READ, rules_work, NULL, NULL);
     }
     const char *slash = rest[0] == '/' ? memrchr(rest + 1, '/', rlen - 1) : NULL;
     size_t nlen = slash ? (size_t)(slash - rest - 1) : 0;
@@ -224,36 +292,67 @@ static int admin_rules(h2o_req_t *req, struct sy_server *srv)
     if (!is_post) {
         return sy_admin_method_not_allowed(req, "POST");
     }
-    char name[129];
-    memcpy(name, rest + 1, nlen);
-    name[nlen] = '\0';
-    int rc = sy_engine_pause(srv->engine, name, pause);
-    if (rc == SY_ENOTFOUND) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "no rule or plugin named '%s'", name);
-        sy_http_send_error(req, 404, "Not Found", "not_found", msg);
+    struct pause_arg *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        sy_http_send_error(req, 503, "Service Unavailable", "unavailable", "out of memory");
         return 0;
     }
-    if (rc != SY_OK) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-                       H2O_STRLIT("1"));
-        sy_http_send_error(req, 503, "Service Unavailable", "store_unavailable",
-                           "the store could not record it; nothing changed");
-        return 0;
-    }
-    sy_admin_send_json(req, 200, "OK",
-                       json_pack("{s:s, s:b}", "rule", name, "paused", (int)pause));
-    return 0;
+    a->pause = pause;
+    memcpy(a->name, rest + 1, nlen);
+    a->name[nlen] = '\0';
+    return sy_admin_defer(req, srv, SY_ADMIN_WRITE, pause_work, a, NULL);
 }
 
+/* An event's id as the loop read it from the path. */
+struct event_arg {
+    char id[1024];
+};
+
+static void show_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    struct event_arg *a = p;
+    struct sy_error err = {0};
+    answer_read(out, sy_store_show(srv->store, a->id, &err), &err, 404, "not_found");
+}
+
+static void replay_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    struct event_arg *a = p;
+    struct sy_error err = {0};
+    json_t *ev = sy_store_show(srv->store, a->id, &err);
+    if (ev == NULL) {
+        char msg[1024];
+        sy_error_format(&err, msg, sizeof(msg));
+        if (err.code == SY_EIO) {
+            sy_admin_answer_error(out, 503, "store_unavailable", "%s", msg);
+        } else {
+            sy_admin_answer_error(out, 404, "not_found", "%s", msg);
+        }
+        return;
+    }
+    json_decref(ev);
+    struct sy_replay_result r;
+    if (sy_store_replay(srv->store, a->id, &r) != SY_OK) {
+        sy_admin_answer_error(out, 503, "unavailable", "the store could not record the replay");
+        return;
+    }
+    json_t *body = json_pack("{s:s, s:I}", "id", a->id, "replayed", (json_int_t)r.jobs);
+    if (r.was_quarantined) {
+        json_object_set_new(body, "quarantined",
+                            r.routed ? json_pack("{s:b}", "routed", 1)
+                                     : json_pack("{s:b, s:s}", "routed", 0, "reason", r.reason));
+    }
+    out->status = 200;
+    out->body = body;
+}
+
+/* GET /admin/events, GET /admin/events/{id}, POST /admin/events/{id}/replay */
 static int admin_events(h2o_req_t *req, struct sy_server *srv)
 {
     const char *rest = req->path_normalized.base + 13;
     size_t rlen = req->path_normalized.len - 13;
     bool is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    struct sy_error err = {0};
-    char msg[1024];
     if (rlen == 0 || (rlen == 1 && rest[0] == '/')) {
         if (!is_get) {
             return sy_admin_method_not_allowed(req, "GET");
@@ -268,49 +367,23 @@ static int admin_events(h2o_req_t *req, struct sy_server *srv)
     rlen--;
     bool replay = rlen > 7 && memcmp(rest + rlen - 7, "/replay", 7) == 0;
     size_t idlen = replay ? rlen - 7 : rlen;
-    char id[1024];
-    if (idlen == 0 || !url_decode(rest, idlen, id, sizeof(id)) || strchr(id, '/') != NULL) {
+    struct event_arg *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        sy_http_send_error(req, 503, "Service Unavailable", "unavailable", "out of memory");
+        return 0;
+    }
+    if (idlen == 0 || !url_decode(rest, idlen, a->id, sizeof(a->id)) ||
+        strchr(a->id, '/') != NULL) {
+        free(a);
         sy_http_send_error(req, 404, "Not Found", "not_found", "no such admin endpoint");
         return 0;
     }
-    if (replay) {
-        if (!is_post) {
-            return sy_admin_method_not_allowed(req, "POST");
-        }
-        json_t *ev = sy_store_show(srv->store, id, &err);
-        if (ev == NULL) {
-            sy_error_format(&err, msg, sizeof(msg));
-            sy_http_send_error(req, 404, "Not Found", "not_found", msg);
-            return 0;
-        }
-        json_decref(ev);
-        struct sy_replay_result r;
-        if (sy_store_replay(srv->store, id, &r) != SY_OK) {
-            sy_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                               "the store could not record the replay");
-            return 0;
-        }
-        json_t *out = json_pack("{s:s, s:I}", "id", id, "replayed", (json_int_t)r.jobs);
-        if (r.was_quarantined) {
-            json_object_set_new(out, "quarantined",
-                                r.routed ? json_pack("{s:b}", "routed", 1)
-                                         : json_pack("{s:b, s:s}", "routed", 0, "reason",
-                                                     r.reason));
-        }
-        sy_admin_send_json(req, 200, "OK", out);
-        return 0;
+    if (replay ? !is_post : !is_get) {
+        free(a);
+        return sy_admin_method_not_allowed(req, replay ? "POST" : "GET");
     }
-    if (!is_get) {
-        return sy_admin_method_not_allowed(req, "GET");
-    }
-    json_t *ev = sy_store_show(srv->store, id, &err);
-    if (ev == NULL) {
-        sy_error_format(&err, msg, sizeof(msg));
-        sy_http_send_error(req, 404, "Not Found", "not_found", msg);
-        return 0;
-    }
-    sy_admin_send_json(req, 200, "OK", ev);
-    return 0;
+    return replay ? sy_admin_defer(req, srv, SY_ADMIN_WRITE, replay_work, a, NULL)
+                  : sy_admin_defer(req, srv, SY_ADMIN_READ, show_work, a, NULL);
 }
 
 int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -326,18 +399,25 @@ int sy_admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         if (!is_get) {
             return sy_admin_method_not_allowed(req, "GET");
         }
+        /* from what the store's own threads last saw: no store call, so no wait on it */
+        struct sy_store_health h;
+        sy_store_health(srv->store, &h);
         if (path_is(req, "/healthz")) {
-            static const char ok[] = "{\"status\":\"ok\"}";
-            sy_http_send(req, 200, "OK", "application/json", ok, sizeof(ok) - 1);
+            /* alive: the process answers; the store's state is said, not judged */
+            sy_admin_send_json(req, 200, "OK",
+                               json_pack("{s:s, s:s}", "status", "ok", "store",
+                                         h.ready ? "ready" : h.detail));
             return 0;
         }
-        if (!sy_store_ready(srv->store)) {
-            sy_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                               "the store is not accepting writes");
+        if (!h.ready) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                           H2O_STRLIT("1"));
+            sy_admin_send_json(req, 503, "Service Unavailable",
+                               json_pack("{s:s, s:s}", "status", "unavailable", "store", h.detail));
             return 0;
         }
-        static const char ready[] = "{\"status\":\"ready\"}";
-        sy_http_send(req, 200, "OK", "application/json", ready, sizeof(ready) - 1);
+        sy_admin_send_json(req, 200, "OK",
+                           json_pack("{s:s, s:s}", "status", "ready", "store", "ready"));
         return 0;
     }
     const char *token = srv->cfg->admin.token;

@@ -158,46 +158,69 @@ static bool read_selection(json_t *body, struct sy_replay_sel *sel, const char *
     return true;
 }
 
+/* A replay as the loop read it: the selection points into 'body' and 'ids'. */
+struct replay_arg {
+    json_t *body;
+    const char **ids;
+    struct sy_replay_sel sel;
+};
+
+static void replay_arg_free(void *p)
+{
+    struct replay_arg *a = p;
+    if (a != NULL) {
+        json_decref(a->body);
+        free(a->ids);
+        free(a);
+    }
+}
+
+static void replay_work(struct sy_server *srv, void *p, struct sy_admin_answer *out)
+{
+    struct replay_arg *a = p;
+    struct listing l = {.jobs = json_array()};
+    struct sy_replay_report rep;
+    if (l.jobs == NULL || sy_engine_replay(srv->engine, &a->sel, list_job, &l, &rep) != SY_OK) {
+        json_decref(l.jobs);
+        sy_admin_answer_error(out, 503, "unavailable",
+                              "the store could not read the events or record the replay");
+        return;
+    }
+    out->status = 200;
+    out->body = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:b}", "dry_run", a->sel.dry_run,
+                          "events", (json_int_t)rep.events, "again", (json_int_t)rep.again, "new",
+                          (json_int_t)rep.created, "busy", (json_int_t)rep.busy, "quarantined",
+                          (json_int_t)rep.quarantined, "jobs", l.jobs, "jobs_truncated",
+                          l.truncated);
+}
+
 int sy_admin_replay(h2o_req_t *req, struct sy_server *srv)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         return sy_admin_method_not_allowed(req, "POST");
     }
     json_error_t jerr;
+    struct replay_arg *a = calloc(1, sizeof(*a));
     json_t *body = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len, 0, &jerr);
     json_t *idv = json_is_object(body) ? json_object_get(body, "ids") : NULL;
     const char **ids = calloc(json_is_array(idv) ? json_array_size(idv) + 1 : 1, sizeof(*ids));
-    struct sy_replay_sel sel;
     char why[256];
-    if (body == NULL || ids == NULL) {
-        free(ids);
-        json_decref(body);
+    if (a == NULL || body == NULL || ids == NULL) {
         snprintf(why, sizeof(why), "the body is not JSON: %s", body ? "out of memory" : jerr.text);
-        sy_http_send_error(req, 400, "Bad Request", "invalid_request", why);
-        return 0;
-    }
-    if (!read_selection(body, &sel, ids, why, sizeof(why))) {
-        json_decref(body);
         free(ids);
+        json_decref(body);
+        free(a);
         sy_http_send_error(req, 400, "Bad Request", "invalid_request", why);
         return 0;
     }
-    struct listing l = {.jobs = json_array()};
-    struct sy_replay_report rep;
-    int rc = sy_engine_replay(srv->engine, &sel, list_job, &l, &rep);
-    json_decref(body);
-    free(ids);
-    if (rc != SY_OK) {
-        json_decref(l.jobs);
-        sy_http_send_error(req, 503, "Service Unavailable", "unavailable",
-                           "the store could not read the events or record the replay");
+    a->body = body;
+    a->ids = ids;
+    if (!read_selection(body, &a->sel, ids, why, sizeof(why))) {
+        replay_arg_free(a);
+        sy_http_send_error(req, 400, "Bad Request", "invalid_request", why);
         return 0;
     }
-    sy_admin_send_json(req, 200, "OK",
-                       json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:b}", "dry_run", sel.dry_run,
-                                 "events", (json_int_t)rep.events, "again", (json_int_t)rep.again,
-                                 "new", (json_int_t)rep.created, "busy", (json_int_t)rep.busy,
-                                 "quarantined", (json_int_t)rep.quarantined, "jobs", l.jobs,
-                                 "jobs_truncated", l.truncated));
-    return 0;
+    /* a dry run changes nothing; a replay of many events may take its time */
+    return sy_admin_defer(req, srv, a->sel.dry_run ? SY_ADMIN_LONG_READ : SY_ADMIN_LONG_WRITE,
+                          replay_work, a, replay_arg_free);
 }

@@ -264,6 +264,9 @@ static int loop_init(struct sy_loop *lp)
     sy_buf_init(&lp->log_held, 64 * 1024);
     h2o_multithread_register_receiver(lp->queue, &lp->done_rx, sy_webhook_on_done);
     h2o_multithread_register_receiver(lp->queue, &lp->ctl_rx, on_ctl);
+    if (!lp->webhook) {
+        sy_admin_jobs_attach(lp);
+    }
     if (lp->webhook) {
         lp->verifier =
             sy_verifier_new((const char *const *)cfg->webhook.secrets, cfg->webhook.n_secrets);
@@ -452,6 +455,9 @@ int sy_server_start(struct sy_server *srv, struct sy_error *err)
         start_loop(srv, &srv->loops[i], &srv->conf, srv->listen_fds, srv->n_listen, true);
     }
     if (srv->admin_fd >= 0) {
+        if (sy_admin_jobs_start(srv) != SY_OK) {
+            return sy_error_set(err, NULL, 0, "cannot start the admin workers");
+        }
         start_loop(srv, &srv->admin, &srv->admin_conf, &srv->admin_fd, 1, false);
         expected++;
     }
@@ -514,6 +520,7 @@ void sy_server_shutdown(struct sy_server *srv, int grace_ms)
         stop_loop(&srv->loops[i]);
     }
     stop_loop(&srv->admin);
+    sy_admin_jobs_stop(srv);
 }
 
 void sy_server_free(struct sy_server *srv)
@@ -521,6 +528,7 @@ void sy_server_free(struct sy_server *srv)
     if (srv == NULL) {
         return;
     }
+    sy_admin_jobs_stop(srv); /* after a start that failed; a no-op after the shutdown */
     for (size_t i = 0; i < srv->n_loops; i++) {
         loop_dispose(&srv->loops[i]);
     }

@@ -23,14 +23,18 @@ static sqlite3 *open_db(const char *path, bool write, struct sy_error *err)
     sqlite3 *db = NULL;
     int flags = write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        sy_error_set(err, path, 0, "cannot open the store: %s",
-                     db ? sqlite3_errmsg(db) : "out of memory");
+        sy_error_io(err, path, "cannot open the store: %s", db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
     sqlite3_busy_timeout(db, 5000);
     /* the layout these reads know: an older store is upgraded by the server of this version */
     int version = sy_sqlite_schema_version(db);
+    if (version < 0) {
+        sy_error_io(err, path, "cannot read the store: %s", sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return NULL;
+    }
     if (version != SY_STORE_SCHEMA) {
         sy_error_set(err, path, 0,
                      version < SY_STORE_SCHEMA
@@ -286,7 +290,7 @@ json_t *sy_inspect_list(const char *db_path, struct sy_sqlite_ids *ids,
     out = json_pack("{s:o, s:s?}", "events", events, "next", next > floor ? cursor : NULL);
     goto done;
 failed:
-    sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
+    sy_error_io(err, db_path, "cannot read events: %s", sqlite3_errmsg(db));
     json_decref(events);
 done:
     sqlite3_finalize(st);
@@ -375,7 +379,7 @@ json_t *sy_inspect_show(const char *db_path, struct sy_sqlite_ids *ids, const ch
                                       "SELECT type, integration, received_at, state, headers, "
                                       "body, category, reason, norm FROM events WHERE seq = ?",
                                       -1, &st, NULL) != SQLITE_OK) {
-        sy_error_set(err, db_path, 0, "cannot read events: %s", sqlite3_errmsg(db));
+        sy_error_io(err, db_path, "cannot read events: %s", sqlite3_errmsg(db));
         goto done;
     }
     sqlite3_bind_int64(st, 1, seq);
@@ -504,7 +508,7 @@ int sy_inspect_request_replay(const char *db_path, const char *event_id, long *d
     rc = SY_OK;
     goto done;
 fail:
-    sy_error_set(err, db_path, 0, "cannot request the replay: %s", sqlite3_errmsg(db));
+    sy_error_io(err, db_path, "cannot request the replay: %s", sqlite3_errmsg(db));
 done:
     sqlite3_finalize(st);
     sqlite3_close(db);

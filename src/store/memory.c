@@ -287,13 +287,13 @@ static int mem_submit(struct sy_store *st, struct sy_append *a)
     return SY_OK;
 }
 
-static bool mem_ready(struct sy_store *st)
+static void mem_health(struct sy_store *st, struct sy_store_health *h)
 {
     struct memory_store *s = (struct memory_store *)st;
     pthread_mutex_lock(&s->mu);
-    bool ok = !s->closing;
+    h->ready = !s->closing;
     pthread_mutex_unlock(&s->mu);
-    return ok;
+    snprintf(h->detail, sizeof(h->detail), "%s", h->ready ? "" : "memory: closing");
 }
 
 static void mem_close(struct sy_store *st)
@@ -574,7 +574,7 @@ static int64_t mem_ops_now(struct sy_store *st)
 
 static const struct sy_store_ops memory_ops = {
     .submit = mem_submit,
-    .ready = mem_ready,
+    .health = mem_health,
     .close = mem_close,
     .set_router = mem_set_router,
     .next_job = mem_next_job,

@@ -271,6 +271,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&s->mu);
         s->healthy = status == SY_OK;
         pthread_mutex_unlock(&s->mu);
+        sy_health_note(&s->health, status == SY_OK, "an append failed");
         while (batch != NULL) {
             struct sy_append *next = batch->next;
             batch->next = NULL;
@@ -307,19 +308,68 @@ static int redis_submit(struct sy_store *st, struct sy_append *a)
     return rc;
 }
 
-static bool redis_ready(struct sy_store *st)
+static void redis_health(struct sy_store *st, struct sy_store_health *h)
 {
-    struct redis_store *s = (struct redis_store *)st;
-    redisReply *r = sy_redis_cmd(s, "PING");
-    bool up = r != NULL;
-    freeReplyObject(r);
+    sy_health_read(&((struct redis_store *)st)->health, sy_wall_ms(), h);
+}
+
+#define PING_EVERY_MS 500
+#define PING_TIMEOUT_MS 1000
+
+/*
+ * The pinger: a PING every half second on a connection of its own with a
+ * one-second timeout, so that the health probes read says within a second or
+ * two that Redis stopped answering (hung, its host's disk full, a partition),
+ * and when it answers again, without any probe waiting on Redis itself.
+ */
+static void *pinger_main(void *arg)
+{
+    struct redis_store *s = arg;
+    pthread_setname_np(pthread_self(), "sy-redis-ping");
+    redisContext *c = NULL;
     pthread_mutex_lock(&s->mu);
-    if (up) {
-        s->healthy = true; /* reachable again: the next append reconnects */
+    while (!s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        struct timeval tv = {PING_TIMEOUT_MS / 1000, PING_TIMEOUT_MS % 1000 * 1000};
+        sy_health_begin(&s->health);
+        if (c == NULL) {
+            c = redisConnectWithTimeout(s->host, s->port, tv);
+            if (c != NULL && !c->err) {
+                redisSetTimeout(c, tv);
+            }
+        }
+        redisReply *r = c != NULL && !c->err ? redisCommand(c, "PING") : NULL;
+        bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        /* a hung server accepts the connection and then says nothing: the read times out */
+        const char *why = c == NULL ? "cannot connect"
+                          : c->err == 0 ? "unexpected answer to PING"
+                          : strstr(c->errstr, "temporarily unavailable") != NULL
+                              ? "no answer to PING within 1 s"
+                              : c->errstr;
+        sy_health_end(&s->health, ok, ok ? NULL : why);
+        freeReplyObject(r);
+        if (!ok && c != NULL) {
+            redisFree(c);
+            c = NULL;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (ok) {
+            s->healthy = true; /* reachable again: the next append reconnects */
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += PING_EVERY_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        if (!s->closing) {
+            pthread_cond_timedwait(&s->pinger_cv, &s->mu, &until);
+        }
     }
-    bool ok = up && s->healthy && !s->closing;
     pthread_mutex_unlock(&s->mu);
-    return ok;
+    if (c != NULL) {
+        redisFree(c);
+    }
+    return NULL;
 }
 
 static void reclaim_own(struct redis_store *s, struct conn *cn);
@@ -663,25 +713,32 @@ static void release(struct redis_store *s)
     pthread_key_delete(s->conn_key);
     sy_routes_dispose(&s->routes);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->pinger_cv);
     pthread_mutex_destroy(&s->mu);
+    sy_health_dispose(&s->health);
     free(s);
 }
 
 static void redis_close(struct sy_store *st)
 {
     struct redis_store *s = (struct redis_store *)st;
+    sy_health_closing(&s->health);
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_cond_signal(&s->cv);
+    pthread_cond_signal(&s->pinger_cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    if (s->pinger_started) {
+        pthread_join(s->pinger, NULL);
+    }
     release(s);
 }
 
 
 static const struct sy_store_ops redis_ops = {
     .submit = redis_submit,
-    .ready = redis_ready,
+    .health = redis_health,
     .close = redis_close,
     .set_router = redis_set_router,
     .next_job = redis_next_job,
@@ -752,6 +809,8 @@ static struct sy_store *open_redis(const struct sy_config *cfg, const char *url,
     s->base.ops = writer ? &redis_ops : &redis_ro_ops;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->pinger_cv, NULL);
+    sy_health_init(&s->health, "redis");
     pthread_key_create(&s->conn_key, conn_free);
     sy_routes_init(&s->routes);
     s->queue.limit = cfg->store.queue;
@@ -781,6 +840,10 @@ static struct sy_store *open_redis(const struct sy_config *cfg, const char *url,
     if (writer && pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         sy_error_set(err, cfg->path, 0, "cannot start the store writer thread");
         goto fail;
+    }
+    if (writer) {
+        sy_health_note(&s->health, true, NULL); /* it answered just now */
+        s->pinger_started = pthread_create(&s->pinger, NULL, pinger_main, s) == 0;
     }
     return &s->base;
 fail:

@@ -254,7 +254,7 @@ json_t *sy_redis_list(struct sy_store *st, const struct sy_event_filter *f, stru
         if (page == NULL || page->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(page);
             json_decref(events);
-            sy_error_set(err, NULL, 0, "cannot read events from Redis at %s:%d", s->host, s->port);
+            sy_error_io(err, NULL, "cannot read events from Redis at %s:%d", s->host, s->port);
             return NULL;
         }
         size_t pairs = page->elements / 2, i = 0;

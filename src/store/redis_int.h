@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "store/health.h"
 #include "store/queue.h"
 #include "store/store.h"
 
@@ -54,6 +55,11 @@ struct redis_store {
     size_t max_batch;
     bool closing;
     bool healthy;
+    /* a thread of its own pings Redis, so that probes know without waiting on it */
+    struct sy_health health;
+    pthread_t pinger;
+    bool pinger_started;
+    pthread_cond_t pinger_cv; /* wakes the pinger to stop */
     sy_route_fn route;
     void *route_ctx;
     struct sy_routes routes; /* writer thread only */

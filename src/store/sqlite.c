@@ -70,13 +70,9 @@ static int sqlite_submit(struct sy_store *st, struct sy_append *a)
     return rc;
 }
 
-static bool sqlite_ready(struct sy_store *st)
+static void sqlite_health(struct sy_store *st, struct sy_store_health *h)
 {
-    struct sqlite_store *s = (struct sqlite_store *)st;
-    pthread_mutex_lock(&s->mu);
-    bool ok = s->healthy && !s->closing;
-    pthread_mutex_unlock(&s->mu);
-    return ok;
+    sy_health_read(&((struct sqlite_store *)st)->health, sy_wall_ms(), h);
 }
 
 static void sqlite_set_router(struct sy_store *st, sy_route_fn route, void *ctx)
@@ -208,16 +204,26 @@ static int sqlite_replay(struct sy_store *st, const char *event_id, struct sy_re
     return rc;
 }
 
+static void test_read_delay(const struct sqlite_store *s)
+{
+    if (s->test_read_delay_ms > 0) {
+        struct timespec d = {s->test_read_delay_ms / 1000, s->test_read_delay_ms % 1000 * 1000000L};
+        nanosleep(&d, NULL);
+    }
+}
+
 static struct json_t *sqlite_list(struct sy_store *st, const struct sy_event_filter *f,
                                   struct sy_error *err)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
+    test_read_delay(s);
     return sy_inspect_list(s->path, &s->ids, f, err);
 }
 
 static struct json_t *sqlite_show(struct sy_store *st, const char *id, struct sy_error *err)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
+    test_read_delay(s);
     return sy_inspect_show(s->path, &s->ids, id, err);
 }
 
@@ -249,6 +255,7 @@ static void release(struct sqlite_store *s)
     pthread_cond_destroy(&s->done_cv);
     pthread_cond_destroy(&s->ready_cv);
     pthread_mutex_destroy(&s->mu);
+    sy_health_dispose(&s->health);
     pthread_rwlock_destroy(&s->ids.lock);
     sy_idmap_free(s->ids.map);
     free(s->added);
@@ -259,6 +266,7 @@ static void release(struct sqlite_store *s)
 static void sqlite_close(struct sy_store *st)
 {
     struct sqlite_store *s = (struct sqlite_store *)st;
+    sy_health_closing(&s->health);
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_cond_signal(&s->cv);
@@ -271,7 +279,7 @@ static void sqlite_close(struct sy_store *st)
 
 static const struct sy_store_ops sqlite_ops = {
     .submit = sqlite_submit,
-    .ready = sqlite_ready,
+    .health = sqlite_health,
     .close = sqlite_close,
     .set_router = sqlite_set_router,
     .next_job = sqlite_next_job,
@@ -307,6 +315,7 @@ static struct sqlite_store *store_new(const char *path, const struct sy_store_op
     sy_sched_init(&s->sched);
     sy_routes_init(&s->routes);
     pthread_mutex_init(&s->mu, NULL);
+    sy_health_init(&s->health, "sqlite");
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->done_cv, NULL);
     pthread_cond_init(&s->ready_cv, NULL);
@@ -324,6 +333,11 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     s->queue.limit = cfg->store.queue;
     s->max_batch = cfg->store.max_batch;
     s->healthy = true;
+#ifdef SY_TEST_HOOKS
+    /* a stalled reader for tests/integration/test_store_hang.py; not in a package build */
+    const char *delay = getenv("SY_TEST_SQLITE_READ_DELAY_MS");
+    s->test_read_delay_ms = delay != NULL ? strtoll(delay, NULL, 10) : 0;
+#endif
     s->retention_ms = cfg->dedupe_retention_ms;
     s->purge_every_ms = cfg->dedupe_retention_ms / 10;
     if (s->purge_every_ms < 1000) {

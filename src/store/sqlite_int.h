@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 
+#include "store/health.h"
 #include "store/queue.h"
 #include "store/sched.h"
 #include "store/sqlite_ids.h"
@@ -82,6 +83,10 @@ struct sqlite_store {
     size_t n_ops;
     bool closing;
     bool healthy;
+    struct sy_health health; /* the writer's transactions, for probes (store/health.h) */
+    /* a test hook: the list and show reads wait this long first (a reader stalled by a slow
+     * disk), from SY_TEST_SQLITE_READ_DELAY_MS; 0 otherwise */
+    int64_t test_read_delay_ms;
 
     sy_route_fn route;
     void *route_ctx;

@@ -323,6 +323,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
     struct routed *routes = n > 0 ? calloc(n, sizeof(*routes)) : NULL;
     struct sy_job_list next = {0}, requeued = {0}, promoted = {0};
     sy_routes_reset(&s->routes);
+    sy_health_begin(&s->health);
     int status = n > 0 && routes == NULL ? SY_ENOMEM : sy_sqlite_exec(s->db, "BEGIN IMMEDIATE");
     size_t i = 0;
     for (struct sy_append *a = batch; status == SY_OK && a != NULL; a = a->next, i++) {
@@ -335,6 +336,7 @@ static void commit_batch(struct sqlite_store *s, struct sy_append *batch, size_t
         status = sy_sqlite_exec(s->db, "COMMIT");
     }
     sy_sqlite_ids_end_batch(s, status == SY_OK);
+    sy_health_end(&s->health, status == SY_OK, sqlite3_errmsg(s->db));
     if (status != SY_OK) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         sy_metrics_add(&sy_metrics.store_errors, 1);
@@ -640,6 +642,21 @@ static struct op *take_ops(struct sqlite_store *s)
     return ops;
 }
 
+/*
+ * An idle writer takes the write lock once a second and lets it go, so that
+ * probes learn of a database nobody can write (a lock held elsewhere, a hung
+ * disk) even when no delivery comes: the health then says how long it waited.
+ */
+static void probe(struct sqlite_store *s)
+{
+    sy_health_begin(&s->health);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sy_health_end(&s->health, rc == SQLITE_OK, sqlite3_errmsg(s->db));
+    if (rc == SQLITE_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}
+
 /* The purge and the poll for replay requests, when their time has come (mu not held). */
 static void periodic(struct sqlite_store *s, double now, double *next_purge, double *next_poll)
 {
@@ -653,20 +670,27 @@ static void periodic(struct sqlite_store *s, double now, double *next_purge, dou
     }
 }
 
+#define PROBE_IDLE_S 1.0 /* an idle writer checks the database this often */
+
 void *sy_sqlite_writer_main(void *arg)
 {
     struct sqlite_store *s = arg;
     pthread_setname_np(pthread_self(), "sy-store");
     double next_purge = sy_mono_s(), next_poll = sy_mono_s();
+    double next_probe = sy_mono_s() + PROBE_IDLE_S;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->queue.head == NULL && s->ops == NULL && !s->closing) {
             int64_t until_retry = release_due(s);
             double now = sy_mono_s();
-            if (now >= next_purge || now >= next_poll ||
+            if (now >= next_purge || now >= next_poll || now >= next_probe ||
                 (s->spilled && s->sched.n_ready < READY_CAP / 2)) {
                 pthread_mutex_unlock(&s->mu);
                 periodic(s, now, &next_purge, &next_poll);
+                if (now >= next_probe) {
+                    probe(s);
+                    next_probe = sy_mono_s() + PROBE_IDLE_S;
+                }
                 refill(s);
                 pthread_mutex_lock(&s->mu);
                 continue;
@@ -692,6 +716,7 @@ void *sy_sqlite_writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         commit_batch(s, batch, n, ops);
+        next_probe = sy_mono_s() + PROBE_IDLE_S; /* a transaction just told */
         int status = batch ? batch->status : SY_OK;
         if (batch == NULL) {
             pthread_mutex_lock(&s->mu);

@@ -53,9 +53,16 @@ int sy_store_submit(struct sy_store *st, struct sy_append *a)
     return st->ops->submit(st, a);
 }
 
+void sy_store_health(struct sy_store *st, struct sy_store_health *h)
+{
+    st->ops->health(st, h);
+}
+
 bool sy_store_ready(struct sy_store *st)
 {
-    return st->ops->ready(st);
+    struct sy_store_health h;
+    sy_store_health(st, &h);
+    return h.ready;
 }
 
 void sy_store_close(struct sy_store *st)

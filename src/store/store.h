@@ -57,7 +57,18 @@ struct sy_store *sy_store_open(const struct sy_config *cfg, struct sy_error *err
  */
 int sy_store_submit(struct sy_store *st, struct sy_append *a);
 
-/* True when the last transaction succeeded and the store accepts work. Any thread. */
+/*
+ * Whether the store accepts work, as its own threads last saw it (its writer's
+ * transactions, its pings): read without a call to the backend, so it answers
+ * at once however the backend behaves. 'detail' says why when not ready
+ * ("redis: no answer for 3.2 s"). Any thread.
+ */
+struct sy_store_health {
+    bool ready;
+    char detail[200];
+};
+void sy_store_health(struct sy_store *st, struct sy_store_health *h);
+/* sy_store_health's 'ready' alone. Any thread. */
 bool sy_store_ready(struct sy_store *st);
 
 /* Commit everything queued, stop the writer and close. NULL is a no-op. */
@@ -317,7 +328,7 @@ struct json_t *sy_store_show(struct sy_store *st, const char *id, struct sy_erro
 
 struct sy_store_ops {
     int (*submit)(struct sy_store *st, struct sy_append *a);
-    bool (*ready)(struct sy_store *st);
+    void (*health)(struct sy_store *st, struct sy_store_health *h); /* no backend call */
     void (*close)(struct sy_store *st);
     void (*set_router)(struct sy_store *st, sy_route_fn route, void *ctx);
     struct sy_job *(*next_job)(struct sy_store *st, int timeout_ms);

@@ -10,11 +10,27 @@ int sy_error_set(struct sy_error *err, const char *file, int line, const char *f
     }
     snprintf(err->file, sizeof(err->file), "%s", file ? file : "");
     err->line = line;
+    err->code = SY_EINVAL;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
     return SY_EINVAL;
+}
+
+int sy_error_io(struct sy_error *err, const char *file, const char *fmt, ...)
+{
+    if (err == NULL) {
+        return SY_EIO;
+    }
+    snprintf(err->file, sizeof(err->file), "%s", file ? file : "");
+    err->line = 0;
+    err->code = SY_EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return SY_EIO;
 }
 
 void sy_error_format(const struct sy_error *err, char *out, size_t outlen)

@@ -25,11 +25,15 @@ struct sy_error {
     char file[256];
     int line;
     char msg[512];
+    int code; /* SY_EINVAL: the caller's mistake (sy_error_set); SY_EIO: the store failed */
 };
 
 /* Fill 'err' (may be NULL: no-op). Always returns SY_EINVAL for "return sy_error_set(...)". */
 int sy_error_set(struct sy_error *err, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same for a failure of the store, not of the request: code SY_EIO, returned. */
+int sy_error_io(struct sy_error *err, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* "file:line: msg", "file: msg" or "msg" into 'out'. */
 void sy_error_format(const struct sy_error *err, char *out, size_t outlen);

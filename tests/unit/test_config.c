@@ -78,6 +78,7 @@ static void test_full_values(const char *dir)
     CHECK(cfg.store.queue == 100);
     CHECK(cfg.store.max_batch == 50);
     CHECK(cfg.store.checkpoint_at == UINT64_C(8) << 20);
+    CHECK(cfg.admin.store_timeout_ms == 500);
     /* relative to the config file's folder */
     CHECK(strncmp(cfg.store.url, "sqlite:/", 8) == 0);
     CHECK(strstr(cfg.store.url, "/data/config/data/test.db") != NULL);
@@ -94,6 +95,7 @@ static void test_full_values(const char *dir)
     CHECK(cfg.store.synchronous == SY_SYNC_FULL);
     CHECK(cfg.store.checkpoint_at == UINT64_C(64) << 20);
     CHECK_STR(cfg.admin.listen, "127.0.0.1:9091");
+    CHECK(cfg.admin.store_timeout_ms == 2000);
     CHECK(cfg.http.threads >= 1);
     sy_config_dispose(&cfg);
 

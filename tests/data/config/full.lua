@@ -1,7 +1,7 @@
 -- expect: ok
 listen   = { "127.0.0.1:8080", "[::1]:8081" }
 http     = { threads = 3, http2 = true, idle_timeout = "90s", request_timeout = 5 }
-admin    = { listen = "127.0.0.1:9999", token = env("SY_TEST_UNSET_TOKEN", "tok") }
+admin    = { listen = "127.0.0.1:9999", token = env("SY_TEST_UNSET_TOKEN", "tok"), store_timeout = "500ms" }
 webhook  = {
   path      = "/hooks/in",
   secrets   = { env("SY_TEST_UNSET_A"), "second", env("SY_TEST_UNSET_B", "third") },
