@@ -22,9 +22,9 @@ def run(*args, env=None, input=None):
 class Admin(ServerTest):
     def test_health_ready_metrics(self):
         status, body, _ = self.srv.admin("/healthz")
-        self.assertEqual((status, json.loads(body)), (200, {"status": "ok"}))
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ok", "store": "ready"}))
         status, body, _ = self.srv.admin("/readyz")
-        self.assertEqual(status, 200)
+        self.assertEqual((status, json.loads(body)), (200, {"status": "ready", "store": "ready"}))
         for _ in range(3):
             self.srv.post(event())
         self.srv.post(event(), {})
