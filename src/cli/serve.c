@@ -193,12 +193,13 @@ int sy_cli_serve(int argc, char **argv)
     if (srv == NULL || sy_server_start(srv, &err) != SY_OK) {
         goto fail;
     }
-    char nrules[24], nworkers[24];
+    char nrules[24], nworkers[24], durability[64];
+    sy_store_describe(store, durability, sizeof(durability));
     snprintf(nrules, sizeof(nrules), "%zu", sy_engine_rule_count(engine));
     snprintf(nworkers, sizeof(nworkers), "%d", cfg.workers);
     sy_log(SY_LOG_INFO, "switchyard started", "version", SY_VERSION, "config",
-           path ? path : "(built-in defaults)", "store", cfg.store.url, "rules", nrules, "workers",
-           nworkers, NULL);
+           path ? path : "(built-in defaults)", "store", cfg.store.url, "durability",
+           durability[0] != '\0' ? durability : NULL, "rules", nrules, "workers", nworkers, NULL);
     if (cfg.admin.listen != NULL && cfg.admin.token == NULL && !on_loopback(cfg.admin.listen)) {
         sy_log(SY_LOG_WARN,
                "the admin listener and its console are open to the network without admin.token: "

@@ -277,6 +277,36 @@ static void sqlite_close(struct sy_store *st)
     release(s);
 }
 
+static void sqlite_describe(struct sy_store *st, char *out, size_t len)
+{
+    snprintf(out, len, "%s", ((struct sqlite_store *)st)->settings);
+}
+
+/*
+ * The journal mode and synchronous level the writer's connection really has, read back
+ * after setting them: what the start-up log says and the tests check.
+ */
+static void read_settings(struct sqlite_store *s)
+{
+    static const char *const levels[] = {"off", "normal", "full", "extra"};
+    char mode[16] = "?";
+    int level = -1;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0) != NULL) {
+        snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(q, 0));
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA synchronous", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        level = sqlite3_column_int(q, 0);
+    }
+    sqlite3_finalize(q);
+    snprintf(s->settings, sizeof(s->settings), "journal_mode=%s synchronous=%s", mode,
+             level >= 0 && level <= 3 ? levels[level] : "?");
+}
+
 static const struct sy_store_ops sqlite_ops = {
     .submit = sqlite_submit,
     .health = sqlite_health,
@@ -295,6 +325,7 @@ static const struct sy_store_ops sqlite_ops = {
     .show = sqlite_show,
     .scan = sy_sqlite_scan,
     .rerun = sy_sqlite_rerun,
+    .describe = sqlite_describe,
 };
 
 /* A store for 'path' with its locks and lists ready and nothing opened (release() undoes it). */
@@ -354,8 +385,8 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
     const char *vfs = cfg->store.synchronous == SY_SYNC_FULL && sy_sqlite_gather_vfs() == SY_OK
                           ? SY_SQLITE_GATHER_VFS
                           : NULL;
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
         sy_error_set(err, path, 0, "cannot open the SQLite store: %s",
                      s->db ? sqlite3_errmsg(s->db) : "cannot allocate");
@@ -381,6 +412,7 @@ struct sy_store *sy_store_sqlite_open(const struct sy_config *cfg, const char *p
         sy_error_set(err, path, 0, "cannot initialise the SQLite store: %s", sqlite3_errmsg(s->db));
         goto fail;
     }
+    read_settings(s);
     if (sy_sqlite_ids_load(s, err) != SY_OK) {
         goto fail;
     }

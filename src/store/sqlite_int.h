@@ -56,6 +56,7 @@ struct sqlite_store {
     struct sy_store base;
     char *path;
     sqlite3 *db; /* the writer's connection: used only by the writer thread after open */
+    char settings[64]; /* its journal mode and synchronous level, read back at open */
     sqlite3_stmt *insert, *insert_job, *finish_job, *defer_job, *kv_set, *kv_del, *next_of_key,
         *insert_call, *id_at;
 

@@ -58,6 +58,16 @@ void sy_store_health(struct sy_store *st, struct sy_store_health *h)
     st->ops->health(st, h);
 }
 
+void sy_store_describe(struct sy_store *st, char *out, size_t len)
+{
+    if (len > 0) {
+        out[0] = '\0';
+    }
+    if (st->ops->describe != NULL) {
+        st->ops->describe(st, out, len);
+    }
+}
+
 bool sy_store_ready(struct sy_store *st)
 {
     struct sy_store_health h;
@@ -153,8 +163,8 @@ int sy_store_kv_get(struct sy_store *st, const struct sy_job *job, const char *k
         }
     }
     if (last != NULL) {
-        bool live =
-            last->value != NULL && (last->expires_ms == 0 || last->expires_ms > sy_store_now_ms(st));
+        bool live = last->value != NULL &&
+                    (last->expires_ms == 0 || last->expires_ms > sy_store_now_ms(st));
         *value = live ? strdup(last->value) : NULL;
         return live && *value == NULL ? SY_ENOMEM : SY_OK;
     }
@@ -206,8 +216,7 @@ void sy_call_records_free(struct sy_call_record *r, size_t n)
     free(r);
 }
 
-void sy_store_journal_add(struct sy_store *st, const struct sy_job *job,
-                          struct sy_call_record *rec)
+void sy_store_journal_add(struct sy_store *st, const struct sy_job *job, struct sy_call_record *rec)
 {
     st->ops->journal_add(st, job, rec);
 }

@@ -33,7 +33,7 @@ struct sy_append {
     size_t body_len;
     const char *norm; /* borrowed: the normalized envelope as JSON (ingest/delivery.h) */
     size_t norm_len;
-    const char *reason; /* borrowed, NUL-terminated: why it is quarantined; NULL = routable */
+    const char *reason;  /* borrowed, NUL-terminated: why it is quarantined; NULL = routable */
     const char *headers; /* borrowed: JSON object of the headers kept for replay */
     size_t headers_len;
     int64_t received_ms; /* Unix time in milliseconds */
@@ -70,6 +70,14 @@ struct sy_store_health {
 void sy_store_health(struct sy_store *st, struct sy_store_health *h);
 /* sy_store_health's 'ready' alone. Any thread. */
 bool sy_store_ready(struct sy_store *st);
+
+/*
+ * How the backend really runs, as read back from it when the store opened
+ * ("journal_mode=wal synchronous=full" for SQLite), for the start-up log and
+ * the tests that check a setting took effect; "" when the backend says
+ * nothing. Any thread.
+ */
+void sy_store_describe(struct sy_store *st, char *out, size_t len);
 
 /* Commit everything queued, stop the writer and close. NULL is a no-op. */
 void sy_store_close(struct sy_store *st);
@@ -204,21 +212,21 @@ int sy_store_kv_delete(struct sy_store *st, struct sy_job *job, const char *key)
 
 /* One call. Strings are owned by the record. */
 struct sy_call_record {
-    int attempt;       /* the job's run it was made in: 1, 2, ... (a replay does not reset it) */
-    int n;             /* its index in that attempt: the <n> of the Idempotency-Key */
-    char *key;         /* the Idempotency-Key */
+    int attempt; /* the job's run it was made in: 1, 2, ... (a replay does not reset it) */
+    int n;       /* its index in that attempt: the <n> of the Idempotency-Key */
+    char *key;   /* the Idempotency-Key */
     char *method;
     char *path;
-    char *request;     /* the JSON body sent (at most SY_JOURNAL_MAX_BODY bytes), or NULL */
-    long status;       /* HTTP status; 0 = no answer */
-    char *response;    /* the answer's body, at most SY_JOURNAL_MAX_BODY bytes; may be NULL */
+    char *request;  /* the JSON body sent (at most SY_JOURNAL_MAX_BODY bytes), or NULL */
+    long status;    /* HTTP status; 0 = no answer */
+    char *response; /* the answer's body, at most SY_JOURNAL_MAX_BODY bytes; may be NULL */
     size_t response_len;
-    bool truncated;    /* the answer was longer than kept: it is never replayed */
-    bool replayed;     /* answered from an earlier attempt: nothing was sent */
-    bool dry_run;      /* no api_key: nothing was sent */
-    char *error;       /* why there was no answer, or NULL */
-    int64_t at_ms;     /* when the call started, wall clock */
-    double ms;         /* how long it took */
+    bool truncated; /* the answer was longer than kept: it is never replayed */
+    bool replayed;  /* answered from an earlier attempt: nothing was sent */
+    bool dry_run;   /* no api_key: nothing was sent */
+    char *error;    /* why there was no answer, or NULL */
+    int64_t at_ms;  /* when the call started, wall clock */
+    double ms;      /* how long it took */
 };
 #define SY_JOURNAL_MAX_BODY (64u << 10)
 
@@ -339,10 +347,9 @@ struct sy_store_ops {
     int (*kv_set)(struct sy_store *st, const char *key, const char *value, uint64_t ttl_ms);
     int (*kv_delete)(struct sy_store *st, const char *key);
     int (*replay)(struct sy_store *st, const char *event_id, struct sy_replay_result *r);
-    void (*journal_add)(struct sy_store *st, const struct sy_job *job,
-                        struct sy_call_record *rec);
-    int (*journal_load)(struct sy_store *st, const struct sy_job *job,
-                        struct sy_call_record **recs, size_t *n);
+    void (*journal_add)(struct sy_store *st, const struct sy_job *job, struct sy_call_record *rec);
+    int (*journal_load)(struct sy_store *st, const struct sy_job *job, struct sy_call_record **recs,
+                        size_t *n);
     /* a page the filter selects (already checked); an event's id as the text lists it alone */
     struct json_t *(*list)(struct sy_store *st, const struct sy_event_filter *f,
                            struct sy_error *err);
@@ -351,6 +358,7 @@ struct sy_store_ops {
                 int (*each)(void *ctx, const struct sy_scan_event *ev), void *ctx);
     int (*rerun)(struct sy_store *st, const struct sy_rerun *items, size_t n, long *queued);
     int64_t (*now_ms)(struct sy_store *st); /* optional: the store's clock; NULL = the wall's */
+    void (*describe)(struct sy_store *st, char *out, size_t len); /* optional */
 };
 
 struct sy_store {

@@ -6,7 +6,7 @@ import os
 import re
 import unittest
 
-from harness import Server
+from harness import Server, event
 
 TOKEN = "adm-console-token-93f1c2"
 RULE = 'rule { name = "r", on = "scm.*", run = function(ev) end }\n'
@@ -193,6 +193,78 @@ class WithToken(unittest.TestCase):
         status, body, _ = request(self.srv, "POST", "/admin/reload", body=b"",
                                   headers={"authorization": "Bearer " + TOKEN})
         self.assertEqual(status, 200, body)
+
+
+FAILING = 'rule { name = "r", on = "scm.*", run = function(ev) log.info("RAN " .. ev.id); error("no") end }\n'
+GETS = ("/metrics", "/admin/overview", "/admin/events", "/admin/events/evt_auth_1", "/admin/rules")
+POSTS = (("/admin/events/evt_auth_1/replay", b"{}"), ("/admin/replay", b'{"ids": ["evt_auth_1"]}'),
+         ("/admin/reload", b"{}"), ("/admin/rules/r/pause", b"{}"), ("/admin/rules/r/resume", b"{}"))
+FORMS = ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x")
+
+
+class EveryEndpoint(unittest.TestCase):
+    """Each admin endpoint, refused without the token, with a wrong one and to a cross-site form,
+    checked by what did not happen: no replay ran, nothing paused, no reload."""
+
+    def start(self, token):
+        extra = 'retry = { schedule = {}, jitter = 0 }\n'
+        if token:
+            extra += 'admin = { listen = "127.0.0.1:0", token = env("SY_TEST_ADMIN_TOKEN") }\n'
+        self.srv = Server(rules={"r.lua": FAILING}, config_extra=extra,
+                          env={"SY_TEST_ADMIN_TOKEN": TOKEN} if token else None).start()
+        self.addCleanup(lambda: self.assertEqual(self.srv.stop(), 0))
+        self.assertEqual(self.srv.post(event("evt_auth_1"))[0], 200)
+        self.srv.wait_for(lambda: self.job_state() == "dead", what="the job dead")
+        self.srv.write_rules({"second.lua": SECOND})  # a reload that ran would load it
+
+    def job_state(self):
+        headers = {"authorization": "Bearer " + TOKEN}
+        status, body, _ = request(self.srv, "GET", "/admin/events/evt_auth_1", headers=headers)
+        return json.loads(body)["jobs"][0]["state"] if status == 200 else None
+
+    def nothing_happened(self, auth):
+        self.assertEqual(self.srv.count("RAN evt_auth_1"), 1)  # no replay ran the job again
+        self.assertEqual(self.job_state(), "dead")
+        status, body, _ = request(self.srv, "GET", "/admin/rules", headers=auth)
+        rules = json.loads(body)["rules"]
+        self.assertEqual([(r["name"], r["paused"]) for r in rules], [("r", False)])  # no reload, no pause
+
+    def test_with_a_token_each_endpoint_answers_401_without_it(self):
+        self.start(token=True)
+        refusals = [{}, {"authorization": "Bearer wrong"}, {"authorization": "Bearer " + TOKEN[:-1]},
+                    {"authorization": "Bearer " + TOKEN + "x"}, {"authorization": TOKEN},
+                    {"authorization": "Basic " + TOKEN}]
+        for path in GETS:
+            for h in refusals:
+                status, body, _ = request(self.srv, "GET", path, headers=h)
+                self.assertEqual(status, 401, (path, h, body))
+        for path, data in POSTS:
+            for h in refusals:
+                status, body, _ = request(self.srv, "POST", path, body=data,
+                                          headers=dict(h, **{"content-type": "application/json"}))
+                self.assertEqual((status, json.loads(body)["error"]), (401, "unauthorized"), (path, h))
+            for form in FORMS:  # what a page on another site could make a browser send
+                status, body, _ = request(self.srv, "POST", path, body=b"ids=evt_auth_1",
+                                          headers={"content-type": form, "origin": "https://evil.example"})
+                self.assertEqual(status, 401, (path, form, body))
+        auth = {"authorization": "Bearer " + TOKEN}
+        self.nothing_happened(auth)
+        # the same requests with the token do act: the refusals above were the token's doing
+        status, body, _ = request(self.srv, "POST", "/admin/events/evt_auth_1/replay", body=b"{}",
+                                  headers=auth)
+        self.assertEqual((status, json.loads(body)["replayed"]), (200, 1), body)
+        self.srv.wait_for(lambda: self.srv.count("RAN evt_auth_1") == 2, what="the replay ran")
+
+    def test_without_a_token_each_write_refuses_a_cross_site_form(self):
+        self.start(token=False)
+        for path, data in POSTS:
+            for form in FORMS + (None,):
+                headers = {"origin": "https://evil.example"}
+                if form:
+                    headers["content-type"] = form
+                status, body, _ = request(self.srv, "POST", path, body=b"ids=evt_auth_1", headers=headers)
+                self.assertEqual((status, json.loads(body)["error"]), (403, "content_type"), (path, form))
+        self.nothing_happened({})
 
 
 if __name__ == "__main__":

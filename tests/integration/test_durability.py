@@ -137,7 +137,7 @@ class LateCheckpoints(ServerTest):
         self.assertGreater(os.path.getsize(self.srv.db + "-wal"), 3 * 2**20)
         self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(1200,)])
         # and after a restart they are all there, deduplicated
-        self.srv.stop()
+        self.assertEqual(self.srv.stop(), 0, self.srv.log()[-3000:])
         self.srv.start()
         status, body, _ = self.srv.post(event("evt_ckpt_3_7", pad="x" * 3000))
         self.assertEqual((status, body["status"]), (200, "duplicate"))
@@ -178,7 +178,7 @@ class Restarts(unittest.TestCase):
         hold.release()
         t.join(10)
         self.assertEqual(srv.proc.wait(10), 0)
-        srv.stop()
+        self.assertEqual(srv.stop(), 0)  # already exited: its status again
         self.assertEqual(out[0][0], 200)
         self.assertEqual(out[0][1]["status"], "accepted")
         self.assertEqual(srv.rows("SELECT id FROM events"), [("evt_inflight",)])

@@ -137,7 +137,7 @@ class Crash(unittest.TestCase):
                      config_extra='lua = { instruction_limit = 100000000000 }\n' + FAST_RETRY).start()
         srv.post(event("evt_slow"))
         srv.wait_for(lambda: srv.count("STARTED slow evt_slow") == 1, what="start")
-        srv.kill()
+        self.assertEqual(srv.kill(), -signal.SIGKILL)  # it was still running
         self.assertEqual(srv.job_states("evt_slow"), {"slow": ("pending", 0)})
         srv.start()
         srv.wait_for(lambda: srv.job_states("evt_slow")["slow"][0] == "done", what="done after restart")

@@ -129,6 +129,9 @@ class Answers(ServerTest):
             ("v1=" + hex_ + "0", "invalid_signature"),
             ("v1=" + "z" * 64, "invalid_signature"),
             ("v2=" + hex_, "invalid_signature"),
+            # wrong in one hex digit only: the last, the middle (a partial compare passes these)
+            ("v1=" + hex_[:-1] + ("0" if hex_[-1] != "0" else "1"), "invalid_signature"),
+            ("v1=" + hex_[:32] + ("0" if hex_[32] != "0" else "1") + hex_[33:], "invalid_signature"),
             (sign(body, secret="wrong")[1], "invalid_signature"),
             (sign(body, ts=int(ts) - 1)[1], "invalid_signature"),  # signed for another time
         ]

@@ -210,6 +210,20 @@ class UnizoCalls(unittest.TestCase):
         rc, out, _ = self.srv.cli("events", "show", "evt_u4")
         self.assertIn("HTTP 400 INVALID_COLLECTION: Collection ENG does not exist", out)
 
+    def test_a_job_retried_after_a_failed_call_sends_the_same_idempotency_key(self):
+        # the first attempt's call fails without in-call retries; the job is retried a second later
+        self.mock.script([{"method": "POST", "path": "/tickets$", "status": 400, "times": 1,
+                           "body": {"errorCode": "INVALID", "errorMessage": "try again"}}])
+        self.srv.post(pr_event("evt_u9"))
+        self.srv.wait_for(lambda: self.srv.job_states("evt_u9")["pr-review-ticket"][0] == "done",
+                          what="done on the second attempt")
+        self.assertEqual(self.srv.job_states("evt_u9")["pr-review-ticket"], ("done", 2))
+        reqs = self.mock.requests("/tickets")
+        self.assertEqual(len(reqs), 2)  # one call per attempt
+        # the same key on both attempts: Unizo can tell the second is the first again
+        self.assertEqual([r["headers"]["idempotency-key"] for r in reqs],
+                         ["evt_u9/pr-review-ticket/1"] * 2)
+
     def test_api_down_then_back_and_replay_creates_one_ticket(self):
         port = self.mock.port
         self.mock.stop()

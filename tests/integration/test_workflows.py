@@ -3,6 +3,7 @@ retry, the API drops an answer on the floor, and rule files change on a live ser
 import json
 import os
 import re
+import signal
 import time
 import unittest
 
@@ -250,7 +251,7 @@ class CrashAfterACall(unittest.TestCase):
         # the create was answered and its journal line committed; the rule is still running
         srv.wait_for(lambda: srv.rows("SELECT count(*) FROM calls") == [(1,)], what="the journal line")
         self.assertEqual(state(srv, "evt_kill", "create-then-slow"), "pending")
-        srv.kill()
+        self.assertEqual(srv.kill(), -signal.SIGKILL)  # it was still running
         self.assertEqual(len(creates(mock)), 1)
         # the same rule without the wait runs at the restart
         srv.write_rules({"slow.lua": SLOW_AFTER_CREATE.replace("while os.clock() - c < 30", "while false")})

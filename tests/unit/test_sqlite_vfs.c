@@ -1,22 +1,28 @@
 /*
  * The SQLite store's gathering VFS (store/sqlite_vfs.c), over a counting VFS
  * made the default here: what reaches the files, in how many writes, and
- * what another connection reads back.
+ * what another connection reads back; then the store itself at each
+ * synchronous setting: the mode its connection really has, and the fsyncs
+ * of its commits.
  * usage: test_sqlite_vfs DIR
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "check.h"
+#include "config.h"
 #include "store/sqlite_int.h"
+
+#include "append.h"
 
 /* ---- a VFS that counts what reaches the files, and can fail a write ---- */
 
 struct counts {
-    int wal_writes, db_writes, wal_syncs;
+    int wal_writes, db_writes, wal_syncs, db_syncs;
     int max_write;
     int fail_next_wal_write; /* > 0: that many WAL writes from now, the last one fails */
 };
@@ -65,6 +71,8 @@ static int c_sync(sqlite3_file *f, int fl)
     struct cfile *c = (struct cfile *)f;
     if (c->is_wal) {
         counts.wal_syncs++;
+    } else if (c->is_db) {
+        counts.db_syncs++;
     }
     return c->real->pMethods->xSync(c->real, fl);
 }
@@ -143,11 +151,10 @@ static sqlite3_vfs count_vfs;
 static void install_counting_vfs(void)
 {
     unix_vfs = sqlite3_vfs_find(NULL);
-    count_methods = (sqlite3_io_methods){3,         c_close,        c_read,       c_write,
-                                         c_truncate, c_sync,        c_size,       c_lock,
-                                         c_unlock,   c_reserved,    c_fcntl,      c_sector,
-                                         c_dev,      c_shm_map,     c_shm_lock,   c_shm_barrier,
-                                         c_shm_unmap, c_fetch,      c_unfetch};
+    count_methods = (sqlite3_io_methods){
+        3,          c_close,       c_read,      c_write, c_truncate, c_sync, c_size,
+        c_lock,     c_unlock,      c_reserved,  c_fcntl, c_sector,   c_dev,  c_shm_map,
+        c_shm_lock, c_shm_barrier, c_shm_unmap, c_fetch, c_unfetch};
     count_vfs = *unix_vfs;
     count_vfs.pNext = NULL;
     count_vfs.zName = "count";
@@ -161,10 +168,10 @@ static void install_counting_vfs(void)
 static sqlite3 *open_db(const char *path, const char *vfs)
 {
     sqlite3 *db = NULL;
-    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs) ==
-          SQLITE_OK);
-    CHECK(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                           "PRAGMA wal_autocheckpoint=0",
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                       "PRAGMA wal_autocheckpoint=0",
                        NULL, NULL, NULL) == SQLITE_OK);
     return db;
 }
@@ -228,6 +235,91 @@ static bool rows_intact(sqlite3 *db)
     return ok;
 }
 
+/* ---- the store at each synchronous setting ---- */
+
+#define GROUP 32
+
+/*
+ * Opens the store with 'level' and checks what its connection really runs with, then counts
+ * the syncs of its commits: one WAL sync per commit at full, none at normal or off (the WAL is
+ * synced at checkpoints only there); and a group commit: GROUP events queued behind a write lock
+ * held elsewhere are committed together, with one sync (two if the first was taken alone).
+ */
+static void check_store_sync(const char *dir, enum sy_sync_mode level, const char *name)
+{
+    char path[512], url[600], side[600], want[64], got[64];
+    snprintf(path, sizeof(path), "%s/vfs-store-%s.db", dir, name);
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    struct sy_config cfg;
+    CHECK(sy_config_defaults(&cfg) == SY_OK);
+    free(cfg.store.url);
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    cfg.store.url = strdup(url);
+    cfg.store.synchronous = level;
+    struct sy_error err = {0};
+    struct sy_store *st = sy_store_open(&cfg, &err);
+    CHECK(st != NULL);
+    if (st == NULL) {
+        fprintf(stderr, "cannot open %s: %s\n", path, err.msg);
+        sy_config_dispose(&cfg);
+        return;
+    }
+    snprintf(want, sizeof(want), "journal_mode=wal synchronous=%s", name);
+    sy_store_describe(st, got, sizeof(got));
+    CHECK_STR(got, want);
+
+    /* one commit after another */
+    memset(&counts, 0, sizeof(counts));
+    bool is_new = false;
+    for (int i = 0; i < 5; i++) {
+        struct req r;
+        char id[32];
+        snprintf(id, sizeof(id), "evt_sync_%d", i);
+        prepare(&r, id, "x.y");
+        CHECK(submit_wait(st, &r, &is_new) == SY_OK && is_new);
+    }
+    int per_commit = level == SY_SYNC_FULL ? 1 : 0;
+    if (counts.wal_syncs != 5 * per_commit) {
+        fprintf(stderr, "synchronous=%s: %d WAL syncs for 5 commits\n", name, counts.wal_syncs);
+        CHECK(!"the WAL syncs per commit");
+    }
+    CHECK(counts.db_syncs == 0);
+
+    /* a group commit: the writer waits for a lock held by another connection meanwhile */
+    sqlite3 *other = NULL;
+    CHECK(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    memset(&counts, 0, sizeof(counts));
+    static struct req group[GROUP];
+    for (int i = 0; i < GROUP; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "evt_group_%d", i);
+        prepare(&group[i], id, "x.y");
+        CHECK(sy_store_submit(st, &group[i].a) == SY_OK);
+    }
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+    CHECK(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    int fresh = 0;
+    for (int i = 0; i < GROUP; i++) {
+        wait_done(&group[i]);
+        fresh += group[i].a.status == SY_OK && group[i].a.is_new;
+    }
+    CHECK(fresh == GROUP);
+    bool grouped = level == SY_SYNC_FULL ? counts.wal_syncs >= 1 && counts.wal_syncs <= 2
+                                         : counts.wal_syncs == 0;
+    if (!grouped) {
+        fprintf(stderr, "synchronous=%s: %d WAL syncs for a group of %d\n", name, counts.wal_syncs,
+                GROUP);
+        CHECK(!"the WAL syncs of a group commit");
+    }
+    sqlite3_close(other);
+    sy_store_close(st);
+    sy_config_dispose(&cfg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -253,8 +345,8 @@ int main(int argc, char **argv)
 
     /* without the gathering VFS, a commit writes each frame's header and page apart */
     sqlite3 *plain = open_db(plain_path, NULL);
-    CHECK(sqlite3_exec(plain, "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)", NULL, NULL,
-                       NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(plain, "CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)", NULL, NULL, NULL) ==
+          SQLITE_OK);
     memset(&counts, 0, sizeof(counts));
     CHECK(insert_rows(plain, 0, 10, 1000) == SQLITE_OK);
     int plain_writes = counts.wal_writes;
@@ -327,5 +419,9 @@ int main(int argc, char **argv)
     CHECK_STR((const char *)sqlite3_column_text(ic, 0), "ok");
     sqlite3_finalize(ic);
     sqlite3_close(fresh);
+
+    check_store_sync(argv[1], SY_SYNC_FULL, "full");
+    check_store_sync(argv[1], SY_SYNC_NORMAL, "normal");
+    check_store_sync(argv[1], SY_SYNC_OFF, "off");
     CHECK_DONE();
 }

@@ -15,57 +15,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-
-struct req {
-    struct sy_append a;
-    bool done;
-    char id[64];
-};
-
-static void on_done(struct sy_append *a)
-{
-    pthread_mutex_lock(&mu);
-    ((struct req *)a)->done = true;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-}
-
-static const char body[] = "{\"id\":\"x\",\"type\":\"scm.pull_request.created\"}";
-
-static void prepare(struct req *r, const char *id, const char *type)
-{
-    memset(r, 0, sizeof(*r));
-    snprintf(r->id, sizeof(r->id), "%s", id);
-    r->a.id = r->id;
-    r->a.id_len = strlen(r->id);
-    r->a.type = type;
-    r->a.type_len = strlen(type);
-    r->a.integration = "github";
-    r->a.body = body;
-    r->a.body_len = strlen(body);
-    r->a.headers = "{}";
-    r->a.headers_len = 2;
-    r->a.received_ms = sy_wall_ms();
-    r->a.done = on_done;
-}
-
-/* Submit a prepared request and wait for the answer; returns the status, sets *is_new. */
-static int submit_wait(struct sy_store *st, struct req *r, bool *is_new)
-{
-    int rc = sy_store_submit(st, &r->a);
-    if (rc != SY_OK) {
-        return rc;
-    }
-    pthread_mutex_lock(&mu);
-    while (!r->done) {
-        pthread_cond_wait(&cv, &mu);
-    }
-    pthread_mutex_unlock(&mu);
-    *is_new = r->a.is_new;
-    return r->a.status;
-}
+#include "append.h"
 
 /* Append and wait for the answer; returns the status, sets *is_new. */
 static int append(struct sy_store *st, const char *id, const char *type, bool *is_new)
@@ -279,7 +229,8 @@ int main(int argc, char **argv)
     char *v = NULL;
     CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v == NULL);
     CHECK(sy_store_kv_set(st, NULL, "k", "{\"ticket\":\"T-1\"}", 0) == SY_OK);
-    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v && strcmp(v, "{\"ticket\":\"T-1\"}") == 0);
+    CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v &&
+          strcmp(v, "{\"ticket\":\"T-1\"}") == 0);
     free(v);
     CHECK(sy_store_kv_set(st, NULL, "k", "2", 0) == SY_OK);
     CHECK(sy_store_kv_get(st, NULL, "k", &v) == SY_OK && v && strcmp(v, "2") == 0);
@@ -322,7 +273,6 @@ int main(int argc, char **argv)
         CHECK(sy_store_kv_get(st, NULL, "failed", &v) == SY_OK && v == NULL);
         CHECK(sy_store_kv_get(st, NULL, "switchyard:paused:a", &v) == SY_OK && v == NULL);
     }
-
 
     /*
      * ordering keys: jobs of one key run one at a time in store order; other keys and
@@ -419,7 +369,8 @@ int main(int argc, char **argv)
             CHECK_STR(recs[0].path, "/tickets");
             CHECK_STR(recs[0].key, "evt_j/k/1");
             CHECK_STR(recs[0].request, "{\"name\":\"x\"}");
-            CHECK(recs[0].response_len == 12 && memcmp(recs[0].response, "{\"id\":\"T-1\"}", 12) == 0);
+            CHECK(recs[0].response_len == 12 &&
+                  memcmp(recs[0].response, "{\"id\":\"T-1\"}", 12) == 0);
             CHECK(recs[0].at_ms == 1700000000123 && recs[0].ms > 12 && recs[0].ms < 13);
             CHECK(recs[1].n == 2 && recs[1].status == 0);
             CHECK_STR(recs[1].error, "Connection refused");

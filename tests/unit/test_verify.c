@@ -88,6 +88,27 @@ static void test_signature(void)
     CHECK(!verify_header(v, wrong));
     snprintf(hdr, sizeof(hdr), "v1=%s", wrong);
     CHECK(!verify_header(v, hdr));
+    /* wrong in one hex digit anywhere: the last, the middle, and every other position (a
+     * check that compares only part of the MAC lets the rest through) */
+    for (int i = 0; i < 64; i++) {
+        char one[65];
+        memcpy(one, hex, 65);
+        one[i] = one[i] == '0' ? '1' : '0';
+        if (verify_header(v, one)) {
+            fprintf(stderr, "a signature wrong only in hex digit %d verified\n", i);
+            CHECK(!"a signature wrong in one digit verified");
+        }
+    }
+    memcpy(wrong, hex, 65);
+    wrong[63] = wrong[63] == 'f' ? 'e' : 'f';
+    CHECK(!verify_header(v, wrong)); /* the last digit */
+    memcpy(wrong, hex, 65);
+    wrong[32] = wrong[32] == 'f' ? 'e' : 'f';
+    CHECK(!verify_header(v, wrong)); /* the middle */
+    snprintf(hdr, sizeof(hdr), "v1=%s", wrong);
+    CHECK(!verify_header(v, hdr));
+    memcpy(wrong, hex, 65);
+    wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
     snprintf(hdr, sizeof(hdr), "v1=%.63s", hex); /* one digit short */
     CHECK(!verify_header(v, hdr));
     snprintf(hdr, sizeof(hdr), "v1=%s0", hex); /* one digit long */
