@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "engine/engine.h"
+#include "http/server.h"
 
 static const char usage[] = "usage: switchyard check [-c FILE]\n"
                             "\n"
@@ -43,6 +44,10 @@ int sy_cli_check(int argc, char **argv)
     }
     int rc = 0;
     const char *where = path ? path : "(built-in defaults)";
+    const char *h2 = sy_server_http2_warning(&cfg);
+    if (h2 != NULL) {
+        fprintf(stderr, "%s: warning: %s\n", where, h2);
+    }
     if (cfg.webhook.n_secrets == 0) {
         fprintf(stderr, "%s: webhook.secrets is empty: every delivery would be refused\n", where);
         rc = 1;

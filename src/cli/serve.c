@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <h2o/version.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -200,6 +201,10 @@ int sy_cli_serve(int argc, char **argv)
     sy_log(SY_LOG_INFO, "switchyard started", "version", SY_VERSION, "config",
            path ? path : "(built-in defaults)", "store", cfg.store.url, "durability",
            durability[0] != '\0' ? durability : NULL, "rules", nrules, "workers", nworkers, NULL);
+    const char *h2 = sy_server_http2_warning(&cfg);
+    if (h2 != NULL) {
+        sy_log(SY_LOG_WARN, h2, "h2o", H2O_VERSION, NULL);
+    }
     if (cfg.admin.listen != NULL && cfg.admin.token == NULL && !on_loopback(cfg.admin.listen)) {
         sy_log(SY_LOG_WARN,
                "the admin listener and its console are open to the network without admin.token: "

@@ -365,6 +365,32 @@ static SSL_CTX *make_ssl_ctx(const struct sy_config *cfg, struct sy_error *err)
     return ctx;
 }
 
+/*
+ * h2o's own advisories list HTTP/2 denial-of-service flaws fixed only after
+ * 2.2.5, the version Debian 12 ships with no later security fix: the ping,
+ * reset and settings floods (fixed in 2.2.6) and the rapid reset (fixed after
+ * any 2.2 release). HTTP/1.1 is not affected by them.
+ */
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR < 2 ||                                             \
+    H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2 && H2O_VERSION_PATCH < 6
+#define HTTP2_FLAWS                                                                                \
+    "CVE-2019-9512, CVE-2019-9514 and CVE-2019-9515 (the ping, reset and settings floods, fixed "  \
+    "in 2.2.6) and CVE-2023-44487 (the rapid reset)"
+#else
+#define HTTP2_FLAWS "CVE-2023-44487 (the rapid reset)"
+#endif
+
+const char *sy_server_http2_warning(const struct sy_config *cfg)
+{
+    if (!cfg->http.http2) {
+        return NULL;
+    }
+    return "http.http2 is on: HTTP/2 comes from h2o " H2O_VERSION ", which lacks the fixes of "
+           "later h2o releases for HTTP/2 denial-of-service flaws: " HTTP2_FLAWS ". HTTP/1.1 "
+           "is not affected. Unless you must, keep http2 off and let a patched proxy in front "
+           "speak HTTP/2 (README: HTTP/2 and TLS at the edge)";
+}
+
 struct sy_server *sy_server_new(const struct sy_config *cfg, struct sy_store *store,
                                 struct sy_engine *engine, struct sy_error *err)
 {

@@ -32,4 +32,11 @@ void sy_server_shutdown(struct sy_server *srv, int grace_ms);
 /* Release everything; NULL is a no-op. Call after sy_server_shutdown. */
 void sy_server_free(struct sy_server *srv);
 
+/*
+ * What `serve` and `check` say when 'cfg' turns HTTP/2 on: the h2o version this
+ * binary uses and the HTTP/2 flaws it was never fixed for (README, "HTTP/2 and
+ * TLS at the edge"); NULL when HTTP/2 is off. The text is static.
+ */
+const char *sy_server_http2_warning(const struct sy_config *cfg);
+
 #endif

@@ -120,6 +120,10 @@ check "switchyard check passes with the environment file's secret" \
 check "and fails without it, saying so" \
     bash -c "! chroot '$root' switchyard check -c /etc/switchyard/switchyard.lua >'$root/tmp/nocheck.log' 2>&1 &&
              grep -qi secret '$root/tmp/nocheck.log'"
+check "the edge example (nginx in front) is installed and its switchyard config passes check, without the HTTP/2 warning" \
+    in_root sh -c 'test -f /usr/share/doc/switchyard/examples/nginx.conf &&
+                   UNIZO_WEBHOOK_SECRET=x switchyard check -c /usr/share/doc/switchyard/examples/switchyard.lua >/tmp/edge.log 2>&1 &&
+                   ! grep -q http2 /tmp/edge.log'
 
 # the server as the unit runs it: its user, its working directory, its environment file,
 # in a network namespace of its own (its ports are the packaged config's)
