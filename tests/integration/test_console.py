@@ -233,6 +233,9 @@ class EveryEndpoint(unittest.TestCase):
         self.start(token=True)
         refusals = [{}, {"authorization": "Bearer wrong"}, {"authorization": "Bearer " + TOKEN[:-1]},
                     {"authorization": "Bearer " + TOKEN + "x"}, {"authorization": TOKEN},
+                    # the right length, wrong in the last character or the first
+                    {"authorization": "Bearer " + TOKEN[:-1] + ("x" if TOKEN[-1] != "x" else "y")},
+                    {"authorization": "Bearer " + ("x" if TOKEN[0] != "x" else "y") + TOKEN[1:]},
                     {"authorization": "Basic " + TOKEN}]
         for path in GETS:
             for h in refusals:

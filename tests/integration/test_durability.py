@@ -1,4 +1,5 @@
 """Dedupe and durability: concurrency, restarts, SIGKILL, a busy or full store, purge."""
+import json
 import os
 import re
 import signal
@@ -458,6 +459,29 @@ class Purge(ServerTest):
             time.sleep(0.25)
         self.assertEqual(self.srv.rows("SELECT count(*) FROM events"), [(0,)])
         self.assertEqual(self.srv.post(body)[1]["status"], "accepted")
+
+
+class PurgeKeepsUnfinished(ServerTest):
+    server_args = {"config_extra": 'dedupe_retention = "2s"\nretry = { schedule = {}, jitter = 0 }\n',
+                   "rules": {"r.lua": 'rule { name = "r", on = "scm.*", run = function(ev) '
+                                      'log.info("RAN " .. ev.id); error("down") end }\n',
+                             "ok.lua": 'rule { name = "ok", on = "ticketing.*", run = function(ev) end }\n'}}
+
+    def test_an_event_with_a_dead_job_outlives_the_retention(self):
+        self.assertEqual(self.srv.post(event("evt_purge_dead"))[1]["status"], "accepted")
+        self.assertEqual(self.srv.post(event("evt_purge_done", etype="ticketing.ticket.created"))[1]["status"],
+                         "accepted")
+        self.srv.wait_for(lambda: self.srv.job_states("evt_purge_dead").get("r", ("",))[0] == "dead",
+                          what="the job dead")
+        # the finished one goes with the retention; the dead one stays to be seen and replayed
+        self.srv.wait_for(lambda: self.srv.rows("SELECT id FROM events") == [("evt_purge_dead",)],
+                          timeout=15, what="the finished event purged")
+        time.sleep(2.5)  # another purge pass or more
+        self.assertEqual(self.srv.rows("SELECT id FROM events"), [("evt_purge_dead",)])
+        status, body, _ = self.srv.admin("/admin/events/evt_purge_dead/replay", method="POST", body=b"{}",
+                                         headers={"content-type": "application/json"})
+        self.assertEqual((status, json.loads(body)["replayed"]), (200, 1), body)
+        self.srv.wait_for(lambda: self.srv.count("RAN evt_purge_dead") == 2, what="the replay ran")
 
 
 if __name__ == "__main__":

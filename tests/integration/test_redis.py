@@ -114,8 +114,19 @@ class SeveralInstances(unittest.TestCase):
     def tearDown(self):
         for s in (self.a, self.b):
             if s.proc is not None:
-                s.stop()
+                self.assertEqual(s.stop(), 0, s.log()[-3000:])
         self.redis.close()
+
+    def test_one_id_through_every_endpoint_is_one_event(self):
+        # with and without a category, on either instance: the id alone makes the duplicate
+        body = event("evt_cats")
+        answers = [srv.post(body, signed_headers(body), path=path)[1]["status"]
+                   for srv, path in ((self.a, "/webhooks/unizo"), (self.b, "/webhooks/unizo/scm"),
+                                     (self.a, "/webhooks/unizo/ticketing"))]
+        self.assertEqual(answers, ["accepted", "duplicate", "duplicate"])
+        self.a.wait_for(lambda: ran((self.a, self.b), "evt_cats") == 1)
+        time.sleep(1)
+        self.assertEqual(ran((self.a, self.b), "evt_cats"), 1)
 
     def test_the_same_event_on_both_is_accepted_once_and_runs_once(self):
         body = event("evt_both")

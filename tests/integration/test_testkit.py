@@ -19,6 +19,32 @@ def run(*args):
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
+class KvTtl(unittest.TestCase):
+    """kv.set's ttl in seconds, as a number or as text, on the test runner's clock."""
+
+    def test_a_numeric_ttl_is_seconds(self):
+        d = tempfile.mkdtemp(prefix="sy-ttl-")
+        with open(os.path.join(d, "ttl.lua"), "w") as f:
+            f.write('rule { name = "ttl", on = "scm.*", run = function(ev)\n'
+                    '  kv.set("n:" .. ev.id, "number", 60); kv.set("t:" .. ev.id, "text", "2m") end }\n')
+        with open(os.path.join(d, "ttl_test.lua"), "w") as f:
+            f.write('test("ttl", function()\n'
+                    '  fire({ id = "e1", type = "scm.x", integration = { id = "i", type = "github" } })\n'
+                    '  advance(59)\n'
+                    '  expect(kv.get("n:e1")).to_be("number")\n'
+                    '  advance(2)\n'
+                    '  expect(kv.get("n:e1")).to_be(nil)\n'
+                    '  expect(kv.get("t:e1")).to_be("text")\n'
+                    '  advance(60)\n'
+                    '  expect(kv.get("t:e1")).to_be(nil)\n'
+                    'end)\n')
+        env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_CONFIG"}
+        p = subprocess.run([BIN, "test", d], capture_output=True, cwd=d, env=env, timeout=60)
+        out = p.stdout.decode() + p.stderr.decode()
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("1 passed, 0 failed", out)
+
+
 class WhichRules(unittest.TestCase):
     """Without -c, a test sees the rule files beside it: never the demo's."""
 

@@ -32,6 +32,43 @@ static bool fails(struct sy_lua *lx, const char *code, const char *want)
     return true;
 }
 
+struct dumped {
+    unsigned char bytes[1024];
+    size_t n;
+};
+
+static int collect(lua_State *L, const void *p, size_t n, void *ud)
+{
+    (void)L;
+    struct dumped *d = ud;
+    if (n > sizeof(d->bytes) - d->n) {
+        return 1;
+    }
+    memcpy(d->bytes + d->n, p, n);
+    d->n += n;
+    return 0;
+}
+
+/*
+ * A snippet loading a whole, valid precompiled chunk (made by a plain Lua state, outside the
+ * sandbox): only the mode the sandbox gives load() can refuse it.
+ */
+static const char *binary_chunk_load(void)
+{
+    static char code[5000];
+    struct dumped d = {.n = 0};
+    lua_State *L = luaL_newstate();
+    CHECK(luaL_loadstring(L, "return 42") == LUA_OK);
+    CHECK(lua_dump(L, collect, &d, 1) == 0 && d.n > 4);
+    lua_close(L);
+    size_t at = (size_t)snprintf(code, sizeof(code), "local f = assert(load('");
+    for (size_t i = 0; i < d.n && at + 8 < sizeof(code); i++) {
+        at += (size_t)snprintf(code + at, sizeof(code) - at, "\\%03u", d.bytes[i]);
+    }
+    snprintf(code + at, sizeof(code) - at, "')); assert(f() ~= 42)");
+    return code;
+}
+
 static void test_escapes(void)
 {
     struct sy_lua *lx = fresh();
@@ -49,6 +86,7 @@ static void test_escapes(void)
     CHECK(fails(lx, "package.loaded.io.open('/etc/passwd')", "package"));
     /* a precompiled chunk is refused even when someone has the bytes */
     CHECK(fails(lx, "local f = assert(load('\\27Lua\\x54\\0'))", "binary"));
+    CHECK(fails(lx, binary_chunk_load(), "attempt to load a binary chunk"));
     /* the string metatable is hidden and the library tables are read-only */
     CHECK(fails(lx, "getmetatable('').__index = {}", "index a boolean"));
     CHECK(fails(lx, "string.rep = nil", "read-only"));
@@ -90,16 +128,18 @@ static void test_rules_and_limits(void)
     CHECK_STR(rules[0].file, "rules/good.lua");
     CHECK_STR(rules[1].on[0], "incidents.*");
 
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
-    CHECK(sy_lua_run(lx, "counter", "e2", ev_draft, strlen(ev_draft), NULL, 0, NULL, err, sizeof(err)) ==
-          SY_LUA_SKIPPED);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "counter", "e2", ev_draft, strlen(ev_draft), NULL, 0, NULL, err,
+                     sizeof(err)) == SY_LUA_SKIPPED);
     CHECK(run_code(lx, "assert(seen == 1 and last_title == 'Add OAuth')") == SY_LUA_OK);
 
     CHECK(sy_lua_run(lx, "gives-up", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
           SY_LUA_PERMANENT);
     CHECK_STR(err, "no such team: nil");
 
-    CHECK(sy_lua_run(lx, "fails", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_ERROR);
+    CHECK(sy_lua_run(lx, "fails", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_ERROR);
     if (strstr(err, "rules/good.lua:49: attempt to index a nil value") == NULL) {
         fprintf(stderr, "got: %s\n", err);
         check_failures++;
@@ -107,27 +147,32 @@ static void test_rules_and_limits(void)
     CHECK(strstr(err, "stack traceback") != NULL);
 
     /* an endless loop fails its job; the same state then runs the next job */
-    CHECK(sy_lua_run(lx, "spins", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_LIMIT);
+    CHECK(sy_lua_run(lx, "spins", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_LIMIT);
     if (strstr(err, "instruction limit exceeded") == NULL) {
         fprintf(stderr, "got: %s\n", err);
         check_failures++;
     }
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_OK);
     /* pcall cannot swallow the budget */
-    CHECK(sy_lua_run(lx, "spins-in-pcall", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
-          SY_LUA_LIMIT);
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "spins-in-pcall", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err,
+                     sizeof(err)) == SY_LUA_LIMIT);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_OK);
     /* a memory bomb fails its job */
-    CHECK(sy_lua_run(lx, "eats-memory", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
-          SY_LUA_LIMIT);
+    CHECK(sy_lua_run(lx, "eats-memory", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err,
+                     sizeof(err)) == SY_LUA_LIMIT);
     CHECK(strstr(err, "memory") != NULL);
     sy_lua_free(lx);
 
     /* the engine rebuilds the state after a limit; a fresh one runs normally */
     lx = fresh();
     CHECK(sy_lua_load_file(lx, path("good.lua"), "rules/good.lua", &e) == SY_OK);
-    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_OK);
-    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) == SY_LUA_PERMANENT);
+    CHECK(sy_lua_run(lx, "counter", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_OK);
+    CHECK(sy_lua_run(lx, "nope", "e1", ev_pr, strlen(ev_pr), NULL, 0, NULL, err, sizeof(err)) ==
+          SY_LUA_PERMANENT);
     sy_lua_free(lx);
 }
 
