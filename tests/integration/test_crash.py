@@ -82,12 +82,11 @@ class CrashConsistency(unittest.TestCase):
         # counts too), and no job ran for an event that was not stored
         self.assertEqual(set(runs), stored)
         # only a job in flight at a kill runs again (running, or finished with its outcome not yet
-        # committed): once in the run that was killed, then once in the next; never twice in one
-        # run, and never again after a run that was not killed
+        # committed): at most once per server run (a run killed before it got to the job again
+        # leaves a gap), so never twice in one run, and only the last run was not killed
         for e in twice:
             ks = ran_in[e]
-            self.assertEqual(ks, list(range(ks[0], ks[0] + len(ks))), (e, ks))
-            self.assertLess(ks[0], len(instances) - 1, e)
+            self.assertEqual(ks, sorted(set(ks)), (e, ks))
 
 
 if __name__ == "__main__":
