@@ -298,6 +298,15 @@ static void complete(struct xfer *x, int rc)
     done(ctx, rc);
 }
 
+/*
+ * The monotonic millisecond 'ms' from now, rounded up: part of the clock's current millisecond
+ * has already passed, and a wait the API asked for (Retry-After) must not end early.
+ */
+static int64_t mono_after(int64_t ms)
+{
+    return sy_mono_ms() + 1 + ms;
+}
+
 static void put_waiting(struct sy_unizo *u, struct xfer *x)
 {
     x->next = NULL;
@@ -370,7 +379,7 @@ static void attempt_over(struct xfer *x, CURLcode cc)
     int64_t hold_ms = x->retry_after_s >= 0 ? (int64_t)(x->retry_after_s * 1000.0) : -1;
     if (x->flow >= 0 && (status == 429 || (hold_ms >= 0 && retryable_status(status)))) {
         /* the API said slow down: every call to this integration waits, not only this one */
-        sy_flow_hold(u->flow, x->flow, sy_mono_ms() + (hold_ms >= 0 ? hold_ms : 1000));
+        sy_flow_hold(u->flow, x->flow, mono_after(hold_ms >= 0 ? hold_ms : 1000));
     }
     if (x->flow >= 0) {
         /* after the hold: another worker must not take the slot and send in between */
@@ -401,7 +410,7 @@ static void attempt_over(struct xfer *x, CURLcode cc)
     snprintf(w, sizeof(w), "%.2fs", (double)wait_ms / 1000.0);
     sy_log(SY_LOG_WARN, "unizo call will be retried", "method", req->method, "path", req->path,
            "status", status ? st : NULL, "error", status ? NULL : resp->error, "wait", w, NULL);
-    x->not_before = sy_mono_ms() + wait_ms;
+    x->not_before = mono_after(wait_ms);
     put_waiting(u, x);
 }
 
