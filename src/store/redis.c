@@ -268,9 +268,6 @@ static void *writer_main(void *arg)
         }
         sy_histogram_observe(&sy_metrics.commit_seconds, sy_mono_s() - t0);
         sy_histogram_observe(&sy_metrics.batch_size, (double)n);
-        pthread_mutex_lock(&s->mu);
-        s->healthy = status == SY_OK;
-        pthread_mutex_unlock(&s->mu);
         sy_health_note(&s->health, status == SY_OK, "an append failed");
         while (batch != NULL) {
             struct sy_append *next = batch->next;
@@ -353,9 +350,6 @@ static void *pinger_main(void *arg)
             c = NULL;
         }
         pthread_mutex_lock(&s->mu);
-        if (ok) {
-            s->healthy = true; /* reachable again: the next append reconnects */
-        }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += PING_EVERY_MS * 1000000L;
@@ -817,7 +811,6 @@ static struct sy_store *open_redis(const struct sy_config *cfg, const char *url,
     s->max_batch = cfg->store.max_batch;
     s->retention_s = cfg->dedupe_retention_ms / 1000;
     s->visibility_ms = cfg->store.visibility_ms;
-    s->healthy = true;
     snprintf(s->prefix, sizeof(s->prefix), "%s", cfg->store.prefix);
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);

@@ -54,7 +54,6 @@ struct redis_store {
     struct sy_append_queue queue;
     size_t max_batch;
     bool closing;
-    bool healthy;
     /* a thread of its own pings Redis, so that probes know without waiting on it */
     struct sy_health health;
     pthread_t pinger;

@@ -316,6 +316,15 @@ class Mock:
         self.proc.wait(10)
 
 
+def free_port():
+    """A loopback port free now (for a peer that must be told its port before it starts)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def raw_exchange(port, payload: bytes, expect_responses=1, timeout=10):
     """Send raw bytes on one connection and read that many HTTP responses."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)

@@ -147,6 +147,8 @@ class LateCheckpoints(ServerTest):
 class Restarts(unittest.TestCase):
     def test_dedupe_survives_restart(self):
         srv = Server().start()
+        # the start-up line says the mode the database really runs with
+        self.assertEqual(srv.count('durability="journal_mode=wal synchronous=full"'), 1, srv.log()[-2000:])
         body = event("evt_restart")
         self.assertEqual(srv.post(body)[1]["status"], "accepted")
         self.assertEqual(srv.stop(), 0, srv.log()[-5000:])

@@ -11,19 +11,11 @@ import tempfile
 import time
 import unittest
 
-from harness import SECRET, Server, event, signed_headers
+from harness import SECRET, Server, event, free_port, signed_headers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EDGE = os.path.join(HERE, "../../examples/edge")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Edge(unittest.TestCase):

@@ -9,15 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, event, signed_headers
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from harness import Server, event, free_port, signed_headers
 
 
 class Redis:
